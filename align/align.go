@@ -1,0 +1,371 @@
+// Package align finds faces in photos and crops each one to the 112×112 RGB
+// chip the ArcFace family of embedders expects.
+//
+// The pipeline (see DESIGN.md): decode with GoCV; detect faces with the
+// UltraFace detector on a 320×240 copy (score threshold, then greedy
+// non-maximum suppression); regress 68 landmarks on each face box at full
+// resolution; reduce them to five points (eye centres, nose tip, mouth
+// corners); fit the least-squares similarity transform onto the ArcFace
+// template (Umeyama, in Go); warp with GoCV's WarpAffine.
+package align
+
+import (
+	"errors"
+	"fmt"
+	"image"
+	"image/color"
+	"math"
+	"sort"
+
+	"gocv.io/x/gocv"
+
+	"github.com/facever/facever/internal/infer"
+	"github.com/facever/facever/models"
+)
+
+// ChipSize is the side of an aligned face in pixels.
+const ChipSize = 112
+
+// Template is the ArcFace 112×112 five-point template: left eye, right eye,
+// nose tip, left mouth corner, right mouth corner (insightface, arcface_torch;
+// REFERENCE.md "Alignment").
+var Template = [5]Point{
+	{38.2946, 51.6963}, {73.5318, 51.5014}, {56.0252, 71.7366}, {41.5493, 92.3655}, {70.7299, 92.2041},
+}
+
+// Sentinel errors callers branch on.
+var (
+	// ErrNoFace: the detector found no face above the score threshold.
+	ErrNoFace = errors.New("no face found")
+	// ErrMultipleFaces: several faces where exactly one was required.
+	ErrMultipleFaces = errors.New("several faces found")
+)
+
+// Options tune detection.
+type Options struct {
+	// Score is the minimum detector score (default 0.65).
+	Score float32
+	// NMS is the IoU above which a lower-scored box is suppressed (default 0.4).
+	NMS float64
+	// MinFace is the smallest face side in pixels kept (default 0: all).
+	MinFace int
+}
+
+// DefaultOptions are the thresholds of DESIGN.md.
+var DefaultOptions = Options{Score: 0.65, NMS: 0.4}
+
+// Face is one detected face, in the pixel coordinates of the original photo.
+type Face struct {
+	// Box is the detector's box: X1, Y1, X2, Y2.
+	Box [4]float64
+	// Score is the detector's face probability.
+	Score float32
+	// Landmarks are the five points: left eye, right eye, nose, mouth left, mouth right.
+	Landmarks [5]Point
+	// Points68 are the 68 landmarks the five come from.
+	Points68 [68]Point
+}
+
+// Width and Height of the face box.
+func (f Face) Width() float64 { return f.Box[2] - f.Box[0] }
+
+// Height of the face box.
+func (f Face) Height() float64 { return f.Box[3] - f.Box[1] }
+
+// Area of the face box.
+func (f Face) Area() float64 { return f.Width() * f.Height() }
+
+// Chip is an aligned face: ChipSize×ChipSize pixels, RGB, row-major,
+// 3 bytes per pixel.
+type Chip struct {
+	Pix []uint8
+}
+
+// RGBA converts the chip to a Go image (to write it as PNG).
+func (c Chip) RGBA() *image.RGBA {
+	img := image.NewRGBA(image.Rect(0, 0, ChipSize, ChipSize))
+	for i := 0; i < ChipSize*ChipSize; i++ {
+		img.Pix[4*i], img.Pix[4*i+1], img.Pix[4*i+2], img.Pix[4*i+3] = c.Pix[3*i], c.Pix[3*i+1], c.Pix[3*i+2], 255
+	}
+	return img
+}
+
+// ChipFromImage reads an already aligned face (any size is resized to
+// ChipSize×ChipSize) into a Chip, for datasets that ship aligned faces.
+func ChipFromImage(im *Image) Chip {
+	m := im.Mat
+	var resized gocv.Mat
+	if m.Cols() != ChipSize || m.Rows() != ChipSize {
+		resized = gocv.NewMat()
+		defer resized.Close()
+		gocv.Resize(m, &resized, image.Pt(ChipSize, ChipSize), 0, 0, gocv.InterpolationArea)
+		m = resized
+	}
+	return chipFromBGR(m)
+}
+
+func chipFromBGR(m gocv.Mat) Chip {
+	b := m.ToBytes()
+	pix := make([]uint8, len(b))
+	for i := 0; i+2 < len(b); i += 3 {
+		pix[i], pix[i+1], pix[i+2] = b[i+2], b[i+1], b[i]
+	}
+	return Chip{Pix: pix}
+}
+
+// Aligner detects faces and aligns them. It holds the detector and landmark
+// sessions; it is safe for concurrent use when the sessions are.
+type Aligner struct {
+	det, lmk infer.Session
+	opt      Options
+}
+
+// New returns an Aligner over a detector session (models.Detect) and a
+// landmark session (models.Landmark).
+func New(det, lmk infer.Session, opt Options) *Aligner {
+	if opt.Score == 0 {
+		opt.Score = DefaultOptions.Score
+	}
+	if opt.NMS == 0 {
+		opt.NMS = DefaultOptions.NMS
+	}
+	return &Aligner{det: det, lmk: lmk, opt: opt}
+}
+
+// padLimit: photos whose longer side is at most this many pixels are padded
+// by a quarter of that side in black before detection, since such photos are
+// usually tight face crops and the detector needs context around a face.
+const padLimit = 640
+
+// Detect finds the faces in im, sorted by decreasing box area. Landmarks are
+// computed at full resolution. Boxes and points are in im's coordinates.
+func (a *Aligner) Detect(im *Image) ([]Face, error) {
+	work, pad, err := padded(im)
+	if err != nil {
+		return nil, err
+	}
+	if pad > 0 {
+		defer work.Close()
+	}
+	faces, err := a.detect(work)
+	if err != nil {
+		return nil, err
+	}
+	if len(faces) == 0 && pad == 0 && max(im.Width(), im.Height()) > padLimit {
+		// A large photo whose face touches the border: try once with padding.
+		pad = max(im.Width(), im.Height()) / 4
+		big := gocv.NewMat()
+		defer big.Close()
+		gocv.CopyMakeBorder(im.Mat, &big, pad, pad, pad, pad, gocv.BorderConstant, color.RGBA{})
+		work = big
+		if faces, err = a.detect(work); err != nil {
+			return nil, err
+		}
+	}
+	for i := range faces {
+		if err := a.landmarks(work, &faces[i]); err != nil {
+			return nil, err
+		}
+	}
+	if pad > 0 {
+		p := float64(pad)
+		for i := range faces {
+			f := &faces[i]
+			for k := range f.Box {
+				f.Box[k] -= p
+			}
+			for k := range f.Landmarks {
+				f.Landmarks[k].X -= p
+				f.Landmarks[k].Y -= p
+			}
+			for k := range f.Points68 {
+				f.Points68[k].X -= p
+				f.Points68[k].Y -= p
+			}
+		}
+	}
+	if a.opt.MinFace > 0 {
+		kept := faces[:0]
+		for _, f := range faces {
+			if math.Min(f.Width(), f.Height()) >= float64(a.opt.MinFace) {
+				kept = append(kept, f)
+			}
+		}
+		faces = kept
+	}
+	sort.SliceStable(faces, func(i, j int) bool { return faces[i].Area() > faces[j].Area() })
+	return faces, nil
+}
+
+// padded returns the image to detect on and the padding applied.
+func padded(im *Image) (gocv.Mat, int, error) {
+	if im == nil || im.Mat.Empty() {
+		return gocv.Mat{}, 0, fmt.Errorf("%w: empty image", ErrNotImage)
+	}
+	side := max(im.Width(), im.Height())
+	if side > padLimit {
+		return im.Mat, 0, nil
+	}
+	pad := side / 4
+	big := gocv.NewMat()
+	gocv.CopyMakeBorder(im.Mat, &big, pad, pad, pad, pad, gocv.BorderConstant, color.RGBA{})
+	return big, pad, nil
+}
+
+// detect runs the detector on m (BGR) and returns the kept boxes in m's pixels.
+func (a *Aligner) detect(m gocv.Mat) ([]Face, error) {
+	in, ih := models.Detect.Shape[3], models.Detect.Shape[2]
+	small := gocv.NewMat()
+	defer small.Close()
+	interp := gocv.InterpolationLinear
+	if m.Cols() >= 2*in || m.Rows() >= 2*ih {
+		interp = gocv.InterpolationArea // a downscaled copy without aliasing
+	}
+	gocv.Resize(m, &small, image.Pt(in, ih), 0, 0, interp)
+	x := infer.NewTensor(1, 3, ih, in)
+	bgrToCHW(small.ToBytes(), x.Data, in*ih, models.Detect.Mean, models.Detect.Scale)
+	outs, err := a.det.Run(map[string]infer.Tensor{models.Detect.Input: x}, models.Detect.Outputs)
+	if err != nil {
+		return nil, fmt.Errorf("detector: %w", err)
+	}
+	scores, boxes := outs[0], outs[1]
+	n := len(scores.Data) / 2
+	if len(boxes.Data) != 4*n {
+		return nil, fmt.Errorf("detector: %d scores but %d box values", n, len(boxes.Data))
+	}
+	w, h := float64(m.Cols()), float64(m.Rows())
+	var cand []Face
+	for i := 0; i < n; i++ {
+		s := scores.Data[2*i+1]
+		if s < a.opt.Score || math.IsNaN(float64(s)) {
+			continue
+		}
+		b := boxes.Data[4*i : 4*i+4]
+		cand = append(cand, Face{Score: s, Box: [4]float64{float64(b[0]) * w, float64(b[1]) * h, float64(b[2]) * w, float64(b[3]) * h}})
+	}
+	return nms(cand, a.opt.NMS), nil
+}
+
+// nms is greedy non-maximum suppression: visit boxes by decreasing score and
+// keep a box unless its IoU with a kept box exceeds thr.
+func nms(c []Face, thr float64) []Face {
+	sort.SliceStable(c, func(i, j int) bool { return c[i].Score > c[j].Score })
+	var kept []Face
+	for _, f := range c {
+		ok := true
+		for _, k := range kept {
+			if iou(f.Box, k.Box) > thr {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			kept = append(kept, f)
+		}
+	}
+	return kept
+}
+
+func iou(a, b [4]float64) float64 {
+	ix := math.Min(a[2], b[2]) - math.Max(a[0], b[0])
+	iy := math.Min(a[3], b[3]) - math.Max(a[1], b[1])
+	if ix <= 0 || iy <= 0 {
+		return 0
+	}
+	inter := ix * iy
+	union := (a[2]-a[0])*(a[3]-a[1]) + (b[2]-b[0])*(b[3]-b[1]) - inter
+	if union <= 0 {
+		return 0
+	}
+	return inter / union
+}
+
+// landmarks fills f.Points68 and f.Landmarks from the landmark model run on
+// the face box of m.
+func (a *Aligner) landmarks(m gocv.Mat, f *Face) error {
+	x1, y1 := max(int(f.Box[0]), 0), max(int(f.Box[1]), 0)
+	x2, y2 := min(int(f.Box[2]), m.Cols()), min(int(f.Box[3]), m.Rows())
+	if x2-x1 < 2 || y2-y1 < 2 {
+		return fmt.Errorf("face box %v is outside the image", f.Box)
+	}
+	crop := m.Region(image.Rect(x1, y1, x2, y2))
+	defer crop.Close()
+	side := models.Landmark.Shape[3]
+	small := gocv.NewMat()
+	defer small.Close()
+	gocv.Resize(crop, &small, image.Pt(side, side), 0, 0, gocv.InterpolationLinear)
+	grey := gocv.NewMat()
+	defer grey.Close()
+	gocv.CvtColor(small, &grey, gocv.ColorBGRToGray)
+	x := infer.NewTensor(1, 1, side, side)
+	for i, v := range grey.ToBytes() {
+		x.Data[i] = (float32(v) - models.Landmark.Mean) * models.Landmark.Scale
+	}
+	outs, err := a.lmk.Run(map[string]infer.Tensor{models.Landmark.Input: x}, models.Landmark.Outputs)
+	if err != nil {
+		return fmt.Errorf("landmarks: %w", err)
+	}
+	p := outs[0].Data
+	if len(p) != 136 {
+		return fmt.Errorf("landmarks: model gave %d values, want 136", len(p))
+	}
+	bw, bh := float64(x2-x1), float64(y2-y1)
+	for i := 0; i < 68; i++ {
+		f.Points68[i] = Point{float64(p[2*i])*bw + float64(x1), float64(p[2*i+1])*bh + float64(y1)}
+	}
+	f.Landmarks = FivePoints(&f.Points68)
+	return nil
+}
+
+func mean(pts *[68]Point, idx ...int) Point {
+	var p Point
+	for _, i := range idx {
+		p.X += pts[i].X
+		p.Y += pts[i].Y
+	}
+	return Point{p.X / float64(len(idx)), p.Y / float64(len(idx))}
+}
+
+// FivePoints reduces 68 landmarks (iBUG 300-W order, 0-based) to the five of
+// the ArcFace template: left eye = mean of 37, 38, 40, 41; right eye = mean of
+// 43, 44, 46, 47; nose = 30; mouth left = mean of 48 and 60; mouth right =
+// mean of 54 and 64 (DESIGN.md).
+func FivePoints(p *[68]Point) [5]Point {
+	return [5]Point{
+		mean(p, 37, 38, 40, 41),
+		mean(p, 43, 44, 46, 47),
+		p[30],
+		mean(p, 48, 60),
+		mean(p, 54, 64),
+	}
+}
+
+// Align warps the face of im onto the ArcFace template and returns the
+// 112×112 RGB chip.
+func Align(im *Image, f Face) (Chip, error) {
+	t, err := Similarity(f.Landmarks[:], Template[:])
+	if err != nil {
+		return Chip{}, fmt.Errorf("align: %w", err)
+	}
+	mt := gocv.NewMatWithSize(2, 3, gocv.MatTypeCV64F)
+	defer mt.Close()
+	for r := 0; r < 2; r++ {
+		for c := 0; c < 3; c++ {
+			mt.SetDoubleAt(r, c, t[r][c])
+		}
+	}
+	out := gocv.NewMat()
+	defer out.Close()
+	gocv.WarpAffineWithParams(im.Mat, &out, mt, image.Pt(ChipSize, ChipSize), gocv.InterpolationLinear, gocv.BorderConstant, color.RGBA{})
+	return chipFromBGR(out), nil
+}
+
+// bgrToCHW converts interleaved BGR bytes to planar RGB floats (p−mean)·scale.
+func bgrToCHW(b []byte, dst []float32, plane int, mean, scale float32) {
+	r, g, bl := dst[:plane], dst[plane:2*plane], dst[2*plane:3*plane]
+	for i := 0; i < plane; i++ {
+		bl[i] = (float32(b[3*i]) - mean) * scale
+		g[i] = (float32(b[3*i+1]) - mean) * scale
+		r[i] = (float32(b[3*i+2]) - mean) * scale
+	}
+}

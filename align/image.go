@@ -1,0 +1,159 @@
+package align
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"image"
+	_ "image/gif" // register GIF for DecodeConfig
+	_ "image/jpeg"
+	_ "image/png"
+	"os"
+
+	"gocv.io/x/gocv"
+)
+
+// Limits on what Decode accepts, so that a hostile or mistaken file cannot
+// exhaust memory.
+var (
+	// MaxFileBytes is the largest image file read.
+	MaxFileBytes int64 = 64 << 20
+	// MaxPixels is the largest width×height decoded (100 megapixels).
+	MaxPixels = 100_000_000
+)
+
+// ErrNotImage is returned for data that is not a JPEG, PNG or other image
+// OpenCV can decode, including truncated files.
+var ErrNotImage = errors.New("not a readable image")
+
+// ErrTooLarge is returned for images above MaxPixels or MaxFileBytes.
+var ErrTooLarge = errors.New("image too large")
+
+// ErrTooSmall is returned for images too small to hold a face.
+var ErrTooSmall = errors.New("image too small")
+
+// MinSide is the smallest width or height accepted (pixels).
+const MinSide = 16
+
+// Image is a decoded photo in OpenCV's BGR order. Call Close when done.
+type Image struct {
+	// Mat is the 8-bit, 3-channel BGR image.
+	Mat gocv.Mat
+}
+
+// Width and Height of the image in pixels.
+func (im *Image) Width() int { return im.Mat.Cols() }
+
+// Height of the image in pixels.
+func (im *Image) Height() int { return im.Mat.Rows() }
+
+// Close releases the image's memory.
+func (im *Image) Close() error { return im.Mat.Close() }
+
+// Load reads and decodes an image file; see Decode.
+func Load(path string) (*Image, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st.IsDir() {
+		return nil, fmt.Errorf("%s is a directory, not an image", path)
+	}
+	if st.Size() > MaxFileBytes {
+		return nil, fmt.Errorf("%w: %s is %d MiB, the limit is %d MiB", ErrTooLarge, path, st.Size()>>20, MaxFileBytes>>20)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	im, err := Decode(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return im, nil
+}
+
+// Decode decodes JPEG, PNG and the other formats OpenCV reads into a BGR
+// image. The header is checked first: images over MaxPixels are refused
+// before any pixel memory is allocated. An empty, truncated or non-image
+// input is ErrNotImage (OpenCV's imdecode returns an empty Mat with no error
+// for those; that case is caught here).
+func Decode(data []byte) (*Image, error) {
+	if len(data) == 0 {
+		return nil, fmt.Errorf("%w: empty file", ErrNotImage)
+	}
+	if int64(len(data)) > MaxFileBytes {
+		return nil, fmt.Errorf("%w: %d MiB, the limit is %d MiB", ErrTooLarge, len(data)>>20, MaxFileBytes>>20)
+	}
+	cfg, format, err := image.DecodeConfig(bytes.NewReader(data))
+	if err == nil {
+		if int64(cfg.Width)*int64(cfg.Height) > int64(MaxPixels) {
+			return nil, fmt.Errorf("%w: %s header says %d×%d pixels, the limit is %d megapixels", ErrTooLarge, format, cfg.Width, cfg.Height, MaxPixels/1_000_000)
+		}
+		if cfg.Width < MinSide || cfg.Height < MinSide {
+			return nil, fmt.Errorf("%w: %d×%d pixels, at least %d×%d needed to find a face", ErrTooSmall, cfg.Width, cfg.Height, MinSide, MinSide)
+		}
+	} else if !otherFormat(data) {
+		return nil, fmt.Errorf("%w: %v", ErrNotImage, err)
+	}
+	m, err := gocv.IMDecode(data, gocv.IMReadColor)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNotImage, err)
+	}
+	if m.Empty() {
+		m.Close()
+		return nil, fmt.Errorf("%w: the data is corrupt or truncated", ErrNotImage)
+	}
+	if m.Cols() < MinSide || m.Rows() < MinSide {
+		w, h := m.Cols(), m.Rows()
+		m.Close()
+		return nil, fmt.Errorf("%w: %d×%d pixels, at least %d×%d needed to find a face", ErrTooSmall, w, h, MinSide, MinSide)
+	}
+	if int64(m.Cols())*int64(m.Rows()) > int64(MaxPixels) {
+		w, h := m.Cols(), m.Rows()
+		m.Close()
+		return nil, fmt.Errorf("%w: %d×%d pixels, the limit is %d megapixels", ErrTooLarge, w, h, MaxPixels/1_000_000)
+	}
+	return &Image{Mat: m}, nil
+}
+
+// otherFormat reports whether data starts like a BMP, TIFF or WebP file,
+// formats that OpenCV decodes but Go's image package does not; their size is
+// checked after decoding (OpenCV caps decodes at 2³⁰ pixels itself).
+func otherFormat(data []byte) bool {
+	switch {
+	case bytes.HasPrefix(data, []byte("BM")):
+		return true
+	case bytes.HasPrefix(data, []byte("II*\x00")), bytes.HasPrefix(data, []byte("MM\x00*")):
+		return true
+	case len(data) > 12 && bytes.Equal(data[:4], []byte("RIFF")) && bytes.Equal(data[8:12], []byte("WEBP")):
+		return true
+	}
+	return false
+}
+
+// FromRGBA wraps a Go image as a BGR Image (for callers that already hold
+// pixels in memory).
+func FromRGBA(img image.Image) (*Image, error) {
+	b := img.Bounds()
+	if b.Dx() < MinSide || b.Dy() < MinSide {
+		return nil, fmt.Errorf("%w: %d×%d pixels", ErrTooSmall, b.Dx(), b.Dy())
+	}
+	buf := make([]byte, 0, b.Dx()*b.Dy()*3)
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			r, g, bb, _ := img.At(x, y).RGBA()
+			buf = append(buf, byte(bb>>8), byte(g>>8), byte(r>>8))
+		}
+	}
+	m, err := gocv.NewMatFromBytes(b.Dy(), b.Dx(), gocv.MatTypeCV8UC3, buf)
+	if err != nil {
+		return nil, err
+	}
+	return &Image{Mat: m}, nil
+}

