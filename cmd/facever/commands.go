@@ -1,0 +1,26 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/facever/facever/internal/pipeline"
+)
+
+// commands lists every subcommand of the CLI.
+func commands() []*cli.Command {
+	return []*cli.Command{
+		verifyCommand(),
+		detectCommand(),
+		alignCommand(),
+		embedCommand(),
+	}
+}
+
+var headFlag = &cli.StringFlag{Name: "head", Usage: "a head file made by `facever train`: embeddings are its projection of the backbone feature"}
+
+// useHead loads the --head file for the pipeline's backbone.
+func useHead(c *cli.Context, p *pipeline.Pipeline) error {
+	return fmt.Errorf("--head: trained heads are not available in this build yet")
+}

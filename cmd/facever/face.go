@@ -1,0 +1,367 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/facever/facever/align"
+	"github.com/facever/facever/internal/pipeline"
+	"github.com/facever/facever/internal/session"
+	"github.com/facever/facever/verify"
+)
+
+func defaultRuntime() string { return session.Default }
+
+func runtimeChoices() string { return strings.Join(session.Runtimes, " or ") }
+
+var jsonFlag = &cli.BoolFlag{Name: "json", Usage: "print one JSON document on stdout instead of text"}
+
+var alignedFlag = &cli.BoolFlag{Name: "aligned", Usage: "the photos are already aligned 112×112 faces: no detection, no warp"}
+
+var scoreFlag = &cli.Float64Flag{Name: "min-score", Value: float64(align.DefaultOptions.Score), Usage: "detector score below which a box is not a face"}
+
+// openPipeline loads the models named by the global flags.
+func openPipeline(c *cli.Context, embed bool) (*pipeline.Pipeline, error) {
+	opt := align.DefaultOptions
+	if c.IsSet("min-score") {
+		opt.Score = float32(c.Float64("min-score"))
+	}
+	p, err := pipeline.Open(pipeline.Config{
+		ModelsDir: c.String("models"),
+		Runtime:   c.String("runtime"),
+		Detect:    opt,
+	}, embed)
+	if err != nil {
+		return nil, err
+	}
+	if embed && c.String("head") != "" {
+		if err := useHead(c, p); err != nil {
+			p.Close()
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// faceError turns a pipeline error into an exit-2 error with advice.
+func faceError(err error) error {
+	switch {
+	case errors.Is(err, align.ErrNoFace):
+		return fail(fmt.Errorf("%v: try a photo where the face is larger, frontal and lit, or lower --min-score", err))
+	case errors.Is(err, os.ErrNotExist):
+		return fail(err)
+	}
+	return fail(err)
+}
+
+func boxJSON(f align.Face) map[string]any {
+	lm := make([][2]float64, 5)
+	for i, p := range f.Landmarks {
+		lm[i] = [2]float64{round2(p.X), round2(p.Y)}
+	}
+	return map[string]any{
+		"box":       [4]float64{round2(f.Box[0]), round2(f.Box[1]), round2(f.Box[2]), round2(f.Box[3])},
+		"score":     round4(float64(f.Score)),
+		"landmarks": lm,
+	}
+}
+
+func round2(x float64) float64 { return float64(int64(x*100+0.5*sign(x))) / 100 }
+func round4(x float64) float64 { return float64(int64(x*1e4+0.5*sign(x))) / 1e4 }
+func sign(x float64) float64 {
+	if x < 0 {
+		return -1
+	}
+	return 1
+}
+
+func verifyCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "verify",
+		Usage:     "say whether two photos show the same person",
+		ArgsUsage: "PHOTO_A PHOTO_B",
+		Description: `Finds the face in each photo (the largest one when there are several, and
+says so), embeds both and compares them by cosine similarity.
+
+Exit status: 0 same person, 1 different person, 2 error (unreadable file, no face,
+missing model...).
+
+Examples:
+   facever verify a.jpg b.jpg
+   facever verify --threshold 0.5 --json a.jpg b.jpg
+   facever verify --aligned face1.png face2.png`,
+		Flags: []cli.Flag{
+			&cli.Float64Flag{Name: "threshold", Value: verify.DefaultThreshold, Usage: "cosine similarity at or above which the faces are the same person"},
+			jsonFlag, alignedFlag, scoreFlag, headFlag,
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 2 {
+				return cli.Exit("verify needs exactly two photos: facever verify PHOTO_A PHOTO_B", exitError)
+			}
+			p, err := openPipeline(c, true)
+			if err != nil {
+				return fail(err)
+			}
+			defer p.Close()
+			var photos [2]*pipeline.Photo
+			for i := 0; i < 2; i++ {
+				if photos[i], err = p.Face(c.Args().Get(i), c.Bool("aligned")); err != nil {
+					return faceError(err)
+				}
+			}
+			embs, err := p.Embedder.Embed([]align.Chip{photos[0].Chip, photos[1].Chip})
+			if err != nil {
+				return fail(err)
+			}
+			d := verify.Decide(embs[0], embs[1], c.Float64("threshold"))
+			w := c.App.Writer
+			if c.Bool("json") {
+				type photoJSON struct {
+					Path  string         `json:"path"`
+					Faces int            `json:"faces"`
+					Face  map[string]any `json:"face,omitempty"`
+				}
+				out := struct {
+					verify.Decision
+					Photos  [2]photoJSON `json:"photos"`
+					Model   string       `json:"model"`
+					Head    string       `json:"head,omitempty"`
+					Runtime string       `json:"runtime"`
+				}{Decision: d, Model: p.Backbone.Name, Head: c.String("head"), Runtime: c.String("runtime")}
+				for i, ph := range photos {
+					out.Photos[i] = photoJSON{Path: ph.Path, Faces: len(ph.Faces)}
+					if len(ph.Faces) > 0 {
+						out.Photos[i].Face = boxJSON(ph.Faces[0])
+					}
+				}
+				if err := writeJSON(w, out); err != nil {
+					return fail(err)
+				}
+			} else {
+				for _, ph := range photos {
+					if len(ph.Faces) > 1 {
+						fmt.Fprintf(w, "%s: %d faces, using the largest\n", ph.Path, len(ph.Faces))
+					}
+				}
+				verdict := "different person"
+				if d.Same {
+					verdict = "same person"
+				}
+				fmt.Fprintf(w, "%s (similarity %.3f, threshold %.3f)\n", verdict, d.Similarity, d.Threshold)
+			}
+			if !d.Same {
+				return cli.Exit("", exitNegative)
+			}
+			return nil
+		},
+	}
+}
+
+func detectCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "detect",
+		Usage:     "find the faces in photos: box, score and five landmarks of each",
+		ArgsUsage: "PHOTO...",
+		Description: `Prints each face's box (x1 y1 x2 y2 in pixels), detector score and five
+landmarks (left eye, right eye, nose, left and right mouth corner), largest face first.
+A photo with no face is reported, not an error; an unreadable photo is (exit 2).
+
+Example:
+   facever detect --json group.jpg`,
+		Flags: []cli.Flag{jsonFlag, scoreFlag},
+		Action: func(c *cli.Context) error {
+			if c.NArg() == 0 {
+				return cli.Exit("detect needs at least one photo", exitError)
+			}
+			p, err := openPipeline(c, false)
+			if err != nil {
+				return fail(err)
+			}
+			defer p.Close()
+			type result struct {
+				Path   string           `json:"path"`
+				Width  int              `json:"width"`
+				Height int              `json:"height"`
+				Faces  []map[string]any `json:"faces"`
+			}
+			var results []result
+			for _, path := range c.Args().Slice() {
+				im, err := align.Load(path)
+				if err != nil {
+					return fail(err)
+				}
+				faces, err := p.Aligner.Detect(im)
+				r := result{Path: path, Width: im.Width(), Height: im.Height(), Faces: []map[string]any{}}
+				im.Close()
+				if err != nil {
+					return fail(fmt.Errorf("%s: %w", path, err))
+				}
+				for _, f := range faces {
+					r.Faces = append(r.Faces, boxJSON(f))
+				}
+				results = append(results, r)
+				if !c.Bool("json") {
+					fmt.Fprintf(c.App.Writer, "%s: %d face(s)\n", path, len(faces))
+					for i, f := range faces {
+						fmt.Fprintf(c.App.Writer, "  face %d: box %.0f,%.0f,%.0f,%.0f score %.3f eyes (%.1f,%.1f) (%.1f,%.1f) nose (%.1f,%.1f) mouth (%.1f,%.1f) (%.1f,%.1f)\n",
+							i+1, f.Box[0], f.Box[1], f.Box[2], f.Box[3], f.Score,
+							f.Landmarks[0].X, f.Landmarks[0].Y, f.Landmarks[1].X, f.Landmarks[1].Y, f.Landmarks[2].X, f.Landmarks[2].Y,
+							f.Landmarks[3].X, f.Landmarks[3].Y, f.Landmarks[4].X, f.Landmarks[4].Y)
+					}
+				}
+			}
+			if c.Bool("json") {
+				return writeJSONOrFail(c, map[string]any{"photos": results})
+			}
+			return nil
+		},
+	}
+}
+
+func writeJSONOrFail(c *cli.Context, v any) error {
+	if err := writeJSON(c.App.Writer, v); err != nil {
+		return fail(err)
+	}
+	return nil
+}
+
+func alignCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "align",
+		Usage:     "write every face of each photo as an aligned 112×112 PNG",
+		ArgsUsage: "PHOTO...",
+		Description: `Each face found is warped onto the ArcFace five-point template and written as
+OUT/<photo name>_<n>.png (n = 1 for the largest face).
+
+Example:
+   facever align --out faces/ team.jpg`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "out", Value: ".", Usage: "directory to write the PNG files to (created if needed)"},
+			jsonFlag, scoreFlag,
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() == 0 {
+				return cli.Exit("align needs at least one photo", exitError)
+			}
+			out := c.String("out")
+			if err := os.MkdirAll(out, 0o755); err != nil {
+				return fail(err)
+			}
+			p, err := openPipeline(c, false)
+			if err != nil {
+				return fail(err)
+			}
+			defer p.Close()
+			var written []string
+			for _, path := range c.Args().Slice() {
+				im, err := align.Load(path)
+				if err != nil {
+					return fail(err)
+				}
+				faces, err := p.Aligner.Detect(im)
+				if err != nil {
+					im.Close()
+					return fail(fmt.Errorf("%s: %w", path, err))
+				}
+				if len(faces) == 0 && !c.Bool("json") {
+					fmt.Fprintf(c.App.ErrWriter, "%s: no face found\n", path)
+				}
+				base := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+				for i, f := range faces {
+					chip, err := align.Align(im, f)
+					if err != nil {
+						im.Close()
+						return fail(err)
+					}
+					name := filepath.Join(out, fmt.Sprintf("%s_%d.png", base, i+1))
+					if err := writePNG(name, chip); err != nil {
+						im.Close()
+						return fail(err)
+					}
+					written = append(written, name)
+					if !c.Bool("json") {
+						fmt.Fprintln(c.App.Writer, name)
+					}
+				}
+				im.Close()
+			}
+			if c.Bool("json") {
+				return writeJSONOrFail(c, map[string]any{"written": written})
+			}
+			return nil
+		},
+	}
+}
+
+func writePNG(name string, chip align.Chip) error {
+	f, err := os.Create(name)
+	if err != nil {
+		return err
+	}
+	if err := png.Encode(f, chip.RGBA()); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func embedCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "embed",
+		Usage:     "print the unit-length embedding of the face in each photo",
+		ArgsUsage: "PHOTO...",
+		Description: `The largest face of each photo is aligned and embedded; with --head, the
+embedding is the trained head's projection of the backbone feature.
+
+Example:
+   facever embed --json a.jpg b.jpg > embeddings.json`,
+		Flags: []cli.Flag{jsonFlag, alignedFlag, scoreFlag, headFlag},
+		Action: func(c *cli.Context) error {
+			if c.NArg() == 0 {
+				return cli.Exit("embed needs at least one photo", exitError)
+			}
+			p, err := openPipeline(c, true)
+			if err != nil {
+				return fail(err)
+			}
+			defer p.Close()
+			type result struct {
+				Path      string    `json:"path"`
+				Faces     int       `json:"faces"`
+				Embedding []float32 `json:"embedding"`
+			}
+			var results []result
+			for _, path := range c.Args().Slice() {
+				ph, err := p.Face(path, c.Bool("aligned"))
+				if err != nil {
+					return faceError(err)
+				}
+				e, err := p.Embedder.Embed([]align.Chip{ph.Chip})
+				if err != nil {
+					return fail(err)
+				}
+				results = append(results, result{Path: path, Faces: len(ph.Faces), Embedding: e[0]})
+				if !c.Bool("json") {
+					var sb strings.Builder
+					for i, v := range e[0] {
+						if i > 0 {
+							sb.WriteByte(' ')
+						}
+						fmt.Fprintf(&sb, "%.6f", v)
+					}
+					fmt.Fprintf(c.App.Writer, "%s: %s\n", path, sb.String())
+				}
+			}
+			if c.Bool("json") {
+				return writeJSONOrFail(c, map[string]any{"model": p.Backbone.Name, "head": c.String("head"), "dim": p.Embedder.Dim(), "photos": results})
+			}
+			return nil
+		},
+	}
+}

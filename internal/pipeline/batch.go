@@ -1,0 +1,134 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+
+	"github.com/facever/facever/align"
+	"github.com/facever/facever/internal/featcache"
+	"github.com/facever/facever/models"
+)
+
+// Result is the backbone feature of one photo, or why there is none.
+type Result struct {
+	Path    string
+	Faces   int
+	Feature []float32 // normalised backbone feature; nil when Err != nil
+	Err     error
+}
+
+// BatchOptions control Features.
+type BatchOptions struct {
+	// Aligned: the photos are aligned faces already.
+	Aligned bool
+	// Workers is the number of photos processed at once (default: cores).
+	Workers int
+	// Cache, when not nil, is consulted and filled.
+	Cache *featcache.Cache
+	// Progress, when not nil, is called after each photo with the count done.
+	Progress func(done, total int)
+}
+
+// Features computes the backbone feature of every photo, using every core
+// and the cache. Per-photo failures (no face, unreadable) are reported in
+// each Result, not as the error; the error is for the cache.
+func Features(cfg Config, paths []string, opt BatchOptions) ([]Result, error) {
+	res := make([]Result, len(paths))
+	keys := make([][]byte, len(paths))
+	var todo []int
+	mode := fmt.Sprintf("align=%v score=%.3f nms=%.2f", opt.Aligned, cfg.Detect.Score, cfg.Detect.NMS)
+	backboneSHA := models.Feature.SHA256
+	for i, path := range paths {
+		res[i].Path = path
+		data, err := os.ReadFile(path)
+		if err != nil {
+			res[i].Err = err
+			continue
+		}
+		keys[i] = featcache.Key(data, backboneSHA, mode)
+		if opt.Cache != nil {
+			if e, ok, err := opt.Cache.Get(keys[i]); err != nil {
+				return nil, err
+			} else if ok {
+				res[i].Faces, res[i].Feature = e.Faces, e.Feature
+				if e.Feature == nil {
+					res[i].Err = fmt.Errorf("%s: %w", path, align.ErrNoFace)
+				}
+				continue
+			}
+		}
+		todo = append(todo, i)
+	}
+	done := len(paths) - len(todo)
+	if opt.Progress != nil {
+		opt.Progress(done, len(paths))
+	}
+	if len(todo) == 0 {
+		return res, nil
+	}
+	workers := opt.Workers
+	if workers <= 0 {
+		workers = runtime.NumCPU()
+	}
+	workers = min(workers, len(todo))
+	jobs := make(chan int)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var openErr error
+	var newKeys [][]byte
+	var newEntries []featcache.Entry
+	for w := 0; w < workers; w++ {
+		p, err := Open(cfg, true)
+		if err != nil {
+			openErr = err
+			break
+		}
+		wg.Add(1)
+		go func(p *Pipeline) {
+			defer wg.Done()
+			defer p.Close()
+			for i := range jobs {
+				r := &res[i]
+				ph, err := p.Face(r.Path, opt.Aligned)
+				if err == nil {
+					var f [][]float32
+					f, err = p.Embedder.Features([]align.Chip{ph.Chip})
+					if err == nil {
+						r.Feature = f[0]
+					}
+					r.Faces = len(ph.Faces)
+				}
+				r.Err = err
+				mu.Lock()
+				if err == nil || errors.Is(err, align.ErrNoFace) {
+					newKeys = append(newKeys, keys[i])
+					newEntries = append(newEntries, featcache.Entry{Faces: r.Faces, Feature: r.Feature})
+				}
+				done++
+				if opt.Progress != nil {
+					opt.Progress(done, len(paths))
+				}
+				mu.Unlock()
+			}
+		}(p)
+	}
+	if openErr != nil {
+		close(jobs)
+		wg.Wait()
+		return nil, openErr
+	}
+	for _, i := range todo {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	if opt.Cache != nil && len(newKeys) > 0 {
+		if err := opt.Cache.PutMany(newKeys, newEntries); err != nil {
+			return res, fmt.Errorf("feature cache: %w", err)
+		}
+	}
+	return res, nil
+}
