@@ -280,6 +280,12 @@ func iou(a, b [4]float64) float64 {
 	return inter / union
 }
 
+// Landmarks recomputes the 68 and five landmarks of f on im (whose
+// coordinates f's box is in).
+func (a *Aligner) Landmarks(im *Image, f *Face) error {
+	return a.landmarks(im.Mat, f)
+}
+
 // landmarks fills f.Points68 and f.Landmarks from the landmark model run on
 // the face box of m.
 func (a *Aligner) landmarks(m gocv.Mat, f *Face) error {

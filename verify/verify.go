@@ -8,9 +8,10 @@ import "math"
 
 // DefaultThreshold is the cosine similarity at or above which two faces of
 // the default backbone (fr_feature) are declared the same person. How it was
-// chosen is in the README ("Choosing the threshold"): on LFW View 2 it sits
-// between the same-person and different-person score distributions.
-const DefaultThreshold = 0.36
+// chosen is in the README ("Choosing the threshold"): it is the lowest
+// threshold that accepts none of LFW View 2's 3,000 different-person pairs
+// (false-accept rate below 1/3000), at a false-reject rate of 4.5 %.
+const DefaultThreshold = 0.38
 
 // Cosine returns the cosine similarity of a and b (their dot product divided
 // by both norms). Vectors of different lengths or a zero vector give NaN.
