@@ -17,9 +17,9 @@ build: setup
 # The main job: verify one same-person and one different-person pair.
 demo: build
 	@echo "== same person? (John Simm, two photos)"
-	-$(BIN) verify testdata/johns/John_Simm/000288_00470387.jpg testdata/johns/John_Simm/000297_00470170.jpg
+	@$(BIN) verify testdata/johns/John_Simm/000288_00470387.jpg testdata/johns/John_Simm/000297_00470170.jpg; echo "   (exit status $$?)"
 	@echo "== same person? (John Simm vs John Salley)"
-	-$(BIN) verify testdata/johns/John_Simm/000288_00470387.jpg testdata/johns/John_Salley/000179_02159509.jpg
+	@$(BIN) verify testdata/johns/John_Simm/000288_00470387.jpg testdata/johns/John_Salley/000179_02159509.jpg; echo "   (exit status $$?)"
 
 # Every test, after set-up.
 test: setup

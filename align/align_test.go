@@ -192,6 +192,7 @@ func TestDecodeBadInputs(t *testing.T) {
 		{"1×1 PNG", pngBytes(t, 1, 1), align.ErrTooSmall},
 		{"30000×30000 PNG header", hugePNGHeader(t, 30000, 30000), align.ErrTooLarge},
 		{"BMP magic with garbage", []byte("BM\x00\x00garbage garbage garbage"), align.ErrNotImage},
+		{"GIF", gifBytes(t), align.ErrNotImage},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"image"
-	_ "image/gif" // register GIF for DecodeConfig
 	_ "image/jpeg"
 	_ "image/png"
 	"os"
@@ -78,8 +77,7 @@ func Load(path string) (*Image, error) {
 	return im, nil
 }
 
-// Decode decodes JPEG, PNG and the other formats OpenCV reads into a BGR
-// image. The header is checked first: images over MaxPixels are refused
+// Decode decodes a JPEG or PNG photo into a BGR image. The header is checked first: images over MaxPixels are refused
 // before any pixel memory is allocated. An empty, truncated or non-image
 // input is ErrNotImage (OpenCV's imdecode returns an empty Mat with no error
 // for those; that case is caught here).
@@ -101,8 +99,11 @@ func Decode(data []byte) (*Image, error) {
 		if format == "jpeg" && !jpegComplete(data) {
 			return nil, fmt.Errorf("%w: the JPEG data is truncated (no end-of-image marker)", ErrNotImage)
 		}
-	} else if !otherFormat(data) {
-		return nil, fmt.Errorf("%w: %v", ErrNotImage, err)
+		if format != "jpeg" && format != "png" {
+			return nil, fmt.Errorf("%w: %s images are not supported, only JPEG and PNG", ErrNotImage, format)
+		}
+	} else {
+		return nil, fmt.Errorf("%w: %v (facever reads JPEG and PNG)", ErrNotImage, err)
 	}
 	m, err := gocv.IMDecode(data, gocv.IMReadColor)
 	if err != nil {
@@ -123,21 +124,6 @@ func Decode(data []byte) (*Image, error) {
 		return nil, fmt.Errorf("%w: %d×%d pixels, the limit is %d megapixels", ErrTooLarge, w, h, MaxPixels/1_000_000)
 	}
 	return &Image{Mat: m}, nil
-}
-
-// otherFormat reports whether data starts like a BMP, TIFF or WebP file,
-// formats that OpenCV decodes but Go's image package does not; their size is
-// checked after decoding (OpenCV caps decodes at 2³⁰ pixels itself).
-func otherFormat(data []byte) bool {
-	switch {
-	case bytes.HasPrefix(data, []byte("BM")):
-		return true
-	case bytes.HasPrefix(data, []byte("II*\x00")), bytes.HasPrefix(data, []byte("MM\x00*")):
-		return true
-	case len(data) > 12 && bytes.Equal(data[:4], []byte("RIFF")) && bytes.Equal(data[8:12], []byte("WEBP")):
-		return true
-	}
-	return false
 }
 
 // FromRGBA wraps a Go image as a BGR Image (for callers that already hold

@@ -21,6 +21,11 @@ const (
 )
 
 func main() {
+	// OpenCV's warnings (libjpeg's "premature end", imdecode's header
+	// messages) duplicate the errors facever prints itself.
+	if os.Getenv("OPENCV_LOG_LEVEL") == "" {
+		os.Setenv("OPENCV_LOG_LEVEL", "ERROR")
+	}
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))
 }
 
