@@ -1,8 +1,6 @@
 package main
 
 import (
-	"fmt"
-
 	"github.com/urfave/cli/v2"
 
 	"github.com/facever/facever/internal/pipeline"
@@ -15,6 +13,11 @@ func commands() []*cli.Command {
 		detectCommand(),
 		alignCommand(),
 		embedCommand(),
+		evalCommand(),
+		calibrateCommand(),
+		enrollCommand(),
+		identifyCommand(),
+		galleryCommand(),
 	}
 }
 
@@ -22,5 +25,10 @@ var headFlag = &cli.StringFlag{Name: "head", Usage: "a head file made by `faceve
 
 // useHead loads the --head file for the pipeline's backbone.
 func useHead(c *cli.Context, p *pipeline.Pipeline) error {
-	return fmt.Errorf("--head: trained heads are not available in this build yet")
+	h, err := loadHead(c)
+	if err != nil {
+		return err
+	}
+	p.SetHead(h)
+	return nil
 }

@@ -1,0 +1,486 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/facever/facever/align"
+	"github.com/facever/facever/enroll"
+	"github.com/facever/facever/internal/pipeline"
+	"github.com/facever/facever/verify"
+)
+
+var galleryFlag = &cli.StringFlag{Name: "gallery", Aliases: []string{"g"}, Usage: "the gallery file (created by enroll; mode 0600: it holds biometric data)", Required: true}
+
+// headID identifies the --head file for galleries: its content's sha256.
+func headID(c *cli.Context) (string, error) {
+	p := c.String("head")
+	if p == "" {
+		return "", nil
+	}
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return "", fmt.Errorf("--head: %w", err)
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// openGallery opens --gallery for the pipeline's backbone and --head.
+func openGallery(c *cli.Context, p *pipeline.Pipeline, readOnly bool) (*enroll.Gallery, error) {
+	opts := enroll.Options{ReadOnly: readOnly}
+	if p != nil {
+		opts.Model = p.Backbone.SHA256
+		h, err := headID(c)
+		if err != nil {
+			return nil, err
+		}
+		opts.Head = h
+	}
+	path := c.String("gallery")
+	if readOnly {
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("gallery %s does not exist: create it with `facever enroll --gallery %s --name NAME PHOTO...`", path, path)
+		}
+	}
+	g, err := enroll.Open(path, opts)
+	if err != nil {
+		return nil, fmt.Errorf("gallery %s: %w", path, err)
+	}
+	return g, nil
+}
+
+// photoOutcome is what enroll did with one photo.
+type photoOutcome struct {
+	Path     string         `json:"path"`
+	Enrolled bool           `json:"enrolled"`
+	Reason   string         `json:"reason,omitempty"`
+	Faces    int            `json:"faces"`
+	Face     map[string]any `json:"face,omitempty"`
+	Template uint64         `json:"template_id,omitempty"`
+}
+
+func enrollCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "enroll",
+		Usage:     "add a person's photos to a gallery",
+		ArgsUsage: "PHOTO...",
+		Description: `Each photo is checked before it is enrolled: a photo with no face, with several
+faces (unless --largest), or whose face is smaller than --min-face pixels is rejected
+with its reason; the others become templates of the person, all in one transaction.
+Enrolling a name that exists adds photos to that person.
+
+Exit status: 0 when at least one photo was enrolled, 2 when none was (or on error).
+
+Examples:
+   facever enroll --gallery team.db --name "Ada Lovelace" ada1.jpg ada2.jpg
+   facever enroll --gallery team.db --name bob --meta dept=R&D --largest party.jpg`,
+		Flags: []cli.Flag{
+			galleryFlag,
+			&cli.StringFlag{Name: "name", Usage: "the person's name", Required: true},
+			&cli.StringSliceFlag{Name: "meta", Usage: "metadata KEY=VALUE (repeatable)"},
+			&cli.BoolFlag{Name: "largest", Usage: "when a photo holds several faces, enroll the largest instead of rejecting the photo"},
+			&cli.IntFlag{Name: "min-face", Value: 40, Usage: "reject faces whose box is smaller than this many pixels on its shorter side"},
+			alignedFlag, headFlag, jsonFlag, scoreFlag,
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() == 0 {
+				return cli.Exit("enroll needs at least one photo", exitError)
+			}
+			meta := map[string]string{}
+			for _, kv := range c.StringSlice("meta") {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok || k == "" {
+					return cli.Exit(fmt.Sprintf("--meta %q: write KEY=VALUE", kv), exitError)
+				}
+				meta[k] = v
+			}
+			p, err := openPipeline(c, true)
+			if err != nil {
+				return fail(err)
+			}
+			defer p.Close()
+			var outcomes []photoOutcome
+			var chips []align.Chip
+			var accepted []int
+			for _, path := range c.Args().Slice() {
+				o, chip := checkPhoto(c, p, path)
+				outcomes = append(outcomes, o)
+				if o.Reason == "" {
+					chips = append(chips, chip)
+					accepted = append(accepted, len(outcomes)-1)
+				}
+			}
+			var ident enroll.Identity
+			if len(chips) > 0 {
+				embs, err := p.Embedder.Embed(chips)
+				if err != nil {
+					return fail(err)
+				}
+				ts := make([]enroll.Template, len(embs))
+				for i, e := range embs {
+					path := outcomes[accepted[i]].Path
+					ts[i] = enroll.Template{Embedding: e, Source: filepath.Base(path), PhotoSHA256: fileSHA(path)}
+				}
+				g, err := openGallery(c, p, false)
+				if err != nil {
+					return fail(err)
+				}
+				var saved []enroll.Template
+				ident, saved, err = g.Enroll(c.String("name"), meta, ts)
+				g.Close()
+				if err != nil {
+					return fail(err)
+				}
+				for i, t := range saved {
+					outcomes[accepted[i]].Enrolled = true
+					outcomes[accepted[i]].Template = t.ID
+				}
+			}
+			if c.Bool("json") {
+				doc := map[string]any{"gallery": c.String("gallery"), "photos": outcomes, "enrolled": len(chips)}
+				if len(chips) > 0 {
+					doc["identity"] = ident
+				}
+				if err := writeJSON(c.App.Writer, doc); err != nil {
+					return fail(err)
+				}
+			} else {
+				w := c.App.Writer
+				for _, o := range outcomes {
+					if o.Enrolled {
+						fmt.Fprintf(w, "enrolled  %s\n", o.Path)
+					} else {
+						fmt.Fprintf(w, "rejected  %s: %s\n", o.Path, o.Reason)
+					}
+				}
+				if len(chips) > 0 {
+					fmt.Fprintf(w, "%s (id %d) now has %d template(s) in %s\n", ident.Name, ident.ID, ident.Templates, c.String("gallery"))
+				}
+			}
+			if len(chips) == 0 {
+				return cli.Exit("no photo was enrolled", exitError)
+			}
+			return nil
+		},
+	}
+}
+
+// checkPhoto applies enroll's quality checks to one photo.
+func checkPhoto(c *cli.Context, p *pipeline.Pipeline, path string) (photoOutcome, align.Chip) {
+	o := photoOutcome{Path: path}
+	if c.Bool("aligned") {
+		ph, err := p.Face(path, true)
+		if err != nil {
+			o.Reason = err.Error()
+			return o, align.Chip{}
+		}
+		o.Faces = 1
+		return o, ph.Chip
+	}
+	im, err := align.Load(path)
+	if err != nil {
+		o.Reason = err.Error()
+		return o, align.Chip{}
+	}
+	defer im.Close()
+	faces, err := p.Aligner.Detect(im)
+	if err != nil {
+		o.Reason = err.Error()
+		return o, align.Chip{}
+	}
+	o.Faces = len(faces)
+	switch {
+	case len(faces) == 0:
+		o.Reason = "no face found"
+		return o, align.Chip{}
+	case len(faces) > 1 && !c.Bool("largest"):
+		o.Reason = fmt.Sprintf("%d faces found: crop the photo to one person, or pass --largest to enroll the largest face", len(faces))
+		return o, align.Chip{}
+	}
+	f := faces[0]
+	o.Face = boxJSON(f)
+	if side := math.Min(f.Width(), f.Height()); side < float64(c.Int("min-face")) {
+		o.Reason = fmt.Sprintf("face is %.0f pixels across, below --min-face %d: use a sharper, closer photo", side, c.Int("min-face"))
+		return o, align.Chip{}
+	}
+	chip, err := align.Align(im, f)
+	if err != nil {
+		o.Reason = err.Error()
+	}
+	return o, chip
+}
+
+func fileSHA(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	s := sha256.Sum256(data)
+	return hex.EncodeToString(s[:])
+}
+
+func identifyCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "identify",
+		Usage:     "find who is in each photo among the people of a gallery",
+		ArgsUsage: "PHOTO...",
+		Description: `The largest face of each photo is compared with every template of the gallery;
+each person scores by their best template. The best --top people are listed; the
+photo is "unknown" when the best similarity is below --threshold.
+
+Exit status: 0 when every photo matched someone, 1 when a photo came back unknown,
+2 on error.
+
+Examples:
+   facever identify --gallery team.db visitor.jpg
+   facever identify --gallery team.db --top 3 --json a.jpg b.jpg`,
+		Flags: []cli.Flag{
+			galleryFlag,
+			&cli.IntFlag{Name: "top", Value: 1, Usage: "how many best-matching people to list"},
+			&cli.Float64Flag{Name: "threshold", Value: verify.DefaultThreshold, Usage: "similarity below which a photo is unknown (see `facever calibrate`)"},
+			alignedFlag, headFlag, jsonFlag, scoreFlag,
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() == 0 {
+				return cli.Exit("identify needs at least one photo", exitError)
+			}
+			if c.Int("top") < 1 {
+				return cli.Exit("--top must be at least 1", exitError)
+			}
+			p, err := openPipeline(c, true)
+			if err != nil {
+				return fail(err)
+			}
+			defer p.Close()
+			g, err := openGallery(c, p, true)
+			if err != nil {
+				return fail(err)
+			}
+			ix, err := g.LoadIndex()
+			g.Close()
+			if err != nil {
+				return fail(err)
+			}
+			if ix.Len() == 0 {
+				return fail(fmt.Errorf("gallery %s holds no templates: enroll people first", c.String("gallery")))
+			}
+			s := ix.NewSearcher()
+			defer s.Close()
+			thr := c.Float64("threshold")
+			type result struct {
+				Path    string         `json:"path"`
+				Faces   int            `json:"faces"`
+				Match   *enroll.Match  `json:"match"`
+				Unknown bool           `json:"unknown"`
+				Top     []enroll.Match `json:"top"`
+			}
+			var results []result
+			unknown := 0
+			for _, path := range c.Args().Slice() {
+				ph, err := p.Face(path, c.Bool("aligned"))
+				if err != nil {
+					return faceError(err)
+				}
+				e, err := p.Embedder.Embed([]align.Chip{ph.Chip})
+				if err != nil {
+					return fail(err)
+				}
+				ms, err := s.Search(e[0], c.Int("top"))
+				if err != nil {
+					return fail(err)
+				}
+				r := result{Path: path, Faces: len(ph.Faces), Top: append([]enroll.Match(nil), ms...)}
+				if len(ms) > 0 && float64(ms[0].Score) >= thr {
+					m := ms[0]
+					r.Match = &m
+				} else {
+					r.Unknown = true
+					unknown++
+				}
+				results = append(results, r)
+				if !c.Bool("json") {
+					w := c.App.Writer
+					if r.Unknown {
+						best := ""
+						if len(ms) > 0 {
+							best = fmt.Sprintf(" (closest: %s, similarity %.3f)", ms[0].Name, ms[0].Score)
+						}
+						fmt.Fprintf(w, "%s: unknown, below threshold %.3f%s\n", path, thr, best)
+					} else {
+						fmt.Fprintf(w, "%s: %s (similarity %.3f)\n", path, r.Match.Name, r.Match.Score)
+					}
+					if c.Int("top") > 1 {
+						for i, m := range ms {
+							fmt.Fprintf(w, "  %d. %s  %.3f\n", i+1, m.Name, m.Score)
+						}
+					}
+				}
+			}
+			if c.Bool("json") {
+				if err := writeJSON(c.App.Writer, map[string]any{"threshold": thr, "photos": results}); err != nil {
+					return fail(err)
+				}
+			}
+			if unknown > 0 {
+				return cli.Exit("", exitNegative)
+			}
+			return nil
+		},
+	}
+}
+
+func galleryCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "gallery",
+		Usage: "list, show, rename and remove the people of a gallery",
+		Description: `Examples:
+   facever gallery list --gallery team.db
+   facever gallery show --gallery team.db "Ada Lovelace"
+   facever gallery rename --gallery team.db bob "Bob Smith"
+   facever gallery remove --gallery team.db "#7"`,
+		Subcommands: []*cli.Command{
+			{
+				Name:  "list",
+				Usage: "every person with their number of templates",
+				Flags: []cli.Flag{galleryFlag, jsonFlag},
+				Action: func(c *cli.Context) error {
+					g, err := openGallery(c, nil, true)
+					if err != nil {
+						return fail(err)
+					}
+					defer g.Close()
+					ids, err := g.List()
+					if err != nil {
+						return fail(err)
+					}
+					if c.Bool("json") {
+						return writeJSONOrFail(c, map[string]any{"gallery": g.Meta(), "identities": ids})
+					}
+					m := g.Meta()
+					fmt.Fprintf(c.App.Writer, "%d people in %s (schema %d, backbone %s, head %s, %d-d)\n", len(ids), g.Path(), m.Schema, shortSHA(m.Model), orNone(m.Head), m.Dim)
+					for _, it := range ids {
+						fmt.Fprintf(c.App.Writer, "  #%-5d %-30s %3d template(s)  enrolled %s\n", it.ID, it.Name, it.Templates, it.Created.Format("2006-01-02 15:04"))
+					}
+					return nil
+				},
+			},
+			{
+				Name:      "show",
+				Usage:     "one person: metadata and templates",
+				ArgsUsage: "NAME|#ID",
+				Flags:     []cli.Flag{galleryFlag, jsonFlag},
+				Action: func(c *cli.Context) error {
+					g, it, err := resolveArg(c, true)
+					if err != nil {
+						return err
+					}
+					defer g.Close()
+					ts, err := g.Templates(it.ID)
+					if err != nil {
+						return fail(err)
+					}
+					if c.Bool("json") {
+						return writeJSONOrFail(c, map[string]any{"identity": it, "templates": ts})
+					}
+					w := c.App.Writer
+					fmt.Fprintf(w, "#%d %s, enrolled %s\n", it.ID, it.Name, it.Created.Format("2006-01-02 15:04"))
+					for k, v := range it.Metadata {
+						fmt.Fprintf(w, "  %s = %s\n", k, v)
+					}
+					for _, t := range ts {
+						fmt.Fprintf(w, "  template #%d from %s (%s)\n", t.ID, t.Source, t.Created.Format("2006-01-02 15:04"))
+					}
+					return nil
+				},
+			},
+			{
+				Name:      "remove",
+				Usage:     "delete a person and all their templates",
+				ArgsUsage: "NAME|#ID",
+				Flags:     []cli.Flag{galleryFlag, jsonFlag},
+				Action: func(c *cli.Context) error {
+					g, it, err := resolveArg(c, false)
+					if err != nil {
+						return err
+					}
+					defer g.Close()
+					if err := g.Remove(it.ID); err != nil {
+						return fail(err)
+					}
+					if c.Bool("json") {
+						return writeJSONOrFail(c, map[string]any{"removed": it})
+					}
+					fmt.Fprintf(c.App.Writer, "removed #%d %s and %d template(s)\n", it.ID, it.Name, it.Templates)
+					return nil
+				},
+			},
+			{
+				Name:      "rename",
+				Usage:     "give a person a new name",
+				ArgsUsage: "NAME|#ID NEW_NAME",
+				Flags:     []cli.Flag{galleryFlag, jsonFlag},
+				Action: func(c *cli.Context) error {
+					if c.NArg() != 2 {
+						return cli.Exit("rename needs the person and the new name", exitError)
+					}
+					g, it, err := resolveArg(c, false)
+					if err != nil {
+						return err
+					}
+					defer g.Close()
+					if err := g.Rename(it.ID, c.Args().Get(1)); err != nil {
+						return fail(err)
+					}
+					if c.Bool("json") {
+						return writeJSONOrFail(c, map[string]any{"id": it.ID, "old_name": it.Name, "name": c.Args().Get(1)})
+					}
+					fmt.Fprintf(c.App.Writer, "#%d %s is now %s\n", it.ID, it.Name, c.Args().Get(1))
+					return nil
+				},
+			},
+		},
+	}
+}
+
+// resolveArg opens the gallery and finds the identity named by the first argument.
+func resolveArg(c *cli.Context, readOnly bool) (*enroll.Gallery, enroll.Identity, error) {
+	if c.NArg() < 1 {
+		return nil, enroll.Identity{}, cli.Exit("name the person (NAME or #ID)", exitError)
+	}
+	g, err := openGallery(c, nil, readOnly)
+	if err != nil {
+		return nil, enroll.Identity{}, fail(err)
+	}
+	it, err := g.Resolve(c.Args().First())
+	if err != nil {
+		g.Close()
+		if errors.Is(err, enroll.ErrNotFound) {
+			return nil, enroll.Identity{}, fail(fmt.Errorf("no person %q in %s (see `facever gallery list`)", c.Args().First(), c.String("gallery")))
+		}
+		return nil, enroll.Identity{}, fail(err)
+	}
+	return g, it, nil
+}
+
+func shortSHA(s string) string {
+	if len(s) > 12 {
+		return s[:12]
+	}
+	return orNone(s)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return shortSHA(s)
+}

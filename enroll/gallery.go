@@ -1,0 +1,900 @@
+// Package enroll keeps the gallery: the people enrolled in facever, their
+// templates (one embedding per enrolled photo), and 1:N search over them.
+//
+// # Storage
+//
+// The gallery is one bbolt file (go.etcd.io/bbolt). bbolt was chosen over
+// SQLite and the alternatives because it is
+//
+//   - a single file, easy to copy, back up and protect (created 0600:
+//     templates are biometric data);
+//   - ACID: every change is one transaction, committed by writing a new
+//     copy-on-write B+tree and then a meta page, each fsync'd; a crash (or
+//     SIGKILL) at any point leaves the previous or the new committed state,
+//     never a torn one, and a reopen needs no recovery step;
+//   - pure Go (no cgo, unlike SQLite's common driver), so the CLI stays one
+//     static binary;
+//   - guarded by an OS file lock (flock): one writer process at a time, other
+//     processes wait for it up to Options.Timeout. Two processes enrolling at
+//     once therefore both succeed, one after the other, and lose nothing.
+//
+// A process holds the lock from Open to Close: CLI commands should open, do
+// their work and close. A long-running searcher should load an Index and
+// Close the gallery.
+//
+// # Layout (schema version 2)
+//
+//	meta        app, schema, model (backbone sha256), head, dim, created
+//	identities  id (uint64 big-endian) → JSON {name, metadata, created, templates}
+//	names       name → id
+//	templates   identity id ‖ template id (2 × uint64 BE) → binary template
+//	photos      photo sha256 ‖ identity id ‖ template id → empty (since v2)
+//
+// Templates sort by identity, so an identity's templates are one key range.
+// Schema changes are migrations (see migrations), run in one transaction by
+// the first read-write Open of an older file.
+package enroll
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// SchemaVersion is the layout version this package writes.
+const SchemaVersion = 2
+
+// DefaultTimeout is how long Open waits for another process's lock when
+// Options.Timeout is zero.
+const DefaultTimeout = 30 * time.Second
+
+// FileMode is the permission of a gallery file: owner read/write only.
+const FileMode fs.FileMode = 0o600
+
+// appID marks a bbolt file as a facever gallery.
+const appID = "facever-gallery"
+
+// Sentinel errors callers can branch on (errors.Is).
+var (
+	// ErrNotFound: no identity with that id or name.
+	ErrNotFound = errors.New("enroll: identity not found")
+	// ErrExists: an identity already has that name.
+	ErrExists = errors.New("enroll: an identity with that name already exists")
+	// ErrModelMismatch: the gallery holds templates of another backbone or head.
+	ErrModelMismatch = errors.New("enroll: gallery was enrolled with another model")
+	// ErrNoModel: templates were added through a gallery opened without Options.Model.
+	ErrNoModel = errors.New("enroll: the gallery was opened without a model: cannot add templates")
+	// ErrDimension: an embedding's length differs from the gallery's.
+	ErrDimension = errors.New("enroll: embedding dimension mismatch")
+	// ErrLocked: another process held the gallery for longer than the timeout.
+	ErrLocked = errors.New("enroll: gallery is locked by another process")
+	// ErrSchema: the file is not a facever gallery, is newer than this
+	// program, or needs a migration that a read-only open cannot run.
+	ErrSchema = errors.New("enroll: unsupported gallery schema")
+	// ErrReadOnly: a write through a gallery opened read-only.
+	ErrReadOnly = errors.New("enroll: gallery opened read-only")
+	// ErrInvalid: an invalid name, embedding or photo hash.
+	ErrInvalid = errors.New("enroll: invalid input")
+)
+
+var (
+	bucketMeta       = []byte("meta")
+	bucketIdentities = []byte("identities")
+	bucketNames      = []byte("names")
+	bucketTemplates  = []byte("templates")
+	bucketPhotos     = []byte("photos")
+)
+
+// Options configure Open.
+type Options struct {
+	// Model is the sha256 (hex) of the backbone that makes the embeddings.
+	// Non-empty: checked against the model the gallery was enrolled with
+	// (recorded on first use), together with Head; a mismatch fails Open with
+	// ErrModelMismatch. Empty: no check, and templates cannot be added
+	// (listing, renaming and removing need no model).
+	Model string
+	// Head identifies the trained head on top of the backbone ("" = none).
+	// Compared with the gallery's only when Model is set.
+	Head string
+	// ReadOnly opens with a shared lock: several readers at once, no writes.
+	// The file must exist.
+	ReadOnly bool
+	// Timeout bounds the wait for another process's lock: 0 means
+	// DefaultTimeout, a negative value waits forever.
+	Timeout time.Duration
+}
+
+// Meta describes a gallery.
+type Meta struct {
+	Schema int `json:"schema"`
+	// Model and Head: what the templates were made with ("" = no template yet).
+	Model string `json:"model"`
+	Head  string `json:"head"`
+	// Dim is the embedding length (0 = no template yet).
+	Dim     int       `json:"dim"`
+	Created time.Time `json:"created"`
+}
+
+// Identity is one enrolled person.
+type Identity struct {
+	ID       uint64            `json:"id"`
+	Name     string            `json:"name"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+	Created  time.Time         `json:"created"`
+	// Templates is the number of templates the identity holds.
+	Templates int `json:"templates"`
+}
+
+// Template is one enrolled photo's embedding.
+type Template struct {
+	// ID and IdentityID are set by the gallery.
+	ID         uint64 `json:"id"`
+	IdentityID uint64 `json:"identity_id"`
+	// Embedding is the face embedding (any scale: search normalises it).
+	Embedding []float32 `json:"-"`
+	// Source is the photo's file name, for the record.
+	Source string `json:"source"`
+	// PhotoSHA256 is the hex sha256 of the photo file ("" if unknown).
+	PhotoSHA256 string    `json:"photo_sha256,omitempty"`
+	Created     time.Time `json:"created"`
+}
+
+// Gallery is an open gallery file. Its methods are safe for concurrent use
+// by the goroutines of one process; other processes wait on the file lock.
+type Gallery struct {
+	db   *bolt.DB
+	path string
+	opts Options
+
+	mu    sync.Mutex
+	meta  Meta
+	index *Index // cached by Search, dropped on every write
+}
+
+// Open opens the gallery at path, creating it (mode 0600) unless
+// opts.ReadOnly, migrating an older schema, and checking the model (see
+// Options). It waits for another process's lock up to opts.Timeout and then
+// fails with ErrLocked.
+func Open(path string, opts Options) (*Gallery, error) {
+	if opts.ReadOnly {
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("open gallery: %w", err)
+		}
+	}
+	timeout := opts.Timeout
+	switch {
+	case timeout == 0:
+		timeout = DefaultTimeout
+	case timeout < 0:
+		timeout = 0 // bbolt: wait forever
+	}
+	db, err := bolt.Open(path, FileMode, &bolt.Options{Timeout: timeout, ReadOnly: opts.ReadOnly, FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("open gallery %s: %w (waited %v)", path, ErrLocked, opts.Timeout)
+		}
+		return nil, fmt.Errorf("open gallery %s: %w", path, err)
+	}
+	g := &Gallery{db: db, path: path, opts: opts}
+	if err := g.init(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open gallery %s: %w", path, err)
+	}
+	if !opts.ReadOnly {
+		// Templates are biometric data: tighten a file created elsewhere.
+		if st, err := os.Stat(path); err == nil && st.Mode().Perm()&^FileMode != 0 {
+			if err := os.Chmod(path, FileMode); err != nil {
+				db.Close()
+				return nil, fmt.Errorf("open gallery %s: %w", path, err)
+			}
+		}
+	}
+	return g, nil
+}
+
+// init migrates, reads the meta data and checks or records the model.
+func (g *Gallery) init() error {
+	var version int
+	var foreign bool
+	err := g.db.View(func(tx *bolt.Tx) error {
+		version, foreign = schemaOf(tx)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if foreign {
+		return fmt.Errorf("%w: not a facever gallery", ErrSchema)
+	}
+	latest := latestSchema()
+	if version > latest {
+		return fmt.Errorf("%w: schema %d is newer than this program's %d", ErrSchema, version, latest)
+	}
+	needModel := !g.opts.ReadOnly && g.opts.Model != ""
+	if version < latest || needModel {
+		if g.opts.ReadOnly {
+			return fmt.Errorf("%w: schema %d needs migrating to %d: open it read-write once", ErrSchema, version, latest)
+		}
+		err := g.db.Update(func(tx *bolt.Tx) error {
+			if err := migrate(tx); err != nil {
+				return err
+			}
+			m := readMeta(tx)
+			if g.opts.Model != "" && m.Model == "" {
+				b := tx.Bucket(bucketMeta)
+				if err := b.Put([]byte("model"), []byte(g.opts.Model)); err != nil {
+					return err
+				}
+				return b.Put([]byte("head"), []byte(g.opts.Head))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return g.db.View(func(tx *bolt.Tx) error {
+		g.meta = readMeta(tx)
+		return g.checkModel()
+	})
+}
+
+func (g *Gallery) checkModel() error {
+	m := g.meta
+	if g.opts.Model == "" || m.Model == "" {
+		return nil
+	}
+	if m.Model != g.opts.Model || m.Head != g.opts.Head {
+		return fmt.Errorf("%w: its templates come from backbone %s head %s, this run uses backbone %s head %s; templates of different models cannot be compared: enroll into a new gallery",
+			ErrModelMismatch, short(m.Model), headName(m.Head), short(g.opts.Model), headName(g.opts.Head))
+	}
+	return nil
+}
+
+func short(sha string) string {
+	if len(sha) > 12 {
+		return sha[:12]
+	}
+	return sha
+}
+
+func headName(h string) string {
+	if h == "" {
+		return "(none)"
+	}
+	return strconv.Quote(h)
+}
+
+// migration upgrades the layout to version to, inside one transaction.
+type migration struct {
+	to   int
+	name string
+	up   func(tx *bolt.Tx) error
+}
+
+// migrations, in order. A new layout appends an entry (never edit a
+// published one) and raises SchemaVersion.
+var migrations = []migration{
+	{1, "initial layout", func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketMeta, bucketIdentities, bucketNames, bucketTemplates} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		if err := meta.Put([]byte("app"), []byte(appID)); err != nil {
+			return err
+		}
+		return meta.Put([]byte("created"), []byte(time.Now().UTC().Format(time.RFC3339Nano)))
+	}},
+	{2, "photo index: which templates come from a photo (by sha256)", func(tx *bolt.Tx) error {
+		photos, err := tx.CreateBucketIfNotExists(bucketPhotos)
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketTemplates).ForEach(func(k, v []byte) error {
+			if sha := photoSHA(v); sha != nil {
+				return photos.Put(append(append([]byte(nil), sha...), k...), nil)
+			}
+			return nil
+		})
+	}},
+}
+
+func latestSchema() int { return migrations[len(migrations)-1].to }
+
+// schemaOf returns the schema version (0: empty file) and whether the file
+// holds something that is not a facever gallery.
+func schemaOf(tx *bolt.Tx) (version int, foreign bool) {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		empty := true
+		_ = tx.ForEach(func([]byte, *bolt.Bucket) error { empty = false; return nil })
+		return 0, !empty
+	}
+	if string(meta.Get([]byte("app"))) != appID {
+		return 0, true
+	}
+	v := meta.Get([]byte("schema"))
+	if len(v) != 4 {
+		return 0, false
+	}
+	return int(binary.BigEndian.Uint32(v)), false
+}
+
+// migrate runs every pending migration and records the new version.
+func migrate(tx *bolt.Tx) error {
+	version, _ := schemaOf(tx)
+	for _, m := range migrations {
+		if m.to <= version {
+			continue
+		}
+		if err := m.up(tx); err != nil {
+			return fmt.Errorf("migrate gallery to schema %d (%s): %w", m.to, m.name, err)
+		}
+		var v [4]byte
+		binary.BigEndian.PutUint32(v[:], uint32(m.to))
+		if err := tx.Bucket(bucketMeta).Put([]byte("schema"), v[:]); err != nil {
+			return err
+		}
+		version = m.to
+	}
+	return nil
+}
+
+func readMeta(tx *bolt.Tx) Meta {
+	b := tx.Bucket(bucketMeta)
+	m := Meta{}
+	m.Schema, _ = schemaOf(tx)
+	m.Model = string(b.Get([]byte("model")))
+	m.Head = string(b.Get([]byte("head")))
+	if v := b.Get([]byte("dim")); len(v) == 4 {
+		m.Dim = int(binary.BigEndian.Uint32(v))
+	}
+	m.Created, _ = time.Parse(time.RFC3339Nano, string(b.Get([]byte("created"))))
+	return m
+}
+
+// Close releases the file and its lock.
+func (g *Gallery) Close() error { return g.db.Close() }
+
+// Path is the gallery's file name.
+func (g *Gallery) Path() string { return g.path }
+
+// Meta returns the gallery's description.
+func (g *Gallery) Meta() Meta {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.meta
+}
+
+// update runs a write transaction, drops the cached index and refreshes meta.
+func (g *Gallery) update(fn func(tx *bolt.Tx) error) error {
+	if g.opts.ReadOnly {
+		return ErrReadOnly
+	}
+	err := g.db.Update(fn)
+	g.mu.Lock()
+	g.index = nil
+	if err == nil {
+		_ = g.db.View(func(tx *bolt.Tx) error { g.meta = readMeta(tx); return nil })
+	}
+	g.mu.Unlock()
+	return err
+}
+
+func u64(v uint64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], v)
+	return b[:]
+}
+
+// checkName validates an identity name: non-empty UTF-8, no control
+// characters, at most 256 bytes, no leading or trailing space.
+func checkName(name string) error {
+	if name == "" || len(name) > 256 || !utf8.ValidString(name) || strings.TrimSpace(name) != name {
+		return fmt.Errorf("%w: name %q (want 1–256 bytes of UTF-8, no surrounding spaces)", ErrInvalid, name)
+	}
+	for _, r := range name {
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("%w: name %q has a control character", ErrInvalid, name)
+		}
+	}
+	return nil
+}
+
+type identityRecord struct {
+	Name      string            `json:"name"`
+	Metadata  map[string]string `json:"metadata,omitempty"`
+	Created   time.Time         `json:"created"`
+	Templates int               `json:"templates"`
+}
+
+func getIdentity(tx *bolt.Tx, id uint64) (Identity, error) {
+	v := tx.Bucket(bucketIdentities).Get(u64(id))
+	if v == nil {
+		return Identity{}, fmt.Errorf("%w: id %d", ErrNotFound, id)
+	}
+	return decodeIdentity(id, v)
+}
+
+func decodeIdentity(id uint64, v []byte) (Identity, error) {
+	var r identityRecord
+	if err := json.Unmarshal(v, &r); err != nil {
+		return Identity{}, fmt.Errorf("identity %d: corrupt record: %w", id, err)
+	}
+	return Identity{ID: id, Name: r.Name, Metadata: r.Metadata, Created: r.Created, Templates: r.Templates}, nil
+}
+
+func putIdentity(tx *bolt.Tx, it Identity) error {
+	v, err := json.Marshal(identityRecord{Name: it.Name, Metadata: it.Metadata, Created: it.Created, Templates: it.Templates})
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketIdentities).Put(u64(it.ID), v)
+}
+
+func createIdentity(tx *bolt.Tx, name string, metadata map[string]string) (Identity, error) {
+	if err := checkName(name); err != nil {
+		return Identity{}, err
+	}
+	names := tx.Bucket(bucketNames)
+	if names.Get([]byte(name)) != nil {
+		return Identity{}, fmt.Errorf("%w: %q", ErrExists, name)
+	}
+	id, err := tx.Bucket(bucketIdentities).NextSequence()
+	if err != nil {
+		return Identity{}, err
+	}
+	it := Identity{ID: id, Name: name, Metadata: metadata, Created: time.Now().UTC()}
+	if err := putIdentity(tx, it); err != nil {
+		return Identity{}, err
+	}
+	return it, names.Put([]byte(name), u64(id))
+}
+
+// AddIdentity creates an identity with no template. Names are unique
+// (ErrExists).
+func (g *Gallery) AddIdentity(name string, metadata map[string]string) (Identity, error) {
+	var it Identity
+	err := g.update(func(tx *bolt.Tx) error {
+		var err error
+		it, err = createIdentity(tx, name, metadata)
+		return err
+	})
+	return it, err
+}
+
+// AddTemplates adds templates to identity id in one transaction, and returns
+// them with their ids. The gallery must be opened with Options.Model; the
+// first template fixes the gallery's embedding dimension.
+func (g *Gallery) AddTemplates(id uint64, ts []Template) ([]Template, error) {
+	var out []Template
+	err := g.update(func(tx *bolt.Tx) error {
+		it, err := getIdentity(tx, id)
+		if err != nil {
+			return err
+		}
+		out, err = g.addTemplates(tx, &it, ts)
+		return err
+	})
+	return out, err
+}
+
+// Enroll adds templates to the identity called name, creating it (with
+// metadata) when there is none, all in one transaction: concurrent enrolls
+// of one name from several processes end in one identity. Metadata of an
+// existing identity is merged (new keys win).
+func (g *Gallery) Enroll(name string, metadata map[string]string, ts []Template) (Identity, []Template, error) {
+	var it Identity
+	var out []Template
+	err := g.update(func(tx *bolt.Tx) error {
+		var err error
+		if v := tx.Bucket(bucketNames).Get([]byte(name)); v != nil {
+			if it, err = getIdentity(tx, binary.BigEndian.Uint64(v)); err != nil {
+				return err
+			}
+			if len(metadata) > 0 && it.Metadata == nil {
+				it.Metadata = map[string]string{}
+			}
+			for k, v := range metadata {
+				it.Metadata[k] = v
+			}
+		} else if it, err = createIdentity(tx, name, metadata); err != nil {
+			return err
+		}
+		out, err = g.addTemplates(tx, &it, ts)
+		return err
+	})
+	if err != nil {
+		return Identity{}, nil, err
+	}
+	return it, out, nil
+}
+
+func (g *Gallery) addTemplates(tx *bolt.Tx, it *Identity, ts []Template) ([]Template, error) {
+	if g.opts.Model == "" {
+		return nil, ErrNoModel
+	}
+	meta := tx.Bucket(bucketMeta)
+	dim := 0
+	if v := meta.Get([]byte("dim")); len(v) == 4 {
+		dim = int(binary.BigEndian.Uint32(v))
+	}
+	tb := tx.Bucket(bucketTemplates)
+	out := make([]Template, 0, len(ts))
+	now := time.Now().UTC()
+	for i, t := range ts {
+		if len(t.Embedding) == 0 {
+			return nil, fmt.Errorf("%w: template %d has an empty embedding", ErrInvalid, i)
+		}
+		if dim == 0 {
+			dim = len(t.Embedding)
+			var v [4]byte
+			binary.BigEndian.PutUint32(v[:], uint32(dim))
+			if err := meta.Put([]byte("dim"), v[:]); err != nil {
+				return nil, err
+			}
+		}
+		if len(t.Embedding) != dim {
+			return nil, fmt.Errorf("%w: template %d has %d values, the gallery %d", ErrDimension, i, len(t.Embedding), dim)
+		}
+		var sq float64
+		for _, x := range t.Embedding {
+			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+				return nil, fmt.Errorf("%w: template %d has a non-finite value", ErrInvalid, i)
+			}
+			sq += float64(x) * float64(x)
+		}
+		if sq == 0 {
+			return nil, fmt.Errorf("%w: template %d is a zero vector", ErrInvalid, i)
+		}
+		tid, err := tb.NextSequence()
+		if err != nil {
+			return nil, err
+		}
+		t.ID, t.IdentityID, t.Created = tid, it.ID, now
+		v, err := encodeTemplate(t)
+		if err != nil {
+			return nil, fmt.Errorf("template %d: %w", i, err)
+		}
+		key := append(u64(it.ID), u64(tid)...)
+		if err := tb.Put(key, v); err != nil {
+			return nil, err
+		}
+		// (photos is nil only in a schema-1 file, i.e. in the migration test.)
+		if sha, photos := photoSHA(v), tx.Bucket(bucketPhotos); sha != nil && photos != nil {
+			if err := photos.Put(append(append([]byte(nil), sha...), key...), nil); err != nil {
+				return nil, err
+			}
+		}
+		t.Embedding = append([]float32(nil), t.Embedding...)
+		out = append(out, t)
+	}
+	it.Templates += len(ts)
+	return out, putIdentity(tx, *it)
+}
+
+// Template value: version byte 1, uint32 dim, dim float32 (little endian),
+// 32-byte photo sha256 (zeros: unknown), int64 created (Unix ns), uint16
+// source length, source bytes.
+func encodeTemplate(t Template) ([]byte, error) {
+	var sha [32]byte
+	if t.PhotoSHA256 != "" {
+		b, err := hex.DecodeString(t.PhotoSHA256)
+		if err != nil || len(b) != 32 {
+			return nil, fmt.Errorf("%w: photo sha256 %q is not 64 hex digits", ErrInvalid, t.PhotoSHA256)
+		}
+		copy(sha[:], b)
+	}
+	src := t.Source
+	if len(src) > math.MaxUint16 {
+		src = src[:math.MaxUint16]
+	}
+	buf := make([]byte, 0, 1+4+4*len(t.Embedding)+32+8+2+len(src))
+	buf = append(buf, 1)
+	buf = binary.LittleEndian.AppendUint32(buf, uint32(len(t.Embedding)))
+	for _, x := range t.Embedding {
+		buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(x))
+	}
+	buf = append(buf, sha[:]...)
+	buf = binary.LittleEndian.AppendUint64(buf, uint64(t.Created.UnixNano()))
+	buf = binary.LittleEndian.AppendUint16(buf, uint16(len(src)))
+	return append(buf, src...), nil
+}
+
+var errCorrupt = errors.New("corrupt template record")
+
+// decodeEmbedding decodes only the embedding of a template value into emb,
+// which must have the record's length.
+func decodeEmbedding(v []byte, emb []float32) error {
+	if len(v) < 5 || v[0] != 1 || int(binary.LittleEndian.Uint32(v[1:])) != len(emb) || len(v) < 5+4*len(emb) {
+		return errCorrupt
+	}
+	b := v[5 : 5+4*len(emb)]
+	for i := range emb {
+		emb[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+	return nil
+}
+
+// photoSHA returns the photo sha256 of an encoded template, nil when unknown
+// or when the record is too short.
+func photoSHA(v []byte) []byte {
+	if len(v) < 5 {
+		return nil
+	}
+	off := 5 + 4*int(binary.LittleEndian.Uint32(v[1:]))
+	if off < 5 || len(v) < off+32 {
+		return nil
+	}
+	sha := v[off : off+32]
+	if bytes.Equal(sha, make([]byte, 32)) {
+		return nil
+	}
+	return sha
+}
+
+// decodeTemplate decodes a value; emb, when non-nil and long enough,
+// receives the embedding (no allocation).
+func decodeTemplate(key, v []byte, emb []float32) (Template, error) {
+	if len(key) != 16 || len(v) < 5 || v[0] != 1 {
+		return Template{}, errCorrupt
+	}
+	dim := int(binary.LittleEndian.Uint32(v[1:]))
+	rest := v[5:]
+	if dim < 0 || len(rest) < 4*dim+32+8+2 {
+		return Template{}, errCorrupt
+	}
+	t := Template{IdentityID: binary.BigEndian.Uint64(key), ID: binary.BigEndian.Uint64(key[8:])}
+	if len(emb) < dim {
+		emb = make([]float32, dim)
+	}
+	t.Embedding = emb[:dim]
+	for i := range dim {
+		t.Embedding[i] = math.Float32frombits(binary.LittleEndian.Uint32(rest[4*i:]))
+	}
+	rest = rest[4*dim:]
+	if sha := rest[:32]; !bytes.Equal(sha, make([]byte, 32)) {
+		t.PhotoSHA256 = hex.EncodeToString(sha)
+	}
+	t.Created = time.Unix(0, int64(binary.LittleEndian.Uint64(rest[32:]))).UTC()
+	n := int(binary.LittleEndian.Uint16(rest[40:]))
+	if len(rest) < 42+n {
+		return Template{}, errCorrupt
+	}
+	t.Source = string(rest[42 : 42+n])
+	return t, nil
+}
+
+// List returns every identity, by id.
+func (g *Gallery) List() ([]Identity, error) {
+	var out []Identity
+	err := g.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketIdentities).ForEach(func(k, v []byte) error {
+			it, err := decodeIdentity(binary.BigEndian.Uint64(k), v)
+			if err != nil {
+				return err
+			}
+			out = append(out, it)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Get returns identity id (ErrNotFound).
+func (g *Gallery) Get(id uint64) (Identity, error) {
+	var it Identity
+	err := g.db.View(func(tx *bolt.Tx) error {
+		var err error
+		it, err = getIdentity(tx, id)
+		return err
+	})
+	return it, err
+}
+
+// GetByName returns the identity called name (ErrNotFound).
+func (g *Gallery) GetByName(name string) (Identity, error) {
+	var it Identity
+	err := g.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketNames).Get([]byte(name))
+		if v == nil {
+			return fmt.Errorf("%w: %q", ErrNotFound, name)
+		}
+		var err error
+		it, err = getIdentity(tx, binary.BigEndian.Uint64(v))
+		return err
+	})
+	return it, err
+}
+
+// Resolve finds an identity by name, or else by its decimal id (optionally
+// written "#12"): what a CLI argument naming a person means.
+func (g *Gallery) Resolve(ref string) (Identity, error) {
+	it, err := g.GetByName(ref)
+	if err == nil || !errors.Is(err, ErrNotFound) {
+		return it, err
+	}
+	if id, perr := strconv.ParseUint(strings.TrimPrefix(ref, "#"), 10, 64); perr == nil {
+		return g.Get(id)
+	}
+	return Identity{}, err
+}
+
+// Templates returns the templates of identity id, in enrolment order.
+func (g *Gallery) Templates(id uint64) ([]Template, error) {
+	var out []Template
+	err := g.db.View(func(tx *bolt.Tx) error {
+		if _, err := getIdentity(tx, id); err != nil {
+			return err
+		}
+		c := tx.Bucket(bucketTemplates).Cursor()
+		prefix := u64(id)
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			t, err := decodeTemplate(k, v, nil)
+			if err != nil {
+				return fmt.Errorf("identity %d: %w", id, err)
+			}
+			out = append(out, t)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// FindPhoto returns the templates enrolled from the photo whose sha256 (hex)
+// is given, in any identity: a way to notice a photo enrolled twice.
+func (g *Gallery) FindPhoto(sha256hex string) ([]Template, error) {
+	sha, err := hex.DecodeString(sha256hex)
+	if err != nil || len(sha) != 32 {
+		return nil, fmt.Errorf("%w: photo sha256 %q is not 64 hex digits", ErrInvalid, sha256hex)
+	}
+	var out []Template
+	err = g.db.View(func(tx *bolt.Tx) error {
+		pb := tx.Bucket(bucketPhotos)
+		if pb == nil {
+			return nil
+		}
+		c := pb.Cursor()
+		tb := tx.Bucket(bucketTemplates)
+		for k, _ := c.Seek(sha); k != nil && bytes.HasPrefix(k, sha); k, _ = c.Next() {
+			key := k[32:]
+			v := tb.Get(key)
+			if v == nil {
+				return fmt.Errorf("photo index names a missing template: %w", errCorrupt)
+			}
+			t, err := decodeTemplate(key, v, nil)
+			if err != nil {
+				return err
+			}
+			out = append(out, t)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Remove deletes identity id and all its templates.
+func (g *Gallery) Remove(id uint64) error {
+	return g.update(func(tx *bolt.Tx) error {
+		it, err := getIdentity(tx, id)
+		if err != nil {
+			return err
+		}
+		c := tx.Bucket(bucketTemplates).Cursor()
+		photos := tx.Bucket(bucketPhotos)
+		prefix := u64(id)
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Seek(prefix) {
+			if sha := photoSHA(v); sha != nil && photos != nil {
+				if err := photos.Delete(append(append([]byte(nil), sha...), k...)); err != nil {
+					return err
+				}
+			}
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket(bucketNames).Delete([]byte(it.Name)); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketIdentities).Delete(u64(id))
+	})
+}
+
+// Rename gives identity id a new, unused name.
+func (g *Gallery) Rename(id uint64, name string) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	return g.update(func(tx *bolt.Tx) error {
+		it, err := getIdentity(tx, id)
+		if err != nil {
+			return err
+		}
+		if it.Name == name {
+			return nil
+		}
+		names := tx.Bucket(bucketNames)
+		if names.Get([]byte(name)) != nil {
+			return fmt.Errorf("%w: %q", ErrExists, name)
+		}
+		if err := names.Delete([]byte(it.Name)); err != nil {
+			return err
+		}
+		it.Name = name
+		if err := putIdentity(tx, it); err != nil {
+			return err
+		}
+		return names.Put([]byte(name), u64(id))
+	})
+}
+
+// LoadIndex reads every template into an in-memory Index for search
+// (normalised float32 rows, one contiguous matrix).
+func (g *Gallery) LoadIndex() (*Index, error) {
+	var ix *Index
+	err := g.db.View(func(tx *bolt.Tx) error {
+		meta := readMeta(tx)
+		n := tx.Bucket(bucketTemplates).Stats().KeyN
+		ix = NewIndex(meta.Dim, n)
+		names := map[uint64]string{}
+		if err := tx.Bucket(bucketIdentities).ForEach(func(k, v []byte) error {
+			it, err := decodeIdentity(binary.BigEndian.Uint64(k), v)
+			names[it.ID] = it.Name
+			return err
+		}); err != nil {
+			return err
+		}
+		emb := make([]float32, meta.Dim)
+		return tx.Bucket(bucketTemplates).ForEach(func(k, v []byte) error {
+			if len(k) != 16 {
+				return errCorrupt
+			}
+			if err := decodeEmbedding(v, emb); err != nil {
+				return err
+			}
+			id := binary.BigEndian.Uint64(k)
+			return ix.Add(id, names[id], binary.BigEndian.Uint64(k[8:]), emb)
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load index of %s: %w", g.path, err)
+	}
+	return ix, nil
+}
+
+// Search returns the best k identities for query (see Searcher.Search),
+// using an index loaded on first use and reloaded after writes. For many
+// queries without allocation use LoadIndex and a Searcher.
+func (g *Gallery) Search(query []float32, k int) ([]Match, error) {
+	g.mu.Lock()
+	ix := g.index
+	g.mu.Unlock()
+	if ix == nil {
+		var err error
+		if ix, err = g.LoadIndex(); err != nil {
+			return nil, err
+		}
+		g.mu.Lock()
+		g.index = ix
+		g.mu.Unlock()
+	}
+	s := ix.NewSearcher()
+	defer s.Close()
+	m, err := s.Search(query, k)
+	return append([]Match(nil), m...), err
+}
