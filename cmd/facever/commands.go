@@ -18,6 +18,8 @@ func commands() []*cli.Command {
 		enrollCommand(),
 		identifyCommand(),
 		galleryCommand(),
+		serveCommand(),
+		apikeyCommand(),
 	}
 }
 
