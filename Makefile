@@ -34,10 +34,14 @@ bench: setup
 fuzz: setup
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./align/
 
-# LFW View 2 (10 folds, 6000 pairs) with the standard protocol; reads LFW from $(LFW).
+# LFW View 2 (10 folds, 6000 pairs) with the standard protocol, the threshold
+# at FAR 1e-3, and open-set 1:N identification; reads LFW from $(LFW).
 lfw: build
-	@if [ ! -f "$(LFW)/pairs.txt" ]; then echo "LFW not found at $(LFW): set LFW=/path/to/lfw (folder with pairs.txt and images/)"; exit 2; fi
-	$(BIN) eval --pairs $(LFW)/pairs.txt --root $(LFW)/images --roc build/lfw_roc.png
+	@if [ ! -f "$(LFW)/pairs.txt" ]; then echo "LFW not found at $(LFW): set LFW=/path/to/lfw (the folder with pairs.txt and images/)"; exit 2; fi
+	@mkdir -p build
+	$(BIN) eval --pairs $(LFW)/pairs.txt --root $(LFW)/images --roc build/lfw_roc.png | tee build/lfw_eval.txt
+	$(BIN) calibrate --pairs $(LFW)/pairs.txt --root $(LFW)/images --far 1e-3 | tee build/lfw_calibrate.txt
+	$(BIN) eval-identify --data $(LFW)/images --threshold $$(awk '/^threshold/ {print $$2; exit}' build/lfw_calibrate.txt) | tee build/lfw_identify.txt
 
 clean:
 	rm -rf bin build/bench.txt

@@ -14,6 +14,7 @@ func commands() []*cli.Command {
 		alignCommand(),
 		embedCommand(),
 		evalCommand(),
+		evalIdentifyCommand(),
 		calibrateCommand(),
 		enrollCommand(),
 		identifyCommand(),

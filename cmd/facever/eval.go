@@ -24,37 +24,30 @@ var pairsFlags = []cli.Flag{
 	alignedFlag, headFlag, cacheFlag, jsonFlag,
 }
 
-// openCache opens the feature cache named by --cache.
-func openCache(c *cli.Context) (*featcache.Cache, error) {
-	p := c.String("cache")
-	if p == "off" {
-		return nil, nil
+// cachePath is the feature cache file named by --cache ("" when off).
+func cachePath(c *cli.Context) string {
+	switch p := c.String("cache"); p {
+	case "off":
+		return ""
+	case "":
+		return featcache.DefaultPath()
+	default:
+		return p
 	}
-	if p == "" {
-		p = featcache.DefaultPath()
-	}
-	return featcache.Open(p)
 }
 
 // features computes (cached) backbone features of photos, projected by
 // --head, with a progress bar on stderr.
 func features(c *cli.Context, paths []string, label string) ([]pipeline.Result, error) {
-	cache, err := openCache(c)
-	if err != nil {
-		return nil, err
-	}
-	if cache != nil {
-		defer cache.Close()
-	}
 	head, err := loadHead(c)
 	if err != nil {
 		return nil, err
 	}
 	bar := progress.New(c.App.ErrWriter, label, len(paths))
 	res, err := pipeline.Features(pipelineConfig(c), paths, pipeline.BatchOptions{
-		Aligned:  c.Bool("aligned"),
-		Cache:    cache,
-		Progress: func(done, total int) { bar.Set(done, "photos") },
+		Aligned:   c.Bool("aligned"),
+		CachePath: cachePath(c),
+		Progress:  func(done, total int) { bar.Set(done, "photos") },
 	})
 	bar.Done()
 	if err != nil {

@@ -26,8 +26,10 @@ type BatchOptions struct {
 	Aligned bool
 	// Workers is the number of photos processed at once (default: cores).
 	Workers int
-	// Cache, when not nil, is consulted and filled.
-	Cache *featcache.Cache
+	// CachePath, when not empty, names the feature cache file consulted and
+	// filled. It is opened only while reading or writing, so several
+	// processes can share it.
+	CachePath string
 	// Progress, when not nil, is called after each photo with the count done.
 	Progress func(done, total int)
 }
@@ -41,6 +43,13 @@ func Features(cfg Config, paths []string, opt BatchOptions) ([]Result, error) {
 	var todo []int
 	mode := fmt.Sprintf("align=%v score=%.3f nms=%.2f", opt.Aligned, cfg.Detect.Score, cfg.Detect.NMS)
 	backboneSHA := models.Feature.SHA256
+	var cache *featcache.Cache
+	if opt.CachePath != "" {
+		var err error
+		if cache, err = featcache.Open(opt.CachePath); err != nil {
+			return nil, err
+		}
+	}
 	for i, path := range paths {
 		res[i].Path = path
 		data, err := os.ReadFile(path)
@@ -49,8 +58,9 @@ func Features(cfg Config, paths []string, opt BatchOptions) ([]Result, error) {
 			continue
 		}
 		keys[i] = featcache.Key(data, backboneSHA, mode)
-		if opt.Cache != nil {
-			if e, ok, err := opt.Cache.Get(keys[i]); err != nil {
+		if cache != nil {
+			if e, ok, err := cache.Get(keys[i]); err != nil {
+				cache.Close()
 				return nil, err
 			} else if ok {
 				res[i].Faces, res[i].Feature = e.Faces, e.Feature
@@ -61,6 +71,9 @@ func Features(cfg Config, paths []string, opt BatchOptions) ([]Result, error) {
 			}
 		}
 		todo = append(todo, i)
+	}
+	if cache != nil {
+		cache.Close()
 	}
 	done := len(paths) - len(todo)
 	if opt.Progress != nil {
@@ -77,7 +90,7 @@ func Features(cfg Config, paths []string, opt BatchOptions) ([]Result, error) {
 	jobs := make(chan int)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	var openErr error
+	var openErr, flushErr error
 	var newKeys [][]byte
 	var newEntries []featcache.Entry
 	for w := 0; w < workers; w++ {
@@ -106,6 +119,10 @@ func Features(cfg Config, paths []string, opt BatchOptions) ([]Result, error) {
 				if err == nil || errors.Is(err, align.ErrNoFace) {
 					newKeys = append(newKeys, keys[i])
 					newEntries = append(newEntries, featcache.Entry{Faces: r.Faces, Feature: r.Feature})
+					if len(newKeys) >= flushEvery {
+						flushErr = errors.Join(flushErr, flush(opt.CachePath, newKeys, newEntries))
+						newKeys, newEntries = nil, nil
+					}
 				}
 				done++
 				if opt.Progress != nil {
@@ -125,10 +142,28 @@ func Features(cfg Config, paths []string, opt BatchOptions) ([]Result, error) {
 	}
 	close(jobs)
 	wg.Wait()
-	if opt.Cache != nil && len(newKeys) > 0 {
-		if err := opt.Cache.PutMany(newKeys, newEntries); err != nil {
-			return res, fmt.Errorf("feature cache: %w", err)
-		}
+	if err := errors.Join(flushErr, flush(opt.CachePath, newKeys, newEntries)); err != nil {
+		return res, fmt.Errorf("feature cache: %w", err)
 	}
 	return res, nil
+}
+
+// flushEvery is how many new features are written to the cache at a time, so
+// an interrupted run keeps most of its work.
+const flushEvery = 1000
+
+// flush writes entries to the cache file at path (if any).
+func flush(path string, keys [][]byte, entries []featcache.Entry) error {
+	if path == "" || len(keys) == 0 {
+		return nil
+	}
+	c, err := featcache.Open(path)
+	if err != nil {
+		return err
+	}
+	if err := c.PutMany(keys, entries); err != nil {
+		c.Close()
+		return err
+	}
+	return c.Close()
 }

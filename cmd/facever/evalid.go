@@ -1,0 +1,258 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/facever/facever/enroll"
+	"github.com/facever/facever/verify"
+)
+
+// identifyEval is the outcome of the open-set 1:N protocol.
+type identifyEval struct {
+	Threshold float64 `json:"threshold"`
+	// Enrolled people (one template each) and their other photos (probes).
+	Enrolled    int `json:"enrolled"`
+	MatedProbes int `json:"mated_probes"`
+	// Rank1 is the share of mated probes whose best match is the right person
+	// (closed set, no threshold).
+	Rank1 float64 `json:"rank1"`
+	// DetectIdentify is the share of mated probes identified correctly and
+	// above the threshold (open set).
+	DetectIdentify float64 `json:"detect_identify_rate"`
+	// Strangers are photos of people not enrolled; FalseAlarm is the share of
+	// them matched to someone at the threshold (should be near the FAR).
+	Strangers  int     `json:"strangers"`
+	FalseAlarm float64 `json:"false_alarm_rate"`
+	// PhotosWithoutFace were skipped.
+	PhotosWithoutFace int `json:"photos_without_face"`
+	// Sweep gives both rates at a range of thresholds.
+	Sweep []openSetPoint `json:"sweep"`
+	// Calibrated is the threshold chosen on half of the strangers for
+	// TargetFalseAlarm, and both rates measured on the other half.
+	TargetFalseAlarm float64      `json:"target_false_alarm"`
+	Calibrated       openSetPoint `json:"calibrated"`
+}
+
+// openSetPoint is one operating point of open-set identification.
+type openSetPoint struct {
+	Threshold      float64 `json:"threshold"`
+	DetectIdentify float64 `json:"detect_identify_rate"`
+	FalseAlarm     float64 `json:"false_alarm_rate"`
+}
+
+// openSet measures both rates at threshold t: probes hold (correct, best
+// score) of each mated probe; strangers the best score of each stranger.
+func openSet(t float64, probes []probeResult, strangers []float64) openSetPoint {
+	p := openSetPoint{Threshold: t}
+	for _, r := range probes {
+		if r.correct && r.score >= t {
+			p.DetectIdentify++
+		}
+	}
+	for _, s := range strangers {
+		if s >= t {
+			p.FalseAlarm++
+		}
+	}
+	if len(probes) > 0 {
+		p.DetectIdentify /= float64(len(probes))
+	}
+	if len(strangers) > 0 {
+		p.FalseAlarm /= float64(len(strangers))
+	}
+	return p
+}
+
+type probeResult struct {
+	correct bool
+	score   float64
+}
+
+func evalIdentifyCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "eval-identify",
+		Usage: "measure 1:N identification on a folder per person (open set)",
+		Description: `For each person with two or more photos, the first photo (by name) is enrolled and
+the others are identified against everyone enrolled: rank-1 is the share whose best
+match is right; the detect-and-identify rate also needs the score above --threshold.
+Photos of people with a single photo are never enrolled: at the threshold they should
+come back unknown; the false-alarm rate is the share that did not.
+
+Example (LFW: 1,680 people enrolled, 7,484 mated probes, 4,069 strangers):
+   facever eval-identify --data lfw/images --threshold 0.348`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "data", Required: true, Usage: "a folder per person: DIR/<person>/<photo>"},
+			&cli.Float64Flag{Name: "threshold", Value: verify.DefaultThreshold, Usage: "similarity below which a probe is unknown (e.g. from `facever calibrate`)"},
+			&cli.Float64Flag{Name: "false-alarm", Value: 0.01, Usage: "target share of strangers matched to someone, for the calibrated threshold"},
+			alignedFlag, headFlag, cacheFlag, jsonFlag,
+		},
+		Action: func(c *cli.Context) error {
+			people, err := photosByPerson(c.String("data"))
+			if err != nil {
+				return fail(err)
+			}
+			var paths []string
+			for _, ph := range people {
+				paths = append(paths, ph...)
+			}
+			res, err := features(c, paths, "embedding photos")
+			if err != nil {
+				return fail(err)
+			}
+			feat := map[string][]float32{}
+			missed := 0
+			for _, r := range res {
+				if r.Feature != nil {
+					feat[r.Path] = r.Feature
+				} else {
+					missed++
+				}
+			}
+			ev := identifyEval{Threshold: c.Float64("threshold"), PhotosWithoutFace: missed}
+			names := make([]string, 0, len(people))
+			for n := range people {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			var ix *enroll.Index
+			type probe struct {
+				want uint64
+				emb  []float32
+			}
+			var probes []probe
+			var strangers [][]float32
+			var strangerPerson []int
+			for i, n := range names {
+				var ok [][]float32
+				for _, p := range people[n] {
+					if f := feat[p]; f != nil {
+						ok = append(ok, f)
+					}
+				}
+				if len(people[n]) < 2 {
+					for _, f := range ok {
+						strangers = append(strangers, f)
+						strangerPerson = append(strangerPerson, i)
+					}
+					continue
+				}
+				if len(ok) == 0 {
+					continue
+				}
+				if ix == nil {
+					ix = enroll.NewIndex(len(ok[0]), len(names))
+				}
+				if err := ix.Add(uint64(i+1), n, uint64(i+1), ok[0]); err != nil {
+					return fail(err)
+				}
+				ev.Enrolled++
+				for _, f := range ok[1:] {
+					probes = append(probes, probe{uint64(i + 1), f})
+				}
+			}
+			if ix == nil || len(probes) == 0 {
+				return fail(fmt.Errorf("%s has no person with two or more photos with a face", c.String("data")))
+			}
+			s := ix.NewSearcher()
+			defer s.Close()
+			pr := make([]probeResult, len(probes))
+			right := 0
+			for i, p := range probes {
+				m, err := s.Search(p.emb, 1)
+				if err != nil {
+					return fail(err)
+				}
+				pr[i] = probeResult{m[0].IdentityID == p.want, float64(m[0].Score)}
+				if pr[i].correct {
+					right++
+				}
+			}
+			// Strangers of even-numbered people calibrate, the others test.
+			var all, calib, test []float64
+			for i, f := range strangers {
+				m, err := s.Search(f, 1)
+				if err != nil {
+					return fail(err)
+				}
+				sc := float64(m[0].Score)
+				all = append(all, sc)
+				if strangerPerson[i]%2 == 0 {
+					calib = append(calib, sc)
+				} else {
+					test = append(test, sc)
+				}
+			}
+			ev.MatedProbes, ev.Strangers = len(probes), len(strangers)
+			ev.Rank1 = float64(right) / float64(len(probes))
+			at := openSet(ev.Threshold, pr, all)
+			ev.DetectIdentify, ev.FalseAlarm = at.DetectIdentify, at.FalseAlarm
+			alarms := int(math.Round(at.FalseAlarm * float64(len(all))))
+			for t := 0.30; t < 0.701; t += 0.05 {
+				ev.Sweep = append(ev.Sweep, openSet(math.Round(t*100)/100, pr, all))
+			}
+			ev.TargetFalseAlarm = c.Float64("false-alarm")
+			if len(calib) > 0 && len(test) > 0 {
+				sort.Sort(sort.Reverse(sort.Float64Slice(calib)))
+				allowed := int(math.Floor(ev.TargetFalseAlarm * float64(len(calib))))
+				thr := math.Nextafter(calib[min(allowed, len(calib)-1)], math.Inf(1))
+				if allowed >= len(calib) {
+					thr = calib[len(calib)-1]
+				}
+				ev.Calibrated = openSet(thr, pr, test)
+			}
+			if c.Bool("json") {
+				return writeJSONOrFail(c, ev)
+			}
+			w := c.App.Writer
+			fmt.Fprintf(w, "enrolled %d people (one photo each); %d photos without a face skipped\n", ev.Enrolled, missed)
+			fmt.Fprintf(w, "rank-1 on %d photos of enrolled people: %.2f%%\n", ev.MatedProbes, 100*ev.Rank1)
+			fmt.Fprintf(w, "identified and above threshold %.3f: %.2f%%\n", ev.Threshold, 100*ev.DetectIdentify)
+			fmt.Fprintf(w, "strangers (%d photos of people not enrolled) matched to someone: %.2f%% (%d)\n", ev.Strangers, 100*ev.FalseAlarm, alarms)
+			fmt.Fprintf(w, "threshold  identified  strangers matched\n")
+			for _, p := range ev.Sweep {
+				fmt.Fprintf(w, "%9.2f  %9.2f%%  %16.2f%%\n", p.Threshold, 100*p.DetectIdentify, 100*p.FalseAlarm)
+			}
+			if ev.Calibrated.Threshold != 0 {
+				fmt.Fprintf(w, "calibrated on half of the strangers for ≤ %.1f%% matched: threshold %.4f; on the other half %.2f%% matched, %.2f%% of enrolled people's photos identified\n",
+					100*ev.TargetFalseAlarm, ev.Calibrated.Threshold, 100*ev.Calibrated.FalseAlarm, 100*ev.Calibrated.DetectIdentify)
+			}
+			return nil
+		},
+	}
+}
+
+// photosByPerson lists DIR/<person>/<photo> for JPEG and PNG photos.
+func photosByPerson(dir string) (map[string][]string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]string{}
+	for _, e := range ents {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		files, err := os.ReadDir(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range files {
+			ext := strings.ToLower(filepath.Ext(f.Name()))
+			if !f.IsDir() && (ext == ".jpg" || ext == ".jpeg" || ext == ".png") {
+				out[e.Name()] = append(out[e.Name()], filepath.Join(dir, e.Name(), f.Name()))
+			}
+		}
+		sort.Strings(out[e.Name()])
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s holds no folder of photos (expected DIR/<person>/<photo>.jpg)", dir)
+	}
+	return out, nil
+}
