@@ -75,16 +75,17 @@ func (f Face) Height() float64 { return f.Box[3] - f.Box[1] }
 // Area of the face box.
 func (f Face) Area() float64 { return f.Width() * f.Height() }
 
-// Chip is an aligned face: ChipSize×ChipSize pixels, RGB, row-major,
-// 3 bytes per pixel.
+// Chip is an aligned face: Size×Size pixels, RGB, row-major, 3 bytes per
+// pixel. The default backbone's chips are ChipSize (112) pixels across.
 type Chip struct {
-	Pix []uint8
+	Size int
+	Pix  []uint8
 }
 
 // RGBA converts the chip to a Go image (to write it as PNG).
 func (c Chip) RGBA() *image.RGBA {
-	img := image.NewRGBA(image.Rect(0, 0, ChipSize, ChipSize))
-	for i := 0; i < ChipSize*ChipSize; i++ {
+	img := image.NewRGBA(image.Rect(0, 0, c.Size, c.Size))
+	for i := 0; i < c.Size*c.Size; i++ {
 		img.Pix[4*i], img.Pix[4*i+1], img.Pix[4*i+2], img.Pix[4*i+3] = c.Pix[3*i], c.Pix[3*i+1], c.Pix[3*i+2], 255
 	}
 	return img
@@ -104,13 +105,14 @@ func ChipFromImage(im *Image) Chip {
 	return chipFromBGR(m)
 }
 
+// chipFromBGR copies a square BGR Mat into an RGB chip.
 func chipFromBGR(m gocv.Mat) Chip {
 	b := m.ToBytes()
 	pix := make([]uint8, len(b))
 	for i := 0; i+2 < len(b); i += 3 {
 		pix[i], pix[i+1], pix[i+2] = b[i+2], b[i+1], b[i]
 	}
-	return Chip{Pix: pix}
+	return Chip{Size: m.Cols(), Pix: pix}
 }
 
 // Aligner detects faces and aligns them. It holds the detector and landmark

@@ -57,7 +57,7 @@ func (e *Embedder) Features(chips []align.Chip) ([][]float32, error) {
 		batch := chips[start:min(start+MaxBatch, len(chips))]
 		x := infer.NewTensor(len(batch), c, h, w)
 		for i, ch := range batch {
-			if len(ch.Pix) != 3*plane {
+			if ch.Size != w || len(ch.Pix) != 3*plane {
 				return nil, fmt.Errorf("face %d: chip has %d bytes, want %d (%d×%d RGB)", start+i, len(ch.Pix), 3*plane, w, h)
 			}
 			rgbToCHW(ch.Pix, x.Data[i*c*plane:(i+1)*c*plane], plane, e.model.Mean, e.model.Scale)
