@@ -184,7 +184,7 @@ func Open(path string, opts Options) (*Gallery, error) {
 	db, err := bolt.Open(path, FileMode, &bolt.Options{Timeout: timeout, ReadOnly: opts.ReadOnly, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
-			return nil, fmt.Errorf("open gallery %s: %w (waited %v)", path, ErrLocked, opts.Timeout)
+			return nil, fmt.Errorf("open gallery %s: %w (waited %v)", path, ErrLocked, timeout)
 		}
 		return nil, fmt.Errorf("open gallery %s: %w", path, err)
 	}
@@ -209,8 +209,12 @@ func Open(path string, opts Options) (*Gallery, error) {
 func (g *Gallery) init() error {
 	var version int
 	var foreign bool
+	var hasModel bool
 	err := g.db.View(func(tx *bolt.Tx) error {
 		version, foreign = schemaOf(tx)
+		if b := tx.Bucket(bucketMeta); b != nil {
+			hasModel = len(b.Get([]byte("model"))) > 0
+		}
 		return nil
 	})
 	if err != nil {
@@ -223,8 +227,10 @@ func (g *Gallery) init() error {
 	if version > latest {
 		return fmt.Errorf("%w: schema %d is newer than this program's %d", ErrSchema, version, latest)
 	}
-	needModel := !g.opts.ReadOnly && g.opts.Model != ""
-	if version < latest || needModel {
+	// Write only when there is something to write: a migration, or the model
+	// of a gallery that has none yet.
+	recordModel := !g.opts.ReadOnly && g.opts.Model != "" && !hasModel
+	if version < latest || recordModel {
 		if g.opts.ReadOnly {
 			return fmt.Errorf("%w: schema %d needs migrating to %d: open it read-write once", ErrSchema, version, latest)
 		}

@@ -3,6 +3,7 @@ package enroll
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"runtime"
 	"slices"
@@ -15,8 +16,8 @@ import (
 // searched; build it with Gallery.LoadIndex or NewIndex and Add.
 //
 // Memory per template: float32: 4·dim + 12 bytes (dim 512: 2,060 B, so 1M
-// templates take 2.06 GB), int8: dim + 16 bytes (528 B), plus 4 bytes per
-// template for each Searcher's score buffer.
+// templates take 2.06 GB), int8: dim + 16 bytes (528 B); plus, per
+// Searcher, 8 bytes per identity per core (see Searcher).
 type Index struct {
 	dim   int
 	int8  bool
@@ -96,7 +97,10 @@ func (ix *Index) Quantize() *Index {
 	if ix.int8 {
 		return ix
 	}
-	q := &Index{dim: ix.dim, int8: true, owner: ix.owner, tids: ix.tids, ids: ix.ids, names: ix.names, slot: ix.slot,
+	// The identity tables are shared, clipped so that an Add to either index
+	// reallocates instead of writing into the other's arrays.
+	ix.owner, ix.tids, ix.ids, ix.names = slices.Clip(ix.owner), slices.Clip(ix.tids), slices.Clip(ix.ids), slices.Clip(ix.names)
+	q := &Index{dim: ix.dim, int8: true, owner: ix.owner, tids: ix.tids, ids: ix.ids, names: ix.names, slot: maps.Clone(ix.slot),
 		q8: make([]int8, 0, len(ix.data)), scale: make([]float32, 0, len(ix.tids))}
 	for r := range ix.tids {
 		q.appendInt8(ix.data[r*ix.dim:(r+1)*ix.dim], 1)
@@ -117,7 +121,7 @@ func (ix *Index) Identities() int { return len(ix.ids) }
 func (ix *Index) Int8() bool { return ix.int8 }
 
 // BytesPerTemplate is the index memory per template (rows, scale, owner,
-// template id), not counting a Searcher's 4-byte score per template.
+// template id), not counting the identity table and the Searchers' state.
 func (ix *Index) BytesPerTemplate() int {
 	if ix.int8 {
 		return ix.dim + 4 + 4 + 8
@@ -137,27 +141,40 @@ type Match struct {
 }
 
 // Searcher runs queries against one Index without allocating: it owns the
-// score buffers and a worker goroutine per extra core. One Searcher serves one
-// goroutine at a time; use one per goroutine. Close it to stop its workers
-// (a forgotten Searcher is stopped when garbage collected).
+// per-identity buffers and a worker goroutine per extra core. One Searcher
+// serves one goroutine at a time; use one per goroutine. Close it to stop its
+// workers (a forgotten Searcher is stopped when garbage collected).
+//
+// Its state is 8 bytes per identity per core per query of the largest batch
+// (each core keeps the best score and row of every identity over its share
+// of the rows), plus the normalised queries.
 type Searcher struct {
 	*searcher
 }
 
 type searcher struct {
-	ix      *Index
-	q       []float32 // normalised query
-	q16     []int16   // quantised query, int8 mode
-	qscale  float32
-	scores  []float32
-	best    []float32 // per identity slot
-	bestRow []int32
-	top     []int32 // slots of the current top k, best first
-	res     []Match
-	chunks  int
-	work    chan [2]int
-	done    chan struct{}
-	once    sync.Once
+	ix     *Index
+	batch  int       // queries in the current call
+	q      []float32 // normalised queries, batch × dim
+	q16    []int16   // quantised queries, int8 mode
+	qscale []float32 // per query, int8 mode
+	parts  []part    // one per chunk of rows
+	top    []int32   // slots of the current top k, best first
+	res    []Match   // batch × k
+	out    [][]Match
+	one    [1][]float32
+	chunks int
+	work   chan int
+	done   chan struct{}
+	once   sync.Once
+}
+
+// part is one core's share of a search: rows lo..hi, and for every query of
+// the batch the best score and row of each identity among those rows.
+type part struct {
+	lo, hi int
+	best   []float32 // batch × identities
+	row    []int32   // batch × identities
 }
 
 // stop ends the workers, once.
@@ -175,14 +192,16 @@ const minChunk = 4096
 // NewSearcher returns a Searcher over ix using up to GOMAXPROCS cores.
 func (ix *Index) NewSearcher() *Searcher {
 	n := ix.Len()
-	s := &searcher{ix: ix, q: make([]float32, ix.dim), scores: make([]float32, n),
-		best: make([]float32, len(ix.ids)), bestRow: make([]int32, len(ix.ids))}
-	if ix.int8 {
-		s.q16 = make([]int16, ix.dim)
-	}
+	s := &searcher{ix: ix}
 	s.chunks = max(1, min(runtime.GOMAXPROCS(0), n/minChunk))
+	s.parts = make([]part, s.chunks)
+	step := (n + s.chunks - 1) / s.chunks
+	for c := range s.parts {
+		s.parts[c].lo, s.parts[c].hi = min(n, c*step), min(n, (c+1)*step)
+	}
+	s.grow(1)
 	if s.chunks > 1 {
-		s.work = make(chan [2]int, s.chunks)
+		s.work = make(chan int, s.chunks)
 		s.done = make(chan struct{}, s.chunks)
 		for range s.chunks - 1 {
 			go s.worker()
@@ -195,9 +214,27 @@ func (ix *Index) NewSearcher() *Searcher {
 	return out
 }
 
+// grow sizes the per-query buffers for b queries.
+func (s *searcher) grow(b int) {
+	if len(s.qscale) >= b {
+		return
+	}
+	d, ni := s.ix.dim, len(s.ix.ids)
+	s.q = make([]float32, b*d)
+	s.qscale = make([]float32, b)
+	if s.ix.int8 {
+		s.q16 = make([]int16, b*d)
+	}
+	for c := range s.parts {
+		s.parts[c].best = make([]float32, b*ni)
+		s.parts[c].row = make([]int32, b*ni)
+	}
+	s.out = make([][]Match, b)
+}
+
 func (s *searcher) worker() {
-	for r := range s.work {
-		s.score(r[0], r[1])
+	for c := range s.work {
+		s.score(&s.parts[c])
 		s.done <- struct{}{}
 	}
 }
@@ -207,103 +244,163 @@ func (s *Searcher) Close() {
 	s.stop()
 }
 
-// score fills scores[lo:hi].
-func (s *searcher) score(lo, hi int) {
-	d := s.ix.dim
-	if s.ix.int8 {
-		q8, q, sc := s.ix.q8, s.q16, s.ix.scale
-		for r := lo; r < hi; r++ {
-			s.scores[r] = float32(dotI8(q8[r*d:(r+1)*d:(r+1)*d], q)) * sc[r] * s.qscale
+// score scores the rows of part p against every query of the batch and
+// keeps each identity's best. Each row is read from memory once and meets
+// all the queries while in cache.
+func (s *searcher) score(p *part) {
+	ix := s.ix
+	d, ni, nb := ix.dim, len(ix.ids), s.batch
+	best, brow := p.best[:nb*ni], p.row[:nb*ni]
+	negInf := float32(math.Inf(-1))
+	for i := range best {
+		best[i] = negInf
+	}
+	owner := ix.owner
+	if ix.int8 {
+		q8, sc := ix.q8, ix.scale
+		for r := p.lo; r < p.hi; r++ {
+			row, o := q8[r*d:(r+1)*d:(r+1)*d], int(owner[r])
+			for b := range nb {
+				v := float32(dotI8(row, s.q16[b*d:(b+1)*d])) * sc[r] * s.qscale[b]
+				if j := b*ni + o; v > best[j] {
+					best[j], brow[j] = v, int32(r)
+				}
+			}
 		}
 		return
 	}
-	data, q := s.ix.data, s.q
-	for r := lo; r < hi; r++ {
-		s.scores[r] = dotF32(data[r*d:(r+1)*d:(r+1)*d], q)
+	data := ix.data
+	for r := p.lo; r < p.hi; r++ {
+		row, o := data[r*d:(r+1)*d:(r+1)*d], int(owner[r])
+		for b := range nb {
+			v := dotF32(row, s.q[b*d:(b+1)*d])
+			if j := b*ni + o; v > best[j] {
+				best[j], brow[j] = v, int32(r)
+			}
+		}
 	}
 }
 
 // Search returns the k identities most similar to query, best first, each
 // scored by its best template (exact cosine against every template of the
 // index; approximate for an int8 index). The returned slice belongs to the
-// Searcher and is overwritten by the next Search. It does not allocate.
+// Searcher and is overwritten by the next search. It does not allocate.
 func (s *Searcher) Search(query []float32, k int) ([]Match, error) {
+	s.one[0] = query
+	out, err := s.SearchBatch(s.one[:], k)
+	s.one[0] = nil
+	if err != nil {
+		return nil, err
+	}
+	return out[0], nil
+}
+
+// SearchBatch runs Search for several queries in one pass over the index
+// (each template is read from memory once for all of them: faster per query
+// than one by one). The results belong to the Searcher, as with Search. It
+// allocates only when given more queries, or a larger k, than ever before
+// (its state grows with the batch: see Searcher).
+func (s *Searcher) SearchBatch(queries [][]float32, k int) ([][]Match, error) {
 	ix := s.ix
+	if len(queries) == 0 {
+		return nil, nil
+	}
+	s.grow(len(queries))
+	s.batch = len(queries)
+	out := s.out[:len(queries)]
 	if ix.Len() == 0 {
-		return s.res[:0], nil
+		for b := range out {
+			out[b] = s.res[:0]
+		}
+		return out, nil
 	}
-	if len(query) != ix.dim {
-		return nil, ErrDimension
-	}
-	var sq float64
-	for _, x := range query {
-		sq += float64(x) * float64(x)
-	}
-	if sq == 0 || math.IsNaN(sq) || math.IsInf(sq, 0) {
-		return nil, ErrEmptyQuery
-	}
-	inv := float32(1 / math.Sqrt(sq))
-	var m float32
-	for i, x := range query {
-		s.q[i] = x * inv
-		m = max(m, float32(math.Abs(float64(s.q[i]))))
-	}
-	if ix.int8 {
-		s.qscale = m / 127
-		for i, x := range s.q {
-			s.q16[i] = int16(math.Round(float64(x / s.qscale)))
+	d := ix.dim
+	for b, query := range queries {
+		if len(query) != d {
+			return nil, fmt.Errorf("%w: query %d has %d values, the index %d", ErrDimension, b, len(query), d)
+		}
+		var sq float64
+		for _, x := range query {
+			sq += float64(x) * float64(x)
+		}
+		if sq == 0 || math.IsNaN(sq) || math.IsInf(sq, 0) {
+			return nil, fmt.Errorf("%w (query %d)", ErrEmptyQuery, b)
+		}
+		inv := float32(1 / math.Sqrt(sq))
+		q := s.q[b*d : (b+1)*d]
+		var m float32
+		for i, x := range query {
+			q[i] = x * inv
+			m = max(m, float32(math.Abs(float64(q[i]))))
+		}
+		if ix.int8 {
+			s.qscale[b] = m / 127
+			q16 := s.q16[b*d : (b+1)*d]
+			for i, x := range q {
+				q16[i] = int16(math.Round(float64(x / s.qscale[b])))
+			}
 		}
 	}
-	n := ix.Len()
 	if s.chunks > 1 {
-		step := (n + s.chunks - 1) / s.chunks
 		for c := 1; c < s.chunks; c++ {
-			s.work <- [2]int{c * step, min(n, (c+1)*step)}
+			s.work <- c
 		}
-		s.score(0, min(n, step))
+		s.score(&s.parts[0])
 		for c := 1; c < s.chunks; c++ {
 			<-s.done
 		}
 	} else {
-		s.score(0, n)
+		s.score(&s.parts[0])
 	}
-	// Best template per identity.
-	for i := range s.best {
-		s.best[i] = float32(math.Inf(-1))
+	k = max(0, min(k, len(ix.ids)))
+	if need := len(queries) * k; cap(s.res) < need || cap(s.top) < k {
+		s.res = make([]Match, 0, need) // grows once per larger batch or k
+		s.top = make([]int32, 0, k)
 	}
-	for r, sc := range s.scores {
-		if o := ix.owner[r]; sc > s.best[o] {
-			s.best[o], s.bestRow[o] = sc, int32(r)
+	res := s.res[:0]
+	for b := range queries {
+		start := len(res)
+		res = s.rank(b, k, res)
+		out[b] = res[start:len(res):len(res)]
+	}
+	s.res = res
+	return out, nil
+}
+
+// rank merges the parts' per-identity bests for query b into part 0 and
+// appends the top k identities to res.
+func (s *searcher) rank(b, k int, res []Match) []Match {
+	ix := s.ix
+	ni := len(ix.ids)
+	best, brow := s.parts[0].best[b*ni:(b+1)*ni], s.parts[0].row[b*ni:(b+1)*ni]
+	for _, p := range s.parts[1:] {
+		pb, pr := p.best[b*ni:(b+1)*ni], p.row[b*ni:(b+1)*ni]
+		for o, v := range pb {
+			if v > best[o] {
+				best[o], brow[o] = v, pr[o]
+			}
 		}
 	}
-	// Top k identities by insertion into a sorted list of at most k slots.
-	k = min(k, len(s.best))
-	if k <= 0 {
-		return s.res[:0], nil
+	if k == 0 {
+		return res
 	}
-	if cap(s.top) < k {
-		s.top = make([]int32, 0, k) // grows once per larger k
-		s.res = make([]Match, 0, k)
-	}
+	// Top k by insertion into a sorted list of at most k slots.
 	top := s.top[:0]
-	for o, sc := range s.best {
-		if len(top) == k && sc <= s.best[top[k-1]] {
+	for o, sc := range best {
+		if len(top) == k && sc <= best[top[k-1]] {
 			continue
 		}
 		if len(top) < k {
 			top = append(top, 0)
 		}
 		j := len(top) - 1
-		for ; j > 0 && s.best[top[j-1]] < sc; j-- {
+		for ; j > 0 && best[top[j-1]] < sc; j-- {
 			top[j] = top[j-1]
 		}
 		top[j] = int32(o)
 	}
-	s.top = top
-	res := s.res[:0]
 	for _, o := range top {
-		res = append(res, Match{IdentityID: ix.ids[o], Name: ix.names[o], Score: s.best[o], TemplateID: ix.tids[s.bestRow[o]]})
+		res = append(res, Match{IdentityID: ix.ids[o], Name: ix.names[o], Score: best[o], TemplateID: ix.tids[brow[o]]})
 	}
-	s.res = res
-	return res, nil
+	return res
 }

@@ -174,6 +174,61 @@ func TestSearchBruteForce(t *testing.T) {
 	})
 }
 
+func TestSearchBatch(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	for _, q8 := range []bool{false, true} {
+		ix, _ := synthetic(rng, 64, 3000, 3, 1)
+		if q8 {
+			ix = ix.Quantize()
+		}
+		s := ix.NewSearcher()
+		one := ix.NewSearcher()
+		queries := make([][]float32, 7)
+		for i := range queries {
+			queries[i] = randEmb(rng, 64)
+		}
+		for _, k := range []int{1, 4} {
+			got, err := s.SearchBatch(queries, k)
+			if err != nil || len(got) != len(queries) {
+				t.Fatalf("SearchBatch: %d results, %v", len(got), err)
+			}
+			for i, q := range queries {
+				want, _ := one.Search(q, k)
+				if len(got[i]) != k || !slices.Equal(got[i], want) {
+					t.Errorf("int8=%v k=%d query %d: batch %+v, alone %+v", q8, k, i, got[i], want)
+				}
+			}
+		}
+		queries[3] = make([]float32, 64)
+		if _, err := s.SearchBatch(queries, 1); err == nil {
+			t.Error("zero query in a batch accepted")
+		}
+		queries[3] = randEmb(rng, 64)
+		if _, err := s.SearchBatch(queries, 2); err != nil {
+			t.Fatal(err)
+		}
+		if a := testing.AllocsPerRun(5, func() { s.SearchBatch(queries, 2) }); a != 0 {
+			t.Errorf("int8=%v: SearchBatch allocates %v times", q8, a)
+		}
+		s.Close()
+		one.Close()
+	}
+}
+
+func TestQuantizeIndependent(t *testing.T) {
+	ix := NewIndex(2, 4)
+	ix.Add(1, "a", 1, []float32{1, 0})
+	q := ix.Quantize()
+	ix.Add(2, "b", 2, []float32{0, 1})
+	q.Add(3, "c", 3, []float32{-1, 0})
+	if ix.Len() != 2 || q.Len() != 2 || ix.Identities() != 2 || q.Identities() != 2 {
+		t.Fatalf("float %d/%d, int8 %d/%d", ix.Len(), ix.Identities(), q.Len(), q.Identities())
+	}
+	if ix.names[1] != "b" || q.names[1] != "c" || ix.ids[ix.owner[1]] != 2 || q.ids[q.owner[1]] != 3 {
+		t.Errorf("indexes share state: %v %v / %v %v", ix.names, ix.owner, q.names, q.owner)
+	}
+}
+
 func TestSearchZeroAlloc(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	for _, q8 := range []bool{false, true} {
@@ -277,33 +332,61 @@ func TestGallerySearch(t *testing.T) {
 	}
 }
 
-func benchSearch(b *testing.B, n int, q8 bool) {
+// benchIndexes caches the synthetic benchmark indexes across sub-benchmarks.
+var benchIndexes = map[[2]int]*Index{}
+
+func benchIndex(n int, q8 bool) *Index {
+	key := [2]int{n, 0}
+	if q8 {
+		key[1] = 1
+	}
+	if ix := benchIndexes[key]; ix != nil {
+		return ix
+	}
+	if q8 {
+		ix := benchIndex(n, false).Quantize()
+		benchIndexes[key] = ix
+		return ix
+	}
 	rng := rand.New(rand.NewPCG(11, 12))
 	ix := NewIndex(512, n)
 	e := make([]float32, 512)
 	for i := range n {
 		for d := range e {
-			e[d] = float32(rng.NormFloat64())
+			e[d] = rng.Float32()*2 - 1
 		}
 		if err := ix.Add(uint64(i/4+1), "", uint64(i+1), e); err != nil { // 4 templates per identity
-			b.Fatal(err)
+			panic(err)
 		}
 	}
-	if q8 {
-		q := ix.Quantize()
-		ix = nil
-		ix = q
-	}
+	benchIndexes[key] = ix
+	return ix
+}
+
+func benchSearch(b *testing.B, n int, q8 bool, batch int) {
+	rng := rand.New(rand.NewPCG(11, 13))
+	ix := benchIndex(n, q8)
 	s := ix.NewSearcher()
 	defer s.Close()
-	query := randEmb(rng, 512)
+	queries := make([][]float32, batch)
+	for i := range queries {
+		queries[i] = randEmb(rng, 512)
+	}
 	b.ResetTimer()
 	for b.Loop() {
-		if _, err := s.Search(query, 5); err != nil {
+		if batch == 1 {
+			if _, err := s.Search(queries[0], 5); err != nil {
+				b.Fatal(err)
+			}
+		} else if _, err := s.SearchBatch(queries, 5); err != nil {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(ix.BytesPerTemplate()+4), "B/template")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch)/1e6, "ms/query")
+	// Index bytes per template plus the Searcher's state (8 B per identity per
+	// core per query of the batch) spread over the templates.
+	state := 8 * ix.Identities() * len(s.parts) * batch
+	b.ReportMetric(float64(ix.BytesPerTemplate())+float64(state)/float64(n), "B/template")
 }
 
 // BenchmarkSearch: exact float32 and compact int8 search, with the assembly
@@ -326,9 +409,23 @@ func BenchmarkSearch(b *testing.B) {
 				}
 				b.Run(fmt.Sprintf("%s/%d", kind, n), func(b *testing.B) {
 					useAsm = asm
-					benchSearch(b, n, q8)
+					benchSearch(b, n, q8, 1)
 				})
 			}
+		}
+	}
+}
+
+// BenchmarkSearchBatch: 1M templates, one query per pass and 16 queries
+// per pass (ms/query is the figure to compare).
+func BenchmarkSearchBatch(b *testing.B) {
+	for _, q8 := range []bool{false, true} {
+		for _, batch := range []int{1, 16} {
+			kind := "f32"
+			if q8 {
+				kind = "int8"
+			}
+			b.Run(fmt.Sprintf("%s/1000000/batch%d", kind, batch), func(b *testing.B) { benchSearch(b, 1_000_000, q8, batch) })
 		}
 	}
 }

@@ -77,8 +77,8 @@ func sortScores(scores []float64, same []bool, folds []int) ([]scored, error) {
 	}
 	v := make([]scored, len(scores))
 	for i, s := range scores {
-		if math.IsNaN(s) {
-			return nil, fmt.Errorf("verify: score %d is NaN", i)
+		if math.IsNaN(s) || math.IsInf(s, 0) {
+			return nil, fmt.Errorf("verify: score %d is %v", i, s)
 		}
 		v[i] = scored{s: s, same: same[i]}
 		if folds != nil {
@@ -212,6 +212,10 @@ func (r *ROC) AtFAR(far float64) OperatingPoint {
 		return 1
 	})
 	op.ROCPoint = r.Points[i-1] // Points[0] has FAR 0, so i ≥ 1
+	if i == 1 && len(r.Points) > 1 {
+		// Accept nothing: just above the top score (finite, for JSON).
+		op.Threshold = math.Nextafter(r.Points[1].Threshold, math.Inf(1))
+	}
 	return op
 }
 
@@ -244,7 +248,11 @@ func AccuracyAt(scores []float64, same []bool, threshold float64) (Accuracy, err
 // pairs, and that accuracy (an optimistic figure: the threshold is chosen on
 // the pairs it is measured on; KFold is the honest one). The threshold is the
 // midpoint between the lowest accepted and the highest rejected score; among
-// equally accurate thresholds the strictest is chosen.
+// equally accurate thresholds the strictest is chosen, as insightface's LFW
+// evaluation does (verification.py calculate_roc: argmax over ascending
+// distance thresholds). ../shared/tools/ref_pipeline.py instead takes the
+// loosest tied score itself, so its k-fold figure can differ by a pair or so
+// per fold.
 func BestAccuracy(scores []float64, same []bool) (Accuracy, error) {
 	v, err := sortScores(scores, same, nil)
 	if err != nil {

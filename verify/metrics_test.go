@@ -1,9 +1,11 @@
 package verify
 
 import (
+	"encoding/json"
 	"errors"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -119,7 +121,14 @@ func TestCalibrateTiny(t *testing.T) {
 			t.Errorf("Calibrate(%v) = %+v", tc.far, c)
 		}
 	}
-	// The top score is an impostor: threshold above it.
+	// The top score is an impostor: threshold above it, finite for JSON.
+	r, _ := ComputeROC([]float64{0.9, 0.9, 0.5}, []bool{false, false, true}) // tied top impostors
+	if op := r.AtFAR(0.5); !op.Available || op.TrueAccepts != 0 || !(op.Threshold > 0.9) || math.IsInf(op.Threshold, 0) {
+		t.Errorf("AtFAR with a top impostor: %+v", op)
+	}
+	if _, err := json.Marshal(r.AtFAR(0.5)); err != nil {
+		t.Error(err)
+	}
 	c, err := Calibrate([]float64{0.9, 0.5}, []bool{false, true}, 0.01)
 	if err != nil || !(c.Threshold > 0.9) || c.FalseAccepts != 0 || c.TrueAccepts != 0 {
 		t.Errorf("top impostor: %+v %v", c, err)
@@ -151,8 +160,10 @@ func TestMetricErrors(t *testing.T) {
 	if _, err := ComputeROC([]float64{1, 2}, []bool{true}); err == nil {
 		t.Error("length mismatch accepted")
 	}
-	if _, err := ComputeROC([]float64{1, math.NaN()}, []bool{true, false}); err == nil {
-		t.Error("NaN accepted")
+	for _, bad := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
+		if _, err := ComputeROC([]float64{1, bad}, []bool{true, false}); err == nil {
+			t.Errorf("score %v accepted", bad)
+		}
 	}
 	if _, err := ComputeROC([]float64{1, 2}, []bool{true, true}); !errors.Is(err, ErrNoImpostors) {
 		t.Errorf("no impostors: %v", err)
@@ -394,6 +405,9 @@ func TestEvaluate(t *testing.T) {
 	// d' = 1.5 between two unit normals: AUC = Φ(1.5/√2) ≈ 0.856.
 	if math.Abs(e.ROC.AUC-0.856) > 0.02 {
 		t.Errorf("AUC = %v, want ≈ 0.856", e.ROC.AUC)
+	}
+	if b, err := json.Marshal(e); err != nil || !strings.Contains(string(b), `"auc"`) || strings.Contains(string(b), `"points"`) {
+		t.Errorf("JSON: %s %v", b, err)
 	}
 	if e.KFold.Mean > e.Best.Accuracy+1e-12 {
 		t.Errorf("k-fold %v above best-threshold accuracy %v", e.KFold.Mean, e.Best.Accuracy)

@@ -160,6 +160,7 @@ func ParsePairs(r io.Reader, root string) (*PairSet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read pairs: %w", err)
 	}
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // UTF-8 BOM (spreadsheet exports)
 	if detectFormat(data) == FormatCSV {
 		return ParseCSVPairs(bytes.NewReader(data), root)
 	}
@@ -402,8 +403,8 @@ func PairsFromDir(dir string, maxPairs int) (*PairSet, error) {
 			ids++
 		}
 	}
-	if ids < 2 && len(photos) < 2 {
-		return nil, fmt.Errorf("pairs from folders: %s holds fewer than two photos in identity folders", dir)
+	if len(photos) < 2 {
+		return nil, fmt.Errorf("pairs from folders: %s holds fewer than two photos in identity folders (one folder per person)", dir)
 	}
 	total := len(photos) * (len(photos) - 1) / 2
 	if maxPairs > 0 && total > maxPairs {

@@ -101,6 +101,15 @@ func TestParseCSVPairs(t *testing.T) {
 	if ps.FoldIndices() != nil {
 		t.Error("CSV should leave folds to KFold")
 	}
+	// A UTF-8 byte-order mark and CRLF line ends (spreadsheet exports).
+	ps, err = ParsePairs(strings.NewReader("\ufeffa.jpg,b.jpg,1\r\nc.jpg,d.jpg,0\r\n"), "")
+	if err != nil || len(ps.Pairs) != 2 || ps.Pairs[0].A != "a.jpg" || ps.Pairs[1].B != "d.jpg" {
+		t.Errorf("BOM/CRLF CSV: %+v %v", ps, err)
+	}
+	ps, err = ParsePairs(strings.NewReader("\ufeff1 1\r\nA 1 2\r\nA 1 B 1\r\n"), "")
+	if err != nil || len(ps.Pairs) != 2 || ps.Pairs[1].B != filepath.Join("B", "B_0001.jpg") {
+		t.Errorf("BOM/CRLF LFW: %+v %v", ps, err)
+	}
 	// No header.
 	ps, err = ParsePairs(strings.NewReader("x.jpg,y.jpg,same\n"), "")
 	if err != nil || len(ps.Pairs) != 1 || !ps.Pairs[0].Same {

@@ -19,6 +19,8 @@ func commands() []*cli.Command {
 		enrollCommand(),
 		identifyCommand(),
 		galleryCommand(),
+		trainCommand(),
+		crossvalCommand(),
 		serveCommand(),
 		apikeyCommand(),
 	}

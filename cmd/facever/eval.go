@@ -13,6 +13,7 @@ import (
 	"github.com/facever/facever/internal/featcache"
 	"github.com/facever/facever/internal/pipeline"
 	"github.com/facever/facever/internal/progress"
+	"github.com/facever/facever/models"
 	"github.com/facever/facever/verify"
 )
 
@@ -275,5 +276,5 @@ func loadHead(c *cli.Context) (facehead.Projector, error) {
 	if c.String("head") == "" {
 		return nil, nil
 	}
-	return nil, fmt.Errorf("--head: trained heads are not available in this build yet")
+	return facehead.LoadHead(c.String("head"), models.Feature.SHA256)
 }

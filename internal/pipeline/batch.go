@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/facever/facever/align"
+	"github.com/facever/facever/facehead"
 	"github.com/facever/facever/internal/featcache"
 	"github.com/facever/facever/models"
 )
@@ -24,6 +26,11 @@ type Result struct {
 type BatchOptions struct {
 	// Aligned: the photos are aligned faces already.
 	Aligned bool
+	// Augment, when not empty, is a facehead.Augment kind applied to each
+	// chip before the backbone (seeded by the photo's content and Seed).
+	Augment string
+	// Seed varies the random augmentations.
+	Seed uint64
 	// Workers is the number of photos processed at once (default: cores).
 	Workers int
 	// CachePath, when not empty, names the feature cache file consulted and
@@ -41,7 +48,17 @@ func Features(cfg Config, paths []string, opt BatchOptions) ([]Result, error) {
 	res := make([]Result, len(paths))
 	keys := make([][]byte, len(paths))
 	var todo []int
-	mode := fmt.Sprintf("align=%v score=%.3f nms=%.2f", opt.Aligned, cfg.Detect.Score, cfg.Detect.NMS)
+	det := cfg.Detect
+	if det.Score == 0 {
+		det.Score = align.DefaultOptions.Score
+	}
+	if det.NMS == 0 {
+		det.NMS = align.DefaultOptions.NMS
+	}
+	mode := fmt.Sprintf("align=%v score=%.3f nms=%.2f", opt.Aligned, det.Score, det.NMS)
+	if opt.Augment != "" {
+		mode += fmt.Sprintf(" augment=%s seed=%d", opt.Augment, opt.Seed)
+	}
 	backboneSHA := models.Feature.SHA256
 	var cache *featcache.Cache
 	if opt.CachePath != "" {
@@ -106,6 +123,10 @@ func Features(cfg Config, paths []string, opt BatchOptions) ([]Result, error) {
 			for i := range jobs {
 				r := &res[i]
 				ph, err := p.Face(r.Path, opt.Aligned)
+				if err == nil && opt.Augment != "" {
+					seed := opt.Seed ^ binary.LittleEndian.Uint64(keys[i])
+					ph.Chip, err = facehead.Augment(ph.Chip, opt.Augment, seed)
+				}
 				if err == nil {
 					var f [][]float32
 					f, err = p.Embedder.Features([]align.Chip{ph.Chip})

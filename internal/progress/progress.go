@@ -23,6 +23,16 @@ type Bar struct {
 	lastTen  int
 	finished bool
 	extra    string
+	noRate   bool
+}
+
+// HideRate stops the bar from printing units per second (for bars whose
+// units are not work items, such as per-mille of training).
+func (b *Bar) HideRate() *Bar {
+	if b != nil {
+		b.noRate = true
+	}
+	return b
 }
 
 // New returns a bar writing to w (nil: no output) for total units.
@@ -49,7 +59,10 @@ func (b *Bar) Set(done int, extra string) {
 	}
 	b.extra = extra
 	now := time.Now()
-	rate := float64(done) / now.Sub(b.start).Seconds()
+	rate := ""
+	if !b.noRate {
+		rate = fmt.Sprintf("%.1f/s ", float64(done)/now.Sub(b.start).Seconds())
+	}
 	if b.tty {
 		if now.Sub(b.last) < 100*time.Millisecond && done < b.total {
 			return
@@ -60,7 +73,7 @@ func (b *Bar) Set(done int, extra string) {
 		if b.total > 0 {
 			fill = width * done / b.total
 		}
-		fmt.Fprintf(b.w, "\r%s [%s%s] %d/%d %.1f/s %s\x1b[K", b.label, strings.Repeat("=", fill), strings.Repeat(" ", width-fill), done, b.total, rate, extra)
+		fmt.Fprintf(b.w, "\r%s [%s%s] %d/%d %s%s\x1b[K", b.label, strings.Repeat("=", fill), strings.Repeat(" ", width-fill), done, b.total, rate, extra)
 		return
 	}
 	if b.total <= 0 {
@@ -68,7 +81,7 @@ func (b *Bar) Set(done int, extra string) {
 	}
 	if ten := 10 * done / b.total; ten != b.lastTen {
 		b.lastTen = ten
-		fmt.Fprintf(b.w, "%s: %d/%d (%d%%) %.1f/s %s\n", b.label, done, b.total, 100*done/b.total, rate, extra)
+		fmt.Fprintf(b.w, "%s: %d%% %s%s\n", b.label, 100*done/b.total, rate, extra)
 	}
 }
 

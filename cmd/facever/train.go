@@ -1,0 +1,316 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/facever/facever/facehead"
+	"github.com/facever/facever/internal/pipeline"
+	"github.com/facever/facever/internal/progress"
+	"github.com/facever/facever/models"
+	"github.com/facever/facever/verify"
+)
+
+// lossFlags are the hyper-parameters of the margin losses, defaulting to the
+// papers' values (see facehead.TrainConfig).
+func lossFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "loss", Value: "arcface", Usage: "margin loss: " + strings.Join(facehead.Losses, ", ")},
+		&cli.Float64Flag{Name: "scale", Value: 64, Usage: "s of arcface, cosface and combined"},
+		&cli.Float64Flag{Name: "margin", Usage: "m of arcface (default 0.5) or cosface (default 0.35)"},
+		&cli.BoolFlag{Name: "easy-margin", Usage: "ArcFace's easy_margin variant"},
+		&cli.Float64Flag{Name: "m1", Value: 1, Usage: "combined margin m1 (cos(m1·θ + m2) − m3)"},
+		&cli.Float64Flag{Name: "m2", Value: 0.3, Usage: "combined margin m2"},
+		&cli.Float64Flag{Name: "m3", Value: 0.2, Usage: "combined margin m3"},
+		&cli.IntFlag{Name: "sphere-m", Value: 4, Usage: "SphereFace's m (1–4)"},
+		&cli.Float64Flag{Name: "center-lambda", Value: 0.003, Usage: "Center loss weight λ"},
+		&cli.Float64Flag{Name: "center-alpha", Value: 0.5, Usage: "Center loss centre learning rate α"},
+		&cli.IntFlag{Name: "out-dim", Usage: "embedding size of the head (default: the backbone's, 512)"},
+		&cli.BoolFlag{Name: "batch-norm", Usage: "a BatchNorm layer after the projection (folded into it after training)"},
+		&cli.IntFlag{Name: "epochs", Value: 20, Usage: "passes over the training photos"},
+		&cli.IntFlag{Name: "batch-size", Value: 128, Usage: "mini-batch size"},
+		&cli.Float64Flag{Name: "lr", Value: 1e-3, Usage: "AdamW learning rate (cosine-decayed)"},
+		&cli.Float64Flag{Name: "weight-decay", Value: 5e-4, Usage: "AdamW weight decay"},
+		&cli.Int64Flag{Name: "seed", Value: 1, Usage: "random seed: the same data, flags and seed give the same head"},
+		&cli.StringSliceFlag{Name: "augment", Usage: "add altered copies of each training photo: flip, jitter, blur (repeatable)"},
+	}
+}
+
+// trainConfig reads the loss flags.
+func trainConfig(c *cli.Context) (facehead.TrainConfig, error) {
+	loss := c.String("loss")
+	ok := false
+	for _, l := range facehead.Losses {
+		ok = ok || l == loss
+	}
+	if !ok {
+		return facehead.TrainConfig{}, fmt.Errorf("--loss %q: choose one of %s", loss, strings.Join(facehead.Losses, ", "))
+	}
+	cfg := facehead.TrainConfig{
+		Loss: loss, Scale: c.Float64("scale"), Margin: c.Float64("margin"), EasyMargin: c.Bool("easy-margin"),
+		M1: c.Float64("m1"), M2: c.Float64("m2"), M3: c.Float64("m3"), SphereM: c.Int("sphere-m"),
+		CenterLambda: c.Float64("center-lambda"), CenterAlpha: c.Float64("center-alpha"),
+		OutDim: c.Int("out-dim"), BatchNorm: c.Bool("batch-norm"), Epochs: c.Int("epochs"), BatchSize: c.Int("batch-size"),
+		LR: c.Float64("lr"), WeightDecay: c.Float64("weight-decay"), Seed: c.Int64("seed"),
+		BackboneSHA256: models.Feature.SHA256,
+	}
+	return cfg, nil
+}
+
+// labelled is a set of photos with identity labels.
+type labelled struct {
+	paths  []string
+	labels []int
+}
+
+// trainFeatures embeds the photos (and their augmented copies) and returns
+// the features with labels; photos without a face are dropped.
+func trainFeatures(c *cli.Context, data labelled, label string, augment []string) ([][]float32, []int, int, error) {
+	var feats [][]float32
+	var labels []int
+	missed := 0
+	variants := append([]string{""}, augment...)
+	for _, v := range variants {
+		if v != "" {
+			found := false
+			for _, a := range facehead.Augmentations {
+				found = found || a == v
+			}
+			if !found {
+				return nil, nil, 0, fmt.Errorf("--augment %q: choose from %s", v, strings.Join(facehead.Augmentations, ", "))
+			}
+		}
+		l := label
+		if v != "" {
+			l += " (" + v + ")"
+		}
+		bar := progress.New(c.App.ErrWriter, l, len(data.paths))
+		res, err := pipeline.Features(pipelineConfig(c), data.paths, pipeline.BatchOptions{
+			Aligned: c.Bool("aligned"), Augment: v, Seed: uint64(c.Int64("seed")), CachePath: cachePath(c),
+			Progress: func(done, total int) { bar.Set(done, "photos") },
+		})
+		bar.Done()
+		if err != nil {
+			return nil, nil, 0, err
+		}
+		for i, r := range res {
+			if r.Feature == nil {
+				if v == "" {
+					missed++
+				}
+				continue
+			}
+			feats = append(feats, r.Feature)
+			labels = append(labels, data.labels[i])
+		}
+	}
+	return feats, labels, missed, nil
+}
+
+// splitIdentities holds out a fraction of the identities (with two or more
+// photos) for validation, chosen by seed.
+func splitIdentities(people map[string][]string, frac float64, seed int64) (train, val labelled, names []string) {
+	for n := range people {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var eligible []int
+	for i, n := range names {
+		if len(people[n]) >= 2 {
+			eligible = append(eligible, i)
+		}
+	}
+	rng := rand.New(rand.NewPCG(uint64(seed), 0x9e3779b97f4a7c15))
+	rng.Shuffle(len(eligible), func(i, j int) { eligible[i], eligible[j] = eligible[j], eligible[i] })
+	held := map[int]bool{}
+	for _, i := range eligible[:int(frac*float64(len(eligible))+0.5)] {
+		held[i] = true
+	}
+	for i, n := range names {
+		dst := &train
+		if held[i] {
+			dst = &val
+		}
+		for _, p := range people[n] {
+			dst.paths = append(dst.paths, p)
+			dst.labels = append(dst.labels, i)
+		}
+	}
+	return train, val, names
+}
+
+// verification is how well embeddings separate held-out identities.
+type verification struct {
+	Pairs    int     `json:"pairs"`
+	AUC      float64 `json:"auc"`
+	Accuracy float64 `json:"accuracy"`
+	// Threshold is the best-accuracy threshold.
+	Threshold float64 `json:"threshold"`
+	TARAt     float64 `json:"tar"`
+	FAR       float64 `json:"far"`
+}
+
+// heldOutPairs returns every same-identity pair and as many different-identity
+// pairs (sampled with seed), as index pairs into labels.
+func heldOutPairs(labels []int, seed int64, maxPairs int) (a, b []int, same []bool) {
+	var gen [][2]int
+	for i := range labels {
+		for j := i + 1; j < len(labels); j++ {
+			if labels[i] == labels[j] {
+				gen = append(gen, [2]int{i, j})
+			}
+		}
+	}
+	rng := rand.New(rand.NewPCG(uint64(seed), 42))
+	if len(gen) > maxPairs/2 {
+		rng.Shuffle(len(gen), func(i, j int) { gen[i], gen[j] = gen[j], gen[i] })
+		gen = gen[:maxPairs/2]
+	}
+	for _, g := range gen {
+		a, b, same = append(a, g[0]), append(b, g[1]), append(same, true)
+	}
+	n := len(gen)
+	for tries := 0; n > 0 && tries < 20*len(gen); tries++ {
+		i, j := rng.IntN(len(labels)), rng.IntN(len(labels))
+		if labels[i] != labels[j] {
+			a, b, same = append(a, i), append(b, j), append(same, false)
+			n--
+		}
+	}
+	return a, b, same
+}
+
+// measure scores the pairs with the embeddings.
+func measure(embs [][]float32, a, b []int, same []bool, far float64) (verification, error) {
+	scores := make([]float64, len(a))
+	for k := range a {
+		scores[k] = verify.Cosine(embs[a[k]], embs[b[k]])
+	}
+	roc, err := verify.ComputeROC(scores, same)
+	if err != nil {
+		return verification{}, err
+	}
+	best, err := verify.BestAccuracy(scores, same)
+	if err != nil {
+		return verification{}, err
+	}
+	op := roc.AtFAR(far)
+	return verification{Pairs: len(a), AUC: roc.AUC, Accuracy: best.Accuracy, Threshold: best.Threshold, TARAt: op.TAR, FAR: far}, nil
+}
+
+func trainCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "train",
+		Usage: "fine-tune a margin head on your own labelled faces (frozen backbone)",
+		Description: `Learns a projection of the backbone's features (Linear d→d′, optionally BatchNorm)
+together with a margin loss, on a folder with one sub-folder of photos per person
+(the layout of LFW, CASIA-WebFace, VGGFace2). Features are cached, so a second run
+skips the detector and backbone. A share of the people (--val) is held out: at the end
+the raw backbone and the trained head are compared on pairs of those unseen people
+(AUC, accuracy at the best threshold, TAR at FAR 1e-2).
+
+Use the head with --head on verify, embed, enroll, identify, calibrate and eval.
+
+Examples:
+   facever train --data people/ --loss arcface --out my.head
+   facever train --data people/ --loss cosface --margin 0.4 --augment flip --epochs 30 --out my.head --json
+   facever verify --head my.head a.jpg b.jpg`,
+		Flags: append([]cli.Flag{
+			&cli.StringFlag{Name: "data", Required: true, Usage: "a folder per person: DIR/<person>/<photo>"},
+			&cli.StringFlag{Name: "out", Required: true, Usage: "the head file to write"},
+			&cli.Float64Flag{Name: "val", Value: 0.2, Usage: "share of people (with two or more photos) held out for validation"},
+			alignedFlag, cacheFlag, jsonFlag,
+		}, lossFlags()...),
+		Action: func(c *cli.Context) error {
+			cfg, err := trainConfig(c)
+			if err != nil {
+				return fail(err)
+			}
+			if v := c.Float64("val"); v < 0 || v >= 1 {
+				return fail(errors.New("--val must be in [0, 1)"))
+			}
+			people, err := photosByPerson(c.String("data"))
+			if err != nil {
+				return fail(err)
+			}
+			train, val, _ := splitIdentities(people, c.Float64("val"), c.Int64("seed"))
+			feats, labels, missed, err := trainFeatures(c, train, "embedding training photos", c.StringSlice("augment"))
+			if err != nil {
+				return fail(err)
+			}
+			if len(feats) == 0 {
+				return fail(fmt.Errorf("no face found in the training photos of %s", c.String("data")))
+			}
+			bar := progress.New(c.App.ErrWriter, "training "+cfg.Loss, 1000).HideRate()
+			cfg.Progress = func(p facehead.Progress) {
+				if p.Epochs > 0 {
+					bar.Set(p.Epoch*1000/p.Epochs, fmt.Sprintf("epoch %d/%d loss %.4f acc %.3f %.0f samples/s", p.Epoch, p.Epochs, p.Loss, p.Accuracy, p.SamplesPerSec))
+				}
+			}
+			head, rep, err := facehead.Train(feats, labels, cfg)
+			bar.Done()
+			if err != nil {
+				return fail(err)
+			}
+			head.SetNote(fmt.Sprintf("data %s, %d photos (%d without a face), seed %d", filepath.Clean(c.String("data")), len(train.paths), missed, c.Int64("seed")))
+			if err := head.Save(c.String("out")); err != nil {
+				return fail(err)
+			}
+			doc := map[string]any{"head": c.String("out"), "report": rep, "train_photos": len(train.paths), "train_identities": rep.Identities, "photos_without_face": missed}
+			var raw, tuned verification
+			haveVal := false
+			if len(val.paths) > 0 {
+				vfeats, vlabels, _, err := trainFeatures(c, val, "embedding held-out photos", nil)
+				if err != nil {
+					return fail(err)
+				}
+				a, b, same := heldOutPairs(vlabels, c.Int64("seed"), 100_000)
+				if len(a) > 0 {
+					proj := make([][]float32, len(vfeats))
+					for i, f := range vfeats {
+						proj[i] = make([]float32, head.OutDim())
+						head.Project(proj[i], f)
+					}
+					if raw, err = measure(vfeats, a, b, same, 1e-2); err != nil {
+						return fail(err)
+					}
+					if tuned, err = measure(proj, a, b, same, 1e-2); err != nil {
+						return fail(err)
+					}
+					haveVal = true
+					doc["validation"] = map[string]any{"identities": countDistinct(vlabels), "photos": len(vfeats), "raw_backbone": raw, "head": tuned}
+				}
+			}
+			if c.Bool("json") {
+				return writeJSONOrFail(c, doc)
+			}
+			w := c.App.Writer
+			fmt.Fprintf(w, "trained %s on %d photos of %d people in %s (%.0f samples/s); final loss %.4f, training accuracy %.3f\n",
+				cfg.Loss, rep.Samples, rep.Identities, rep.Duration.Round(1e7), rep.SamplesPerSec, rep.FinalLoss, rep.FinalAccuracy)
+			fmt.Fprintf(w, "wrote %s\n", c.String("out"))
+			if haveVal {
+				fmt.Fprintf(w, "held-out people: %d photos, %d pairs\n", len(val.paths), raw.Pairs)
+				fmt.Fprintf(w, "                 AUC      accuracy  TAR@FAR=1e-2\n")
+				fmt.Fprintf(w, "  raw backbone   %.4f   %6.2f%%   %6.2f%%\n", raw.AUC, 100*raw.Accuracy, 100*raw.TARAt)
+				fmt.Fprintf(w, "  with the head  %.4f   %6.2f%%   %6.2f%%\n", tuned.AUC, 100*tuned.Accuracy, 100*tuned.TARAt)
+			} else {
+				fmt.Fprintln(w, "no held-out people to validate on (--val 0, or too few people with two photos)")
+			}
+			return nil
+		},
+	}
+}
+
+func countDistinct(v []int) int {
+	m := map[int]bool{}
+	for _, x := range v {
+		m[x] = true
+	}
+	return len(m)
+}

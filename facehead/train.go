@@ -1,0 +1,726 @@
+package facehead
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"time"
+
+	"gonum.org/v1/gonum/mat"
+	"gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/facever/facever/margin"
+)
+
+// Loss names accepted by TrainConfig.Loss.
+const (
+	LossSoftmax    = "softmax"
+	LossArcFace    = "arcface"
+	LossCosFace    = "cosface"
+	LossSphereFace = "sphereface"
+	LossCenter     = "center"
+	LossCombined   = "combined"
+)
+
+// Losses lists the losses Train accepts, in the order the papers came out
+// (softmax first as the baseline).
+var Losses = []string{LossSoftmax, LossCenter, LossSphereFace, LossCosFace, LossArcFace, LossCombined}
+
+// TrainConfig configures Train. Zero values select the defaults named on
+// each field (the papers' where there is one); DefaultTrainConfig returns
+// them filled in.
+type TrainConfig struct {
+	// Loss is one of Losses.
+	Loss string
+
+	// Scale is s of arcface, cosface and combined (default 64).
+	Scale float64
+	// Margin is m of arcface (default 0.5, Deng et al. 2019) and cosface
+	// (default 0.35, Wang et al. 2018).
+	Margin float64
+	// EasyMargin selects ArcFace's easy_margin variant.
+	EasyMargin bool
+	// M1, M2, M3 are the combined margin's (ArcFace paper, eq. 4); all zero
+	// selects (1, 0.3, 0.2), the paper's "CM1" row of Table 1.
+	M1, M2, M3 float64
+	// SphereM is SphereFace's m ∈ {1, 2, 3, 4} (default 4, Liu et al. 2017).
+	SphereM int
+	// Anneal is SphereFace's λ schedule, one value per training step
+	// (default margin.DefaultAnneal(): base 1000, γ 0.12, power 1, min 5).
+	Anneal margin.Anneal
+	// CenterLambda is the Center loss weight λ (default 0.003) and
+	// CenterAlpha the centre learning rate α (default 0.5), Wen et al. 2016.
+	CenterLambda, CenterAlpha float64
+
+	// OutDim is the embedding size d′ ≤ d (default d). With d′ = d the
+	// projection starts as the identity, with d′ < d as the top-d′ principal
+	// axes of the training features, so training starts from the raw
+	// backbone's geometry.
+	OutDim int
+	// BatchNorm adds a BatchNorm layer after the projection (folded into it
+	// when training ends).
+	BatchNorm bool
+
+	// Epochs is the number of passes over the data (default 20).
+	Epochs int
+	// BatchSize is the mini-batch size (default 128, capped at the number
+	// of samples).
+	BatchSize int
+	// LR is AdamW's learning rate (default 1e-3), cosine-decayed to 1/100 of
+	// it over training.
+	LR float64
+	// WeightDecay is AdamW's decoupled weight decay on the projection and
+	// class weights (default 5e-4; negative for none).
+	WeightDecay float64
+	// Seed makes training deterministic: same data, config and seed, same
+	// head, bit for bit.
+	Seed int64
+
+	// BackboneSHA256 is recorded in the head (optional here; Head.Save
+	// needs it, Head.SetBackbone can set it later).
+	BackboneSHA256 string
+	// Progress, if set, is called after every step.
+	Progress func(Progress)
+}
+
+// DefaultTrainConfig returns the defaults for a loss.
+func DefaultTrainConfig(loss string) TrainConfig {
+	c := TrainConfig{Loss: loss}
+	c.fill(0)
+	return c
+}
+
+func (c *TrainConfig) fill(d int) {
+	if c.Scale == 0 {
+		c.Scale = margin.DefaultScale
+	}
+	if c.Margin == 0 {
+		switch c.Loss {
+		case LossArcFace:
+			c.Margin = margin.DefaultArcFaceMargin
+		case LossCosFace:
+			c.Margin = margin.DefaultCosFaceMargin
+		}
+	}
+	if c.M1 == 0 && c.M2 == 0 && c.M3 == 0 {
+		c.M1, c.M2, c.M3 = 1, 0.3, 0.2
+	}
+	if c.SphereM == 0 {
+		c.SphereM = margin.DefaultSphereFaceM
+	}
+	if c.Anneal == (margin.Anneal{}) {
+		c.Anneal = margin.DefaultAnneal()
+	}
+	if c.CenterLambda == 0 {
+		c.CenterLambda = margin.DefaultCenterLambda
+	}
+	if c.CenterAlpha == 0 {
+		c.CenterAlpha = margin.DefaultCenterAlpha
+	}
+	if c.OutDim == 0 {
+		c.OutDim = d
+	}
+	if c.Epochs == 0 {
+		c.Epochs = 20
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 128
+	}
+	if c.LR == 0 {
+		c.LR = 1e-3
+	}
+	if c.WeightDecay == 0 {
+		c.WeightDecay = 5e-4
+	}
+	if c.WeightDecay < 0 {
+		c.WeightDecay = 0
+	}
+}
+
+// head builds the margin head for the config; classes and centres are only
+// used by the Center loss.
+func (c *TrainConfig) head(centers [][]float64) (margin.Head, error) {
+	switch c.Loss {
+	case LossSoftmax:
+		return margin.NewSoftmax(), nil
+	case LossArcFace:
+		return margin.NewArcFace(c.Scale, c.Margin, c.EasyMargin)
+	case LossCosFace:
+		return margin.NewCosFace(c.Scale, c.Margin)
+	case LossSphereFace:
+		return margin.NewSphereFace(c.SphereM, c.Anneal.Lambda(0))
+	case LossCenter:
+		return margin.NewCenterLoss(c.CenterLambda, centers)
+	case LossCombined:
+		return margin.NewCombined(c.Scale, c.M1, c.M2, c.M3)
+	}
+	return nil, fmt.Errorf("unknown loss %q (want one of %v)", c.Loss, Losses)
+}
+
+// Progress is what Train reports after each step.
+type Progress struct {
+	Epoch, Epochs        int           // 1-based epoch and total
+	Step, StepsPerEpoch  int           // 1-based step within the epoch
+	Loss, Accuracy       float64       // running means over the epoch so far
+	SamplesPerSec        float64       // training speed so far (steps only)
+	LR                   float64       // learning rate of the step
+	Lambda               float64       // SphereFace's λ (0 for other losses)
+	Elapsed              time.Duration // since Train was called
+	EpochDone, TrainDone bool          // last step of the epoch, of training
+}
+
+// EpochStats is one epoch's mean training loss and accuracy.
+type EpochStats struct {
+	Epoch          int     // 1-based
+	Loss, Accuracy float64 // means over the epoch's steps
+}
+
+// TrainReport summarises a training run. Accuracy is the fraction of
+// training samples whose own class has the largest logit, margin included
+// for the margin losses.
+type TrainReport struct {
+	Loss                string             // TrainConfig.Loss
+	Params              map[string]float64 // as recorded in the head
+	Identities, Samples int                // training data
+	InDim, OutDim       int                // d and d′
+	Epochs, Steps       int                // passes and optimiser steps
+	FinalLoss           float64            // last epoch's mean loss
+	FinalAccuracy       float64            // last epoch's accuracy
+	SamplesPerSec       float64            // over the training steps (setup excluded)
+	Duration            time.Duration      // all of Train
+	GEMM                string             // margin.GEMMBackend()
+	History             []EpochStats       // one entry per epoch
+}
+
+// Train learns a projection (Linear d→d′ with bias, optionally followed by
+// BatchNorm) jointly with the class weights of the margin loss cfg.Loss, on
+// cached backbone features (N×d, as the backbone gives them) and their
+// identity labels (any integers; each distinct value is an identity). It
+// returns the projection as a Head (BatchNorm folded in; the class weights
+// are discarded: verification uses the normalised projected embedding).
+//
+// The class weights start as the normalised class means of the initial
+// embeddings (weight imprinting, Qi et al., CVPR 2018). Optimisation is
+// AdamW (Loshchilov & Hutter, ICLR 2019) on shuffled mini-batches, the last
+// incomplete batch of each epoch dropped. The result is deterministic for a
+// given seed.
+func Train(features [][]float32, labels []int, cfg TrainConfig) (*Head, TrainReport, error) {
+	start := time.Now()
+	var rep TrainReport
+	if len(features) == 0 {
+		return nil, rep, fmt.Errorf("train: no features")
+	}
+	if len(labels) != len(features) {
+		return nil, rep, fmt.Errorf("train: %d labels for %d features", len(labels), len(features))
+	}
+	d := len(features[0])
+	if d == 0 {
+		return nil, rep, fmt.Errorf("train: empty features")
+	}
+	for i, f := range features {
+		if len(f) != d {
+			return nil, rep, fmt.Errorf("train: feature %d has %d values, feature 0 has %d", i, len(f), d)
+		}
+		for _, v := range f {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				return nil, rep, fmt.Errorf("train: feature %d is not finite", i)
+			}
+		}
+	}
+	cfg.fill(d)
+	if err := cfg.validate(d); err != nil {
+		return nil, rep, fmt.Errorf("train: %w", err)
+	}
+	y, classes := remap(labels)
+	if classes < 2 {
+		return nil, rep, fmt.Errorf("train: %d identities; need at least 2", classes)
+	}
+	n, dOut := len(features), cfg.OutDim
+	batch := min(cfg.BatchSize, n)
+	if cfg.BatchNorm && batch < 2 {
+		return nil, rep, fmt.Errorf("train: BatchNorm needs batches of at least 2 samples")
+	}
+	steps := n / batch
+	rng := rand.New(rand.NewPCG(uint64(cfg.Seed), 0x9e3779b97f4a7c15))
+
+	// Parameters: projection P (d′×(d+1), last column the bias), optional
+	// BatchNorm γ, β, class weights W (C×d′).
+	proj := initProjection(features, dOut)
+	var gamma, beta []float32
+	if cfg.BatchNorm {
+		gamma, beta = make([]float32, dOut), make([]float32, dOut)
+		for j := range gamma {
+			gamma[j] = 1
+		}
+	}
+	emb := embedAll(features, proj, dOut, gamma, beta)
+	means := classMeans(emb, y, classes, dOut)
+	wInit := make([]float32, classes*dOut)
+	for c, m := range means {
+		norm := 0.0
+		for _, v := range m {
+			norm += v * v
+		}
+		// Unit rows for the normalised heads; ‖W_j‖ = 10 for the losses on
+		// raw logits W·x (softmax, Center loss), so that their initial
+		// logits span about ±10.
+		k := 1 / math.Sqrt(max(norm, 1e-24))
+		if cfg.Loss == LossSoftmax || cfg.Loss == LossCenter {
+			k *= 10
+		}
+		for j, v := range m {
+			wInit[c*dOut+j] = float32(v * k)
+		}
+	}
+	mh, err := cfg.head(means)
+	if err != nil {
+		return nil, rep, fmt.Errorf("train: %w", err)
+	}
+	sphere, _ := mh.(*margin.SphereFace)
+	center, _ := mh.(*margin.CenterLoss)
+
+	g := gorgonia.NewGraph()
+	xbuf := make([]float32, batch*(d+1))
+	x := gorgonia.NewMatrix(g, tensor.Float32, gorgonia.WithShape(batch, d+1), gorgonia.WithName("x"),
+		gorgonia.WithValue(tensor.New(tensor.WithShape(batch, d+1), tensor.WithBacking(xbuf))))
+	pN := gorgonia.NewMatrix(g, tensor.Float32, gorgonia.WithShape(dOut, d+1), gorgonia.WithName("proj"),
+		gorgonia.WithValue(tensor.New(tensor.WithShape(dOut, d+1), tensor.WithBacking(proj))))
+	wN := gorgonia.NewMatrix(g, tensor.Float32, gorgonia.WithShape(classes, dOut), gorgonia.WithName("w"),
+		gorgonia.WithValue(tensor.New(tensor.WithShape(classes, dOut), tensor.WithBacking(wInit))))
+	learn := gorgonia.Nodes{pN, wN}
+	decay := []bool{true, true}
+	z, err := margin.MatMulT(x, pN, true)
+	if err != nil {
+		return nil, rep, fmt.Errorf("train: %w", err)
+	}
+	if cfg.BatchNorm {
+		gN := gorgonia.NewVector(g, tensor.Float32, gorgonia.WithShape(dOut), gorgonia.WithName("bn_gamma"),
+			gorgonia.WithValue(tensor.New(tensor.WithShape(dOut), tensor.WithBacking(gamma))))
+		bN := gorgonia.NewVector(g, tensor.Float32, gorgonia.WithShape(dOut), gorgonia.WithName("bn_beta"),
+			gorgonia.WithValue(tensor.New(tensor.WithShape(dOut), tensor.WithBacking(beta))))
+		if z, err = batchNorm(z, gN, bN); err != nil {
+			return nil, rep, fmt.Errorf("train: %w", err)
+		}
+		learn = append(learn, gN, bN)
+		decay = append(decay, false, false)
+	}
+	lab := margin.NewLabels(classes)
+	cost, err := mh.Loss(z, wN, lab)
+	if err != nil {
+		return nil, rep, fmt.Errorf("train: %w", err)
+	}
+	if _, err := gorgonia.Grad(cost, learn...); err != nil {
+		return nil, rep, fmt.Errorf("train: gradient: %w", err)
+	}
+	vm := gorgonia.NewTapeMachine(g, gorgonia.BindDualValues(learn...))
+	defer vm.Close()
+
+	opt := newAdamW(learn, decay, cfg.WeightDecay)
+	order := make([]int, n)
+	for i := range order {
+		order[i] = i
+	}
+	by := make([]int, batch)
+	total := cfg.Epochs * steps
+	iter := 0
+	loopStart := time.Now()
+	for epoch := 1; epoch <= cfg.Epochs; epoch++ {
+		rng.Shuffle(n, func(i, j int) { order[i], order[j] = order[j], order[i] })
+		var sumLoss float64
+		var correct, seen int
+		for s := 0; s < steps; s++ {
+			for k := 0; k < batch; k++ {
+				i := order[s*batch+k]
+				row := xbuf[k*(d+1) : (k+1)*(d+1)]
+				copy(row, features[i])
+				row[d] = 1
+				by[k] = y[i]
+			}
+			if err := lab.Set(by); err != nil {
+				return nil, rep, fmt.Errorf("train: %w", err)
+			}
+			lambda := 0.0
+			if sphere != nil {
+				lambda = cfg.Anneal.Lambda(iter)
+				if err := sphere.SetLambda(lambda); err != nil {
+					return nil, rep, fmt.Errorf("train: %w", err)
+				}
+			}
+			if err := vm.RunAll(); err != nil {
+				return nil, rep, fmt.Errorf("train: step %d: %w", iter, err)
+			}
+			loss := float64(cost.Value().Data().(float32))
+			if math.IsNaN(loss) || math.IsInf(loss, 0) {
+				return nil, rep, fmt.Errorf("train: loss diverged (%v) at epoch %d step %d; lower the learning rate", loss, epoch, s+1)
+			}
+			lr := cfg.LR * (0.01 + 0.99*0.5*(1+math.Cos(math.Pi*float64(iter)/float64(total))))
+			if err := opt.step(lr); err != nil {
+				return nil, rep, fmt.Errorf("train: %w", err)
+			}
+			if center != nil {
+				if err := center.UpdateLastBatch(cfg.CenterAlpha); err != nil {
+					return nil, rep, fmt.Errorf("train: %w", err)
+				}
+			}
+			vm.Reset()
+			iter++
+			sumLoss += loss
+			correct += lab.Correct()
+			seen += batch
+			if cfg.Progress != nil {
+				el := time.Since(start)
+				cfg.Progress(Progress{
+					Epoch: epoch, Epochs: cfg.Epochs, Step: s + 1, StepsPerEpoch: steps,
+					Loss: sumLoss / float64(s+1), Accuracy: float64(correct) / float64(seen),
+					SamplesPerSec: float64(iter*batch) / time.Since(loopStart).Seconds(), LR: lr, Lambda: lambda, Elapsed: el,
+					EpochDone: s == steps-1, TrainDone: s == steps-1 && epoch == cfg.Epochs,
+				})
+			}
+		}
+		rep.History = append(rep.History, EpochStats{Epoch: epoch, Loss: sumLoss / float64(steps), Accuracy: float64(correct) / float64(seen)})
+	}
+
+	loopTime := time.Since(loopStart)
+	h := fold(features, proj, dOut, gamma, beta)
+	rep.Loss = cfg.Loss
+	rep.Params = cfg.record(mh)
+	rep.Identities, rep.Samples = classes, n
+	rep.InDim, rep.OutDim = d, dOut
+	rep.Epochs, rep.Steps = cfg.Epochs, iter
+	last := rep.History[len(rep.History)-1]
+	rep.FinalLoss, rep.FinalAccuracy = last.Loss, last.Accuracy
+	rep.Duration = time.Since(start)
+	rep.SamplesPerSec = float64(iter*batch) / loopTime.Seconds()
+	rep.GEMM = margin.GEMMBackend()
+	h.meta = HeadMeta{
+		BackboneSHA256: "", Loss: cfg.Loss, Params: rep.Params, BatchNorm: cfg.BatchNorm,
+		Identities: classes, Samples: n, FinalLoss: rep.FinalLoss, FinalAccuracy: rep.FinalAccuracy,
+	}
+	if cfg.BackboneSHA256 != "" {
+		h.SetBackbone(cfg.BackboneSHA256)
+	}
+	return h, rep, nil
+}
+
+func (c *TrainConfig) validate(d int) error {
+	if !slices.Contains(Losses, c.Loss) {
+		return fmt.Errorf("unknown loss %q (want one of %v)", c.Loss, Losses)
+	}
+	if c.OutDim < 1 || c.OutDim > d {
+		return fmt.Errorf("output dimension %d not in [1, %d]", c.OutDim, d)
+	}
+	if c.Epochs < 1 || c.BatchSize < 1 {
+		return fmt.Errorf("epochs %d and batch size %d must be positive", c.Epochs, c.BatchSize)
+	}
+	if math.IsNaN(c.LR) || math.IsInf(c.LR, 0) || c.LR <= 0 {
+		return fmt.Errorf("learning rate %v", c.LR)
+	}
+	if math.IsNaN(c.WeightDecay) || math.IsInf(c.WeightDecay, 0) || c.WeightDecay*c.LR >= 1 {
+		return fmt.Errorf("weight decay %v", c.WeightDecay)
+	}
+	if math.IsNaN(c.Scale + c.Margin + c.M1 + c.M2 + c.M3 + c.CenterLambda + c.CenterAlpha) {
+		return fmt.Errorf("NaN hyper-parameter")
+	}
+	if c.CenterAlpha < 0 || c.CenterAlpha > 1 {
+		return fmt.Errorf("centre rate α %v not in [0, 1]", c.CenterAlpha)
+	}
+	a := c.Anneal
+	if a.Base < 0 || a.Min < 0 || a.Gamma < 0 || math.IsNaN(a.Base+a.Min+a.Gamma+a.Power) {
+		return fmt.Errorf("bad SphereFace annealing %+v", a)
+	}
+	return nil
+}
+
+// record returns the loss's hyper-parameters and the training settings.
+func (c *TrainConfig) record(h margin.Head) map[string]float64 {
+	p := map[string]float64{}
+	for k, v := range h.Params() {
+		p[k] = v
+	}
+	if c.Loss == LossSphereFace {
+		p["anneal_base"], p["anneal_gamma"], p["anneal_power"], p["anneal_min"] = c.Anneal.Base, c.Anneal.Gamma, c.Anneal.Power, c.Anneal.Min
+	}
+	if c.Loss == LossCenter {
+		p["alpha"] = c.CenterAlpha
+	}
+	p["epochs"], p["batch_size"], p["lr"], p["weight_decay"] = float64(c.Epochs), float64(c.BatchSize), c.LR, c.WeightDecay
+	p["out_dim"], p["seed"] = float64(c.OutDim), float64(c.Seed)
+	return p
+}
+
+// remap maps labels onto 0..C−1 in increasing label order.
+func remap(labels []int) ([]int, int) {
+	uniq := slices.Clone(labels)
+	sort.Ints(uniq)
+	uniq = slices.Compact(uniq)
+	idx := make(map[int]int, len(uniq))
+	for i, v := range uniq {
+		idx[v] = i
+	}
+	out := make([]int, len(labels))
+	for i, v := range labels {
+		out[i] = idx[v]
+	}
+	return out, len(uniq)
+}
+
+// initProjection returns P (d′×(d+1), bias column zero): the identity when
+// d′ = d, else the top-d′ principal axes of the features (uncentred second
+// moment, so that cosines are preserved as well as they can be).
+func initProjection(features [][]float32, dOut int) []float32 {
+	d := len(features[0])
+	p := make([]float32, dOut*(d+1))
+	if dOut == d {
+		for i := 0; i < d; i++ {
+			p[i*(d+1)+i] = 1
+		}
+		return p
+	}
+	m := mat.NewSymDense(d, nil)
+	row := make([]float64, d)
+	for _, f := range features {
+		for j, v := range f {
+			row[j] = float64(v)
+		}
+		m.SymRankOne(m, 1/float64(len(features)), mat.NewVecDense(d, row))
+	}
+	var eig mat.EigenSym
+	if !eig.Factorize(m, true) {
+		// Fall back to the first d′ axes.
+		for i := 0; i < dOut; i++ {
+			p[i*(d+1)+i] = 1
+		}
+		return p
+	}
+	var vecs mat.Dense
+	eig.VectorsTo(&vecs)
+	// Eigenvalues come in increasing order: take the last d′ columns, with
+	// a deterministic sign (largest component positive).
+	for i := 0; i < dOut; i++ {
+		col := d - 1 - i
+		sign, best := 1.0, 0.0
+		for j := 0; j < d; j++ {
+			if v := vecs.At(j, col); math.Abs(v) > best {
+				best, sign = math.Abs(v), math.Copysign(1, v)
+			}
+		}
+		for j := 0; j < d; j++ {
+			p[i*(d+1)+j] = float32(sign * vecs.At(j, col))
+		}
+	}
+	return p
+}
+
+// embedAll returns P·[x; 1] for every feature, BatchNorm-standardised with
+// the population statistics when gamma is set.
+func embedAll(features [][]float32, proj []float32, dOut int, gamma, beta []float32) [][]float64 {
+	d := len(features[0])
+	out := make([][]float64, len(features))
+	if isIdentity(proj, d, dOut) {
+		for i, f := range features {
+			o := make([]float64, d)
+			for j, v := range f {
+				o[j] = float64(v)
+			}
+			out[i] = o
+		}
+	} else {
+		// [x 1]·Pᵀ for all samples at once (gonum's blocked, parallel GEMM).
+		xs := mat.NewDense(len(features), d+1, nil)
+		for i, f := range features {
+			row := xs.RawRowView(i)
+			for j, v := range f {
+				row[j] = float64(v)
+			}
+			row[d] = 1
+		}
+		ps := mat.NewDense(dOut, d+1, nil)
+		for k, v := range proj {
+			ps.RawMatrix().Data[k] = float64(v)
+		}
+		var z mat.Dense
+		z.Mul(xs, ps.T())
+		for i := range out {
+			out[i] = z.RawRowView(i)
+		}
+	}
+	if gamma != nil {
+		mean, inv := popStats(out, dOut)
+		for _, o := range out {
+			for j := range o {
+				o[j] = float64(gamma[j])*(o[j]-mean[j])*inv[j] + float64(beta[j])
+			}
+		}
+	}
+	return out
+}
+
+// isIdentity reports whether proj is [I 0] (the initial projection with d′ = d).
+func isIdentity(proj []float32, d, dOut int) bool {
+	if d != dOut {
+		return false
+	}
+	for r := 0; r < dOut; r++ {
+		for j := 0; j <= d; j++ {
+			want := float32(0)
+			if j == r {
+				want = 1
+			}
+			if proj[r*(d+1)+j] != want {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func popStats(z [][]float64, dOut int) (mean, inv []float64) {
+	mean, inv = make([]float64, dOut), make([]float64, dOut)
+	for _, o := range z {
+		for j, v := range o {
+			mean[j] += v
+		}
+	}
+	for j := range mean {
+		mean[j] /= float64(len(z))
+	}
+	for _, o := range z {
+		for j, v := range o {
+			inv[j] += (v - mean[j]) * (v - mean[j])
+		}
+	}
+	for j := range inv {
+		inv[j] = 1 / math.Sqrt(inv[j]/float64(len(z))+bnEps)
+	}
+	return mean, inv
+}
+
+func classMeans(emb [][]float64, y []int, classes, dOut int) [][]float64 {
+	means := make([][]float64, classes)
+	counts := make([]int, classes)
+	for c := range means {
+		means[c] = make([]float64, dOut)
+	}
+	for i, e := range emb {
+		for j, v := range e {
+			means[y[i]][j] += v
+		}
+		counts[y[i]]++
+	}
+	for c, m := range means {
+		for j := range m {
+			m[j] /= float64(max(counts[c], 1))
+		}
+	}
+	return means
+}
+
+// fold returns the inference head: W = diag(γ·inv)·P, b = γ·inv·(p_b − μ) + β
+// with BatchNorm's population statistics over the training features (exact,
+// rather than a running average), or P and its bias column without it.
+func fold(features [][]float32, proj []float32, dOut int, gamma, beta []float32) *Head {
+	d := len(features[0])
+	h := &Head{in: d, out: dOut, w: make([]float32, dOut*d), b: make([]float32, dOut)}
+	var mean, inv []float64
+	if gamma != nil {
+		mean, inv = popStats(embedAll(features, proj, dOut, nil, nil), dOut)
+	}
+	for r := 0; r < dOut; r++ {
+		pr := proj[r*(d+1) : (r+1)*(d+1)]
+		k, b := 1.0, float64(pr[d])
+		if gamma != nil {
+			k = float64(gamma[r]) * inv[r]
+			b = k*(b-mean[r]) + float64(beta[r])
+		}
+		for j := 0; j < d; j++ {
+			h.w[r*d+j] = float32(k * float64(pr[j]))
+		}
+		h.b[r] = float32(b)
+	}
+	return h
+}
+
+// adamW is Adam with decoupled weight decay (Loshchilov & Hutter, "Decoupled
+// Weight Decay Regularization", ICLR 2019) over gorgonia nodes' values, in
+// place; it zeroes the gradients after each step.
+type adamW struct {
+	nodes gorgonia.Nodes
+	decay []bool
+	wd    float64
+	m, v  [][]float32
+	t     int
+}
+
+func newAdamW(nodes gorgonia.Nodes, decay []bool, wd float64) *adamW {
+	a := &adamW{nodes: nodes, decay: decay, wd: wd}
+	for _, n := range nodes {
+		size := n.Shape().TotalSize()
+		a.m = append(a.m, make([]float32, size))
+		a.v = append(a.v, make([]float32, size))
+	}
+	return a
+}
+
+func (a *adamW) step(lr float64) error {
+	const b1, b2, eps = 0.9, 0.999, 1e-8
+	a.t++
+	c1 := 1 - math.Pow(b1, float64(a.t))
+	c2 := 1 - math.Pow(b2, float64(a.t))
+	for k, n := range a.nodes {
+		gv, err := n.Grad()
+		if err != nil {
+			return fmt.Errorf("gradient of %s: %w", n.Name(), err)
+		}
+		gd := gv.(*tensor.Dense)
+		g := gd.Float32s()
+		p := n.Value().Data().([]float32)
+		m, v := a.m[k], a.v[k]
+		shrink := float32(1)
+		if a.decay[k] {
+			shrink = float32(1 - lr*a.wd)
+		}
+		for i, gi := range g {
+			m[i] = b1*m[i] + (1-b1)*gi
+			v[i] = b2*v[i] + (1-b2)*gi*gi
+			mh := float64(m[i]) / c1
+			vh := float64(v[i]) / c2
+			p[i] = p[i]*shrink - float32(lr*mh/(math.Sqrt(vh)+eps))
+		}
+		gd.Zero()
+	}
+	return nil
+}
+
+// SplitIdentities splits samples by identity for validation: about heldOut
+// (0 < heldOut < 1) of the distinct labels, drawn with seed, go to test with
+// all their samples; the rest to train. Both hold sample indices in
+// increasing order; each side keeps at least one identity when there are two
+// or more.
+func SplitIdentities(labels []int, heldOut float64, seed int64) (train, test []int) {
+	ids := slices.Clone(labels)
+	sort.Ints(ids)
+	ids = slices.Compact(ids)
+	rng := rand.New(rand.NewPCG(uint64(seed), 0x5eed))
+	rng.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+	k := int(math.Round(heldOut * float64(len(ids))))
+	if len(ids) >= 2 {
+		k = max(1, min(k, len(ids)-1))
+	} else {
+		k = 0
+	}
+	held := make(map[int]bool, k)
+	for _, id := range ids[:k] {
+		held[id] = true
+	}
+	for i, l := range labels {
+		if held[l] {
+			test = append(test, i)
+		} else {
+			train = append(train, i)
+		}
+	}
+	return train, test
+}

@@ -1,0 +1,87 @@
+package margin
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// benchHead times one training step's forward and backward pass in float32
+// at the size, N = 256, D = 512, C = 10 000 (PyTorch 1.13 on this
+// machine, ArcFace: 213 ms per batch, 1 200 samples/s).
+func benchHead(b *testing.B, mk func(c, d int) Head) {
+	const n, d, c = 256, 512, 10000
+	r := rand.New(rand.NewPCG(1, 1))
+	xs := make([]float32, n*d)
+	ws := make([]float32, c*d)
+	for i := range xs {
+		xs[i] = float32(r.NormFloat64())
+	}
+	for i := range ws {
+		ws[i] = float32(r.NormFloat64() * 0.01)
+	}
+	labels := make([]int, n)
+	for i := range labels {
+		labels[i] = r.IntN(c)
+	}
+	g := gorgonia.NewGraph()
+	x := gorgonia.NewMatrix(g, tensor.Float32, gorgonia.WithShape(n, d), gorgonia.WithName("x"),
+		gorgonia.WithValue(tensor.New(tensor.WithShape(n, d), tensor.WithBacking(xs))))
+	w := gorgonia.NewMatrix(g, tensor.Float32, gorgonia.WithShape(c, d), gorgonia.WithName("w"),
+		gorgonia.WithValue(tensor.New(tensor.WithShape(c, d), tensor.WithBacking(ws))))
+	lab := NewLabels(c)
+	if err := lab.Set(labels); err != nil {
+		b.Fatal(err)
+	}
+	h := mk(c, d)
+	cost, err := h.Loss(x, w, lab)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := gorgonia.Grad(cost, x, w); err != nil {
+		b.Fatal(err)
+	}
+	vm := gorgonia.NewTapeMachine(g, gorgonia.BindDualValues(x, w))
+	defer vm.Close()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := vm.RunAll(); err != nil {
+			b.Fatal(err)
+		}
+		vm.Reset()
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "samples/s")
+}
+
+func BenchmarkSoftmax(b *testing.B) {
+	benchHead(b, func(int, int) Head { return NewSoftmax() })
+}
+
+func BenchmarkArcFace(b *testing.B) {
+	benchHead(b, func(int, int) Head { h, _ := NewArcFace(DefaultScale, DefaultArcFaceMargin, false); return h })
+}
+
+func BenchmarkCosFace(b *testing.B) {
+	benchHead(b, func(int, int) Head { h, _ := NewCosFace(DefaultScale, DefaultCosFaceMargin); return h })
+}
+
+func BenchmarkSphereFace(b *testing.B) {
+	benchHead(b, func(int, int) Head { h, _ := NewSphereFace(DefaultSphereFaceM, 5); return h })
+}
+
+func BenchmarkCenterLoss(b *testing.B) {
+	benchHead(b, func(c, d int) Head {
+		centers := make([][]float64, c)
+		for i := range centers {
+			centers[i] = make([]float64, d)
+		}
+		h, _ := NewCenterLoss(DefaultCenterLambda, centers)
+		return h
+	})
+}
+
+func BenchmarkCombined(b *testing.B) {
+	benchHead(b, func(int, int) Head { h, _ := NewCombined(DefaultScale, 1, 0.3, 0.2); return h })
+}
