@@ -1,0 +1,216 @@
+package onnxrt
+
+// Single-precision matrix multiply in the style of Goto and van de Geijn,
+// "Anatomy of High-Performance Matrix Multiplication" (ACM TOMS 34(3),
+// 2008) and BLIS (Van Zee and van de Geijn, ACM TOMS 41(3), 2015): A is
+// packed into panels of mr rows, B into panels of nr columns for a block of
+// kc rows, and a register-blocked micro-kernel computes an mr×nr tile of C
+// as a sum of kc rank-1 updates held in registers. The AVX2/FMA micro-kernel
+// (gemm_amd64.s) is chosen at run time; kernelGo is the portable one.
+
+const (
+	mr      = 6   // rows of a micro-tile
+	nr      = 16  // columns of a micro-tile (two 8-float AVX registers)
+	kcBlock = 256 // depth of a packed block (A panel 6 KiB, B panel 16 KiB)
+	ncBlock = 128 // columns of B packed per job
+)
+
+// useAsm selects the assembly micro-kernel; tests switch it off to cover
+// the Go kernel.
+var useAsm = hasAVX2FMA
+
+// packA packs op(A) (M×K, element (i,k) at a[i*rs+k*cs]) times alpha into
+// panels of mr rows: dst[(p*K+k)*mr+r]; rows past M are zero.
+func packA(dst, a []float32, M, K, rs, cs int, alpha float32) {
+	panels := (M + mr - 1) / mr
+	for p := 0; p < panels; p++ {
+		d := dst[p*K*mr : (p+1)*K*mr]
+		for r := 0; r < mr; r++ {
+			i := p*mr + r
+			if i >= M {
+				for k := 0; k < K; k++ {
+					d[k*mr+r] = 0
+				}
+				continue
+			}
+			base := i * rs
+			for k := 0; k < K; k++ {
+				d[k*mr+r] = a[base+k*cs] * alpha
+			}
+		}
+	}
+}
+
+func packedASize(M, K int) int { return (M + mr - 1) / mr * mr * K }
+
+// packB packs rows [k0,k0+kc) and columns [j0,j0+n) of a K×N matrix B
+// (element (k,j) at b[k*rs+j*cs]) into panels of nr columns:
+// dst[(q*kc+k)*nr+c]; columns past n are zero.
+func packB(dst, b []float32, k0, kc, j0, n, rs, cs int) {
+	panels := (n + nr - 1) / nr
+	for q := 0; q < panels; q++ {
+		d := dst[q*kc*nr : (q+1)*kc*nr]
+		cols := n - q*nr
+		if cols > nr {
+			cols = nr
+		}
+		jb := j0 + q*nr
+		for k := 0; k < kc; k++ {
+			row := d[k*nr : k*nr+nr]
+			base := (k0+k)*rs + jb*cs
+			if cs == 1 {
+				copy(row[:cols], b[base:base+cols])
+			} else {
+				for c := 0; c < cols; c++ {
+					row[c] = b[base+c*cs]
+				}
+			}
+			for c := cols; c < nr; c++ {
+				row[c] = 0
+			}
+		}
+	}
+}
+
+// kernelGo computes C[0:mr,0:nr] (+)= A·B for a packed panel a (kc×mr)
+// and b (kc×nr, row stride ldb); ldc is C's row stride.
+func kernelGo(kc int, a, b, c []float32, ldc int, acc bool, ldb int) {
+	var t [mr][nr]float32
+	for k := 0; k < kc; k++ {
+		ar := a[k*mr : k*mr+mr]
+		br := b[k*ldb : k*ldb+nr]
+		for r := 0; r < mr; r++ {
+			x := ar[r]
+			tr := &t[r]
+			for j := range tr {
+				tr[j] += x * br[j]
+			}
+		}
+	}
+	for r := 0; r < mr; r++ {
+		row := c[r*ldc : r*ldc+nr]
+		if acc {
+			for j := range row {
+				row[j] += t[r][j]
+			}
+		} else {
+			copy(row, t[r][:])
+		}
+	}
+}
+
+// microTile computes a rows×cols tile (rows ≤ mr, cols ≤ nr) of C; B's
+// rows are ldb floats apart.
+func microTile(kc int, a, b, c []float32, ldc, rows, cols int, acc bool, tmp *[mr * nr]float32, ldb int) {
+	if rows == mr && cols == nr {
+		if useAsm {
+			kernelAsm(kc, &a[0], &b[0], &c[0], ldc, acc, ldb)
+		} else {
+			kernelGo(kc, a, b, c, ldc, acc, ldb)
+		}
+		return
+	}
+	if useAsm {
+		kernelAsm(kc, &a[0], &b[0], &tmp[0], nr, false, ldb)
+	} else {
+		kernelGo(kc, a, b, tmp[:], nr, false, ldb)
+	}
+	for r := 0; r < rows; r++ {
+		row := c[r*ldc : r*ldc+cols]
+		src := tmp[r*nr : r*nr+cols]
+		if acc {
+			for j := range row {
+				row[j] += src[j]
+			}
+		} else {
+			copy(row, src)
+		}
+	}
+}
+
+// gemmBlock computes C[m0:m1, j0:j0+n] (+)= Apacked · B for one block of
+// columns, packing B through pack(dst, k0, kc). ap is A packed by packA
+// for all K; bbuf must hold kcBlock*roundup(n, nr) floats. When direct is
+// not nil, B is read in place instead for the full panels: direct[k*ldb+j]
+// is B(k, j) of the block (a 1×1 convolution's input), and only a partial
+// last panel is packed.
+func gemmBlock(ap []float32, K, m0, m1, n int, c []float32, ldc int, acc bool,
+	bbuf []float32, tmp *[mr * nr]float32, pack func(dst []float32, k0, kc int), direct []float32, ldb int) {
+	if direct != nil && useAsm {
+		full := n / nr * nr
+		for k0 := 0; k0 < K; k0 += kcBlock {
+			kc := min(K-k0, kcBlock)
+			if full < n {
+				packB(bbuf, direct, k0, kc, full, n-full, ldb, 1)
+			}
+			a := acc || k0 > 0
+			for i := m0; i < m1; i += mr {
+				rows := min(m1-i, mr)
+				apanel := ap[(i/mr)*K*mr+k0*mr:]
+				for q := 0; q*nr < full; q++ {
+					microTile(kc, apanel, direct[k0*ldb+q*nr:], c[i*ldc+q*nr:], ldc, rows, nr, a, tmp, ldb)
+				}
+				if full < n {
+					microTile(kc, apanel, bbuf, c[i*ldc+full:], ldc, rows, n-full, a, tmp, nr)
+				}
+			}
+		}
+		return
+	}
+	for k0 := 0; k0 < K; k0 += kcBlock {
+		kc := K - k0
+		if kc > kcBlock {
+			kc = kcBlock
+		}
+		pack(bbuf, k0, kc)
+		a := acc || k0 > 0
+		for i := m0; i < m1; i += mr {
+			rows := m1 - i
+			if rows > mr {
+				rows = mr
+			}
+			apanel := ap[(i/mr)*K*mr+k0*mr:]
+			for q := 0; q*nr < n; q++ {
+				cols := n - q*nr
+				if cols > nr {
+					cols = nr
+				}
+				microTile(kc, apanel, bbuf[q*kc*nr:], c[i*ldc+q*nr:], ldc, rows, cols, a, tmp, nr)
+			}
+		}
+	}
+}
+
+// sgemm computes C = alpha·op(A)·op(B) + beta·C (C is M×N with row
+// stride ldc) using scratch memory; it runs on the calling goroutine.
+// A's element (i,k) is at a[i*ars+k*acs], B's (k,j) at b[k*brs+j*bcs].
+func sgemm(M, N, K int, alpha float32, a []float32, ars, acs int, b []float32, brs, bcs int,
+	beta float32, c []float32, ldc int, apBuf, bBuf []float32, tmp *[mr * nr]float32) {
+	if beta != 1 {
+		for i := 0; i < M; i++ {
+			row := c[i*ldc : i*ldc+N]
+			if beta == 0 {
+				for j := range row {
+					row[j] = 0
+				}
+			} else {
+				for j := range row {
+					row[j] *= beta
+				}
+			}
+		}
+	}
+	if K == 0 || M == 0 || N == 0 {
+		return
+	}
+	packA(apBuf, a, M, K, ars, acs, alpha)
+	for j0 := 0; j0 < N; j0 += ncBlock {
+		n := N - j0
+		if n > ncBlock {
+			n = ncBlock
+		}
+		gemmBlock(apBuf, K, 0, M, n, c[j0:], ldc, true, bBuf, tmp, func(dst []float32, k0, kc int) {
+			packB(dst, b, k0, kc, j0, n, brs, bcs)
+		}, nil, 0)
+	}
+}
