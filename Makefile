@@ -26,9 +26,13 @@ test: setup
 	$(GO) vet ./...
 	$(GO) test -timeout 40m ./...
 
-# Median per-photo times and side-by-side runtime comparisons.
+# Median times, engine beside OpenCV DNN in one run, as Markdown tables.
 bench: setup
-	$(GO) test -run '^$$' -bench . -benchtime 20x -count 5 ./align/ ./facehead/ ./internal/pipeline/ | tee build/bench.txt
+	@mkdir -p build
+	$(GO) test -run '^$$' -bench . -benchtime 20x -count 5 ./align/ ./facehead/ ./internal/onnxrt/ | tee build/bench.txt
+	$(GO) test -run '^$$' -bench 'Search|Dot' -benchtime 10x -count 5 ./enroll/ | tee -a build/bench.txt
+	$(GO) test -run '^$$' -bench . -benchtime 3x -count 5 ./margin/ | tee -a build/bench.txt
+	$(GO) run ./internal/benchtable < build/bench.txt | tee build/bench.md
 
 # A short fuzzing pass over every parser of outside input.
 fuzz: setup
