@@ -48,7 +48,7 @@ func Augment(c align.Chip, kind string, seed uint64) (align.Chip, error) {
 			r, g, b := float64(c.Pix[i])*bright, float64(c.Pix[i+1])*bright, float64(c.Pix[i+2])*bright
 			grey := luma(c.Pix[i], c.Pix[i+1], c.Pix[i+2]) * bright
 			for k, v := range [3]float64{r, g, b} {
-				v = grey + sat*(v-grey)       // saturation: towards or away from grey
+				v = grey + sat*(v-grey)      // saturation: towards or away from grey
 				v = mean + contrast*(v-mean) // contrast: towards or away from the mean
 				out.Pix[i+k] = clampByte(v)
 			}

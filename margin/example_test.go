@@ -23,5 +23,5 @@ func ExampleEvaluate() {
 		return
 	}
 	fmt.Printf("loss %.3e, %d×%d gradient for x, %d×%d for w\n", loss, len(gradX), len(gradX[0]), len(gradW), len(gradW[0]))
-	// Output: loss 3.2193, 2×2 gradient for x, 3×2 for w
+	// Output: loss 6.995e-17, 2×2 gradient for x, 3×2 for w
 }

@@ -369,17 +369,27 @@ type ceState struct {
 	p any
 }
 
-// softmaxRow writes softmax(scale·row) into p and returns log Σ exp(scale·row).
-func softmaxRow[T float](row, p []T, scale float64) float64 {
+// softmaxRow writes softmax(scale·row) into p and returns the cross-entropy
+// log Σ_j exp(scale·row_j) − scale·row_y. It is computed as
+// log1p(Σ_{j≠y} e_j / e_y) with e_j = exp(scale·row_j − max) so that a
+// confidently right sample keeps its tiny loss instead of rounding to 0.
+func softmaxRow[T float](row, p []T, scale float64, y int) float64 {
 	mx := math.Inf(-1)
 	for _, v := range row {
 		mx = max(mx, scale*float64(v))
 	}
-	var s float64
+	var s, rest float64
 	for j, v := range row {
 		e := math.Exp(scale*float64(v) - mx)
 		p[j] = T(e)
 		s += e
+		if j != y {
+			rest += e
+		}
+	}
+	loss := mx + math.Log(s) - scale*float64(row[y])
+	if ey := math.Exp(scale*float64(row[y]) - mx); ey > 1e-300 {
+		loss = math.Log1p(rest / ey)
 	}
 	inv := 1 / s
 	for j := range p {
@@ -392,7 +402,7 @@ func softmaxRow[T float](row, p []T, scale float64) float64 {
 			p[j] = 0
 		}
 	}
-	return mx + math.Log(s)
+	return loss
 }
 
 func ceK[T float](l *Labels, st *ceState, scale float64) func(c *call, in [][]T, out []T) error {
@@ -412,7 +422,7 @@ func ceK[T float](l *Labels, st *ceState, scale float64) func(c *call, in [][]T,
 			var ok int64
 			for i := lo; i < hi; i++ {
 				row := z[i*cols : (i+1)*cols]
-				out[i] = T(softmaxRow(row, p[i*cols:(i+1)*cols], scale) - scale*float64(row[l.y[i]]))
+				out[i] = T(softmaxRow(row, p[i*cols:(i+1)*cols], scale, l.y[i]))
 				if argmax(row) == l.y[i] {
 					ok++
 				}
@@ -449,7 +459,7 @@ func ceGradK[T float](l *Labels, st *ceState, scale float64) func(c *call, in []
 			for i := lo; i < hi; i++ {
 				pr, o := p[i*cols:(i+1)*cols], out[i*cols:(i+1)*cols]
 				if fresh {
-					softmaxRow(z[i*cols:(i+1)*cols], pr, scale)
+					softmaxRow(z[i*cols:(i+1)*cols], pr, scale, l.y[i])
 				}
 				gi := scale * float64(g[i])
 				for j, v := range pr {

@@ -48,4 +48,3 @@ func Open(rt, dir string, m models.Model) (infer.Session, error) {
 	}
 	return nil, fmt.Errorf("unknown runtime %q (choose one of: %s)", rt, strings.Join(Runtimes, ", "))
 }
-
