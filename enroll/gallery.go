@@ -119,37 +119,46 @@ type Options struct {
 
 // Meta describes a gallery.
 type Meta struct {
+	// Schema is the layout version of the file.
 	Schema int `json:"schema"`
 	// Model and Head: what the templates were made with ("" = no template yet).
 	Model string `json:"model"`
-	Head  string `json:"head"`
+	// Head is the head the templates were made with ("" = none).
+	Head string `json:"head"`
 	// Dim is the embedding length (0 = no template yet).
-	Dim     int       `json:"dim"`
+	Dim int `json:"dim"`
+	// Created is when the gallery was created.
 	Created time.Time `json:"created"`
 }
 
 // Identity is one enrolled person.
 type Identity struct {
-	ID       uint64            `json:"id"`
-	Name     string            `json:"name"`
+	// ID is assigned by the gallery (1, 2, ...; never reused).
+	ID uint64 `json:"id"`
+	// Name is unique in the gallery.
+	Name string `json:"name"`
+	// Metadata is free-form (employee number, notes...).
 	Metadata map[string]string `json:"metadata,omitempty"`
-	Created  time.Time         `json:"created"`
+	// Created is when the identity was enrolled.
+	Created time.Time `json:"created"`
 	// Templates is the number of templates the identity holds.
 	Templates int `json:"templates"`
 }
 
 // Template is one enrolled photo's embedding.
 type Template struct {
-	// ID and IdentityID are set by the gallery.
-	ID         uint64 `json:"id"`
+	// ID is set by the gallery (unique, never reused).
+	ID uint64 `json:"id"`
+	// IdentityID is the identity the template belongs to (set by the gallery).
 	IdentityID uint64 `json:"identity_id"`
 	// Embedding is the face embedding (any scale: search normalises it).
 	Embedding []float32 `json:"-"`
 	// Source is the photo's file name, for the record.
 	Source string `json:"source"`
 	// PhotoSHA256 is the hex sha256 of the photo file ("" if unknown).
-	PhotoSHA256 string    `json:"photo_sha256,omitempty"`
-	Created     time.Time `json:"created"`
+	PhotoSHA256 string `json:"photo_sha256,omitempty"`
+	// Created is when the template was enrolled (set by the gallery).
+	Created time.Time `json:"created"`
 }
 
 // Gallery is an open gallery file. Its methods are safe for concurrent use

@@ -131,8 +131,10 @@ func (ix *Index) BytesPerTemplate() int {
 
 // Match is one identity found by a search.
 type Match struct {
+	// IdentityID identifies the person.
 	IdentityID uint64 `json:"identity_id"`
-	Name       string `json:"name"`
+	// Name is the person's name when the index was loaded.
+	Name string `json:"name"`
 	// Score is the cosine similarity of the query with the identity's best
 	// template.
 	Score float32 `json:"score"`

@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 )
 
@@ -53,6 +54,16 @@ type Model struct {
 	OutputShapes [][]int
 	// What says in words what the model does.
 	What string
+	// Chip names the alignment recipe a backbone needs: "arcface112" (the
+	// ArcFace five-point template, 112×112) or "dlib150" (dlib's 150×150
+	// chip with padding 0.25). Empty for models that are not backbones.
+	Chip string
+	// Threshold is the default cosine-similarity threshold of a backbone
+	// (facever compares unit-length embeddings by cosine for every model).
+	Threshold float64
+	// MadeBy says how the file is obtained when it is not fetched as is:
+	// the command that builds it.
+	MadeBy string
 }
 
 const (
@@ -68,6 +79,22 @@ var Feature = Model{
 	Input: "input", Shape: []int{1, 3, 112, 112}, Color: "RGB", Mean: 127, Scale: 1.0 / 128,
 	Outputs: []string{"output"}, OutputShapes: [][]int{{1, 512}},
 	What: "MobileFaceNet-style embedder, opset 9: aligned 112×112 RGB face → 512-d feature",
+	Chip: "arcface112", Threshold: 0.38,
+}
+
+// Dlib is dlib's face-recognition ResNet (CC0), converted from Debian's
+// dlib_face_recognition_resnet_model_v1.dat by `facever model import-dlib`
+// (`make dlib`). The graph normalises its input itself (mean 122.782,
+// 117.001, 104.298 and /256 in a BatchNormalization), so pixels go in as 0..255.
+var Dlib = Model{
+	Name: "dlib_resnet_v1", File: "dlib_resnet_v1.onnx", Package: "dlib (Debian source package)", Version: "19.24+dfsg-1",
+	Path:    "dlib_19.24+dfsg.orig-dlib-models.tar.bz2: dlib_face_recognition_resnet_model_v1.dat",
+	License: "CC0 (Debian copyright file of dlib)", SHA256: "24d1f91ed46d1efde0a62743e2962256d381cacf4cd9b6e69f50324a1941d59a",
+	Input: "input", Shape: []int{1, 3, 150, 150}, Color: "RGB", Mean: 0, Scale: 1,
+	Outputs: []string{"descriptor"}, OutputShapes: [][]int{{1, 128}},
+	What: "dlib ResNet-29 face descriptor: dlib's 150×150 RGB chip → 128-d descriptor (published LFW 99.38 %)",
+	Chip: "dlib150", Threshold: 0.92,
+	MadeBy: "make dlib",
 }
 
 // Detect is the UltraFace-320 face detector.
@@ -89,7 +116,31 @@ var Landmark = Model{
 }
 
 // All lists the catalogue.
-var All = []Model{Feature, Detect, Landmark}
+var All = []Model{Feature, Detect, Landmark, Dlib}
+
+// Backbones lists the catalogue's face embedders, the default first.
+var Backbones = []Model{Feature, Dlib}
+
+// Backbone returns the backbone called name ("" is the default, fr_feature;
+// "dlib" is short for dlib_resnet_v1).
+func Backbone(name string) (Model, error) {
+	switch name {
+	case "", "default":
+		return Feature, nil
+	case "dlib":
+		return Dlib, nil
+	}
+	for _, m := range Backbones {
+		if m.Name == name || m.File == name {
+			return m, nil
+		}
+	}
+	var names []string
+	for _, m := range Backbones {
+		names = append(names, m.Name)
+	}
+	return Model{}, fmt.Errorf("unknown model %q (choose one of: %s)", name, strings.Join(names, ", "))
+}
 
 // Lookup returns the catalogue entry with the given name (with or without .onnx).
 func Lookup(name string) (Model, bool) {
@@ -142,7 +193,11 @@ func Path(dir string, m Model) (string, error) {
 	p := filepath.Join(dir, m.File)
 	st, err := os.Stat(p)
 	if err != nil {
-		return "", fmt.Errorf("%w: %s not found in %s (run `%s`, or point --models / %s at the directory that holds it)", ErrMissing, m.File, dir, SetupCommand, EnvDir)
+		cmd := SetupCommand
+		if m.MadeBy != "" {
+			cmd = m.MadeBy
+		}
+		return "", fmt.Errorf("%w: %s not found in %s (run `%s`, or point --models / %s at the directory that holds it)", ErrMissing, m.File, dir, cmd, EnvDir)
 	}
 	key := fmt.Sprintf("%s|%d|%d", p, st.Size(), st.ModTime().UnixNano())
 	if _, ok := verified.Load(key); ok {

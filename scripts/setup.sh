@@ -50,4 +50,6 @@ if ! (cd testdata/external/groups && sha256sum --quiet -c ../../groups.SHA256SUM
 	cp build/npm/faceapi/package/demo/sample[1-6].jpg testdata/external/groups/
 	(cd testdata/external/groups && sha256sum -c ../../groups.SHA256SUMS)
 fi
+# dlib's CC0 face-recognition ResNet, from Debian's dlib source package.
+bash scripts/fetch-dlib.sh
 echo "setup: done"

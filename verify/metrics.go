@@ -31,11 +31,16 @@ var StandardFARs = []float64{1e-2, 1e-3, 1e-4}
 // ROCPoint is one operating point of a ROC curve: accepting every pair whose
 // score is ≥ Threshold gives the rates FAR and TAR and the counts behind them.
 type ROCPoint struct {
-	Threshold    float64 `json:"threshold"`
-	FAR          float64 `json:"far"`
-	TAR          float64 `json:"tar"`
-	FalseAccepts int     `json:"false_accepts"`
-	TrueAccepts  int     `json:"true_accepts"`
+	// Threshold: pairs with score ≥ Threshold are accepted.
+	Threshold float64 `json:"threshold"`
+	// FAR is FalseAccepts over the impostor pairs.
+	FAR float64 `json:"far"`
+	// TAR is TrueAccepts over the genuine pairs.
+	TAR float64 `json:"tar"`
+	// FalseAccepts counts the impostor pairs accepted.
+	FalseAccepts int `json:"false_accepts"`
+	// TrueAccepts counts the genuine pairs accepted.
+	TrueAccepts int `json:"true_accepts"`
 }
 
 // ROC is a receiver operating characteristic computed from labelled scores.
@@ -43,9 +48,13 @@ type ROCPoint struct {
 // to the loosest (the lowest score: everything accepted, FAR = TAR = 1), one
 // point per distinct score value, so FAR and TAR never decrease along it.
 type ROC struct {
-	Points   []ROCPoint `json:"-"`
-	Genuine  int        `json:"genuine"`
-	Impostor int        `json:"impostor"`
+	// Points are the operating points, by decreasing threshold (not in
+	// JSON: up to one per pair; use AtFAR for a few).
+	Points []ROCPoint `json:"-"`
+	// Genuine counts the same-person pairs.
+	Genuine int `json:"genuine"`
+	// Impostor counts the different-person pairs.
+	Impostor int `json:"impostor"`
 	// AUC is the area under the TAR-vs-FAR curve (trapezoids between points),
 	// equal to P(genuine score > impostor score) + ½·P(equal).
 	AUC float64 `json:"auc"`
@@ -221,10 +230,14 @@ func (r *ROC) AtFAR(far float64) OperatingPoint {
 
 // Accuracy is the share of pairs decided correctly at a threshold.
 type Accuracy struct {
+	// Threshold: pairs with score ≥ Threshold are declared the same person.
 	Threshold float64 `json:"threshold"`
-	Accuracy  float64 `json:"accuracy"`
-	Correct   int     `json:"correct"`
-	Pairs     int     `json:"pairs"`
+	// Accuracy is Correct / Pairs.
+	Accuracy float64 `json:"accuracy"`
+	// Correct counts the pairs decided correctly, out of Pairs.
+	Correct int `json:"correct"`
+	// Pairs counts the pairs decided.
+	Pairs int `json:"pairs"`
 }
 
 // AccuracyAt returns the accuracy of accepting pairs with score ≥ threshold.
@@ -323,21 +336,28 @@ func bestSorted(v []scored, skip int32) Accuracy {
 
 // FoldResult is the outcome of one fold of the k-fold protocol.
 type FoldResult struct {
+	// Fold is the fold's index, from 0.
 	Fold int `json:"fold"`
 	// Threshold is the one chosen on the other folds.
 	Threshold float64 `json:"threshold"`
 	// Accuracy is measured on this fold alone.
 	Accuracy float64 `json:"accuracy"`
-	Correct  int     `json:"correct"`
-	Pairs    int     `json:"pairs"`
+	// Correct counts the fold's pairs decided correctly, out of Pairs.
+	Correct int `json:"correct"`
+	// Pairs counts the fold's pairs.
+	Pairs int `json:"pairs"`
 }
 
 // KFoldResult is the LFW-style k-fold accuracy: the mean and standard deviation
 // (population, as in the LFW evaluation code: np.std) of the per-fold accuracies.
 type KFoldResult struct {
+	// Folds holds each fold's threshold and accuracy.
 	Folds []FoldResult `json:"folds"`
-	Mean  float64      `json:"mean"`
-	Std   float64      `json:"std"`
+	// Mean and Std are the mean and population standard deviation of the
+	// per-fold accuracies.
+	Mean float64 `json:"mean"`
+	// Std is the population standard deviation (np.std) of the accuracies.
+	Std float64 `json:"std"`
 	// MeanThreshold is the mean of the chosen thresholds.
 	MeanThreshold float64 `json:"mean_threshold"`
 }
@@ -429,17 +449,23 @@ func AssignFolds(same []bool, k int) []int {
 // Calibration is a threshold chosen for a target false-accept rate, with the
 // counts it rests on.
 type Calibration struct {
+	// TargetFAR is the false-accept rate asked for.
 	TargetFAR float64 `json:"target_far"`
 	// Threshold: accept pairs with score ≥ Threshold. It is the lowest observed
 	// score at which the measured FAR is still ≤ TargetFAR.
 	Threshold float64 `json:"threshold"`
 	// FAR and TAR are measured on the given pairs at Threshold.
-	FAR          float64 `json:"far"`
-	TAR          float64 `json:"tar"`
-	FalseAccepts int     `json:"false_accepts"`
-	TrueAccepts  int     `json:"true_accepts"`
-	Genuine      int     `json:"genuine"`
-	Impostor     int     `json:"impostor"`
+	FAR float64 `json:"far"`
+	// TAR is the true-accept rate at Threshold (0 without genuine pairs).
+	TAR float64 `json:"tar"`
+	// FalseAccepts counts the impostor pairs accepted at Threshold.
+	FalseAccepts int `json:"false_accepts"`
+	// TrueAccepts counts the genuine pairs accepted at Threshold.
+	TrueAccepts int `json:"true_accepts"`
+	// Genuine counts the same-person pairs the calibration rests on.
+	Genuine int `json:"genuine"`
+	// Impostor counts the different-person pairs it rests on.
+	Impostor int `json:"impostor"`
 	// NeededImpostors is how many impostor pairs would make the estimate
 	// reliable (10/TargetFAR, ten false accepts at the target).
 	NeededImpostors int `json:"needed_impostors"`
@@ -519,8 +545,11 @@ func Calibrate(scores []float64, same []bool, targetFAR float64) (Calibration, e
 // Evaluation gathers the standard verification metrics of a set of labelled
 // scores (REFERENCE.md, "Evaluation").
 type Evaluation struct {
-	Pairs    int `json:"pairs"`
-	Genuine  int `json:"genuine"`
+	// Pairs counts the scored pairs.
+	Pairs int `json:"pairs"`
+	// Genuine counts the same-person pairs among them.
+	Genuine int `json:"genuine"`
+	// Impostor counts the different-person pairs among them.
 	Impostor int `json:"impostor"`
 	// Skipped counts pairs left out because they could not be scored
 	// (PairSet.Evaluate); Pairs does not include them.

@@ -19,9 +19,11 @@ type Probe struct {
 // threshold (open-set protocol, as in NIST FRVT 1:N): a probe is answered by
 // its top-1 identity when its score is ≥ Threshold, else "unknown".
 type OpenSetResult struct {
+	// Threshold is the score at or above which a top-1 match is accepted.
 	Threshold float64 `json:"threshold"`
 	// Known and Unknown count the probes of enrolled and of not-enrolled people.
-	Known   int `json:"known"`
+	Known int `json:"known"`
+	// Unknown counts the probes of people not enrolled.
 	Unknown int `json:"unknown"`
 	// Rank1 is the share of known probes whose top-1 identity is right,
 	// whatever the score (closed-set rank-1 rate).

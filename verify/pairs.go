@@ -17,9 +17,10 @@ import (
 
 // Pair is one labelled pair of photos to compare.
 type Pair struct {
-	// A and B are the photo paths (joined to the root given to the parser
+	// A is the first photo's path (joined to the root given to the parser
 	// unless absolute).
 	A string `json:"a"`
+	// B is the second photo's path.
 	B string `json:"b"`
 	// Same reports whether both photos show the same person.
 	Same bool `json:"same"`
@@ -43,10 +44,12 @@ const (
 
 // PairSet is a list of labelled pairs with the folds of its protocol.
 type PairSet struct {
+	// Format is the source's format.
 	Format PairsFormat `json:"format"`
 	// Folds is the number of folds the source defines (10 for LFW View 2),
 	// 0 when it defines none.
-	Folds int    `json:"folds"`
+	Folds int `json:"folds"`
+	// Pairs are the pairs, in file order.
 	Pairs []Pair `json:"pairs"`
 }
 

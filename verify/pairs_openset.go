@@ -10,7 +10,9 @@ import (
 
 // Photo is a photo and the identity (folder name) it shows.
 type Photo struct {
-	Path     string `json:"path"`
+	// Path is the photo's file.
+	Path string `json:"path"`
+	// Identity is the person's folder name ("" for unknown probes).
 	Identity string `json:"identity"`
 }
 
@@ -19,8 +21,11 @@ type Photo struct {
 // right identity should come back) and Unknown (people never enrolled: they
 // should come back unknown).
 type OpenSetSplit struct {
+	// Gallery holds the photos to enroll.
 	Gallery []Photo `json:"gallery"`
-	Known   []Photo `json:"known"`
+	// Known holds the probes of enrolled people.
+	Known []Photo `json:"known"`
+	// Unknown holds the probes of people never enrolled (Identity "").
 	Unknown []Photo `json:"unknown"`
 }
 

@@ -19,8 +19,10 @@ import (
 
 // Curve is one ROC curve to plot, with its legend label.
 type Curve struct {
+	// Label names the curve in the legend (its AUC and EER are appended).
 	Label string
-	ROC   *ROC
+	// ROC is the curve's data.
+	ROC *ROC
 }
 
 // PlotOptions configure PlotROC. The zero value gives a 960×720 plot of FAR
@@ -34,8 +36,9 @@ type PlotOptions struct {
 	// right end is 1.
 	MinFAR float64
 	// MinTAR is the bottom of the TAR axis. Zero picks it from the curves
-	// (the lowest plotted TAR rounded down to 0.1); FullTAR forces 0.
-	MinTAR  float64
+	// (the lowest plotted TAR rounded down to 0.1).
+	MinTAR float64
+	// FullTAR draws the whole TAR axis, 0..1.
 	FullTAR bool
 }
 

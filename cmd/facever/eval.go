@@ -71,7 +71,7 @@ func pipelineConfig(c *cli.Context) pipeline.Config {
 	if c.IsSet("min-score") {
 		opt.Score = float32(c.Float64("min-score"))
 	}
-	return pipeline.Config{ModelsDir: c.String("models"), Runtime: c.String("runtime"), Detect: opt}
+	return pipeline.Config{ModelsDir: c.String("models"), Runtime: c.String("runtime"), Model: c.String("model"), Detect: opt}
 }
 
 // pairScores embeds every photo of the set once and scores each pair. A pair
@@ -242,10 +242,19 @@ Examples:
 }
 
 func rocLabel(c *cli.Context) string {
+	m, _ := models.Backbone(c.String("model"))
 	if h := c.String("head"); h != "" {
-		return "fr_feature + head " + h
+		return m.Name + " + head " + h
 	}
-	return "fr_feature"
+	return m.Name
+}
+
+// threshold is --threshold when given, else the backbone's default.
+func threshold(c *cli.Context, p *pipeline.Pipeline) float64 {
+	if c.IsSet("threshold") || p.Embedder == nil {
+		return c.Float64("threshold")
+	}
+	return p.Backbone.Threshold
 }
 
 func printEvaluation(c *cli.Context, ev *verify.Evaluation, missed int) {
@@ -276,5 +285,9 @@ func loadHead(c *cli.Context) (facehead.Projector, error) {
 	if c.String("head") == "" {
 		return nil, nil
 	}
-	return facehead.LoadHead(c.String("head"), models.Feature.SHA256)
+	m, err := models.Backbone(c.String("model"))
+	if err != nil {
+		return nil, err
+	}
+	return facehead.LoadHead(c.String("head"), m.SHA256)
 }

@@ -35,6 +35,7 @@ func openPipeline(c *cli.Context, embed bool) (*pipeline.Pipeline, error) {
 	p, err := pipeline.Open(pipeline.Config{
 		ModelsDir: c.String("models"),
 		Runtime:   c.String("runtime"),
+		Model:     c.String("model"),
 		Detect:    opt,
 	}, embed)
 	if err != nil {
@@ -97,7 +98,7 @@ Examples:
    facever verify --threshold 0.5 --json a.jpg b.jpg
    facever verify --aligned face1.png face2.png`,
 		Flags: []cli.Flag{
-			&cli.Float64Flag{Name: "threshold", Value: verify.DefaultThreshold, Usage: "cosine similarity at or above which the faces are the same person"},
+			&cli.Float64Flag{Name: "threshold", Value: verify.DefaultThreshold, Usage: "cosine similarity at or above which the faces are the same person (default: the model's; 0.38 for fr_feature)"},
 			jsonFlag, alignedFlag, scoreFlag, headFlag,
 		},
 		Action: func(c *cli.Context) error {
@@ -119,7 +120,7 @@ Examples:
 			if err != nil {
 				return fail(err)
 			}
-			d := verify.Decide(embs[0], embs[1], c.Float64("threshold"))
+			d := verify.Decide(embs[0], embs[1], threshold(c, p))
 			w := c.App.Writer
 			if c.Bool("json") {
 				type photoJSON struct {
@@ -274,7 +275,7 @@ Example:
 				}
 				base := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
 				for i, f := range faces {
-					chip, err := align.Align(im, f)
+					chip, err := p.Align(im, f)
 					if err != nil {
 						im.Close()
 						return fail(err)

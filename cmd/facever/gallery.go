@@ -212,7 +212,7 @@ func checkPhoto(c *cli.Context, p *pipeline.Pipeline, path string) (photoOutcome
 		o.Reason = fmt.Sprintf("face is %.0f pixels across, below --min-face %d: use a sharper, closer photo", side, c.Int("min-face"))
 		return o, align.Chip{}
 	}
-	chip, err := align.Align(im, f)
+	chip, err := p.Align(im, f)
 	if err != nil {
 		o.Reason = err.Error()
 	}
@@ -246,7 +246,7 @@ Examples:
 		Flags: []cli.Flag{
 			galleryFlag,
 			&cli.IntFlag{Name: "top", Value: 1, Usage: "how many best-matching people to list"},
-			&cli.Float64Flag{Name: "threshold", Value: verify.DefaultThreshold, Usage: "similarity below which a photo is unknown (see `facever calibrate`)"},
+			&cli.Float64Flag{Name: "threshold", Value: verify.DefaultThreshold, Usage: "similarity below which a photo is unknown (default: the model's; see `facever calibrate`)"},
 			alignedFlag, headFlag, jsonFlag, scoreFlag,
 		},
 		Action: func(c *cli.Context) error {
@@ -275,7 +275,7 @@ Examples:
 			}
 			s := ix.NewSearcher()
 			defer s.Close()
-			thr := c.Float64("threshold")
+			thr := threshold(c, p)
 			type result struct {
 				Path    string         `json:"path"`
 				Faces   int            `json:"faces"`

@@ -23,6 +23,7 @@ func modelCommand() *cli.Command {
 		Name:  "model",
 		Usage: "inspect or run an ONNX model on facever's engine",
 		Subcommands: []*cli.Command{
+			importDlibCommand(),
 			{
 				Name:      "check",
 				Usage:     "print inputs, outputs, opset, operator counts, unsupported operators and the time of one run",

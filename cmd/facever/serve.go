@@ -37,7 +37,8 @@ Example:
 			&cli.StringFlag{Name: "addr", Value: "127.0.0.1:8080", Usage: "address to listen on"},
 			&cli.StringFlag{Name: "tls-cert", Usage: "serve HTTPS with this certificate (PEM)"},
 			&cli.StringFlag{Name: "tls-key", Usage: "the certificate's private key (PEM)"},
-			&cli.Float64Flag{Name: "threshold", Value: verify.DefaultThreshold, Usage: "default threshold of verify and identify"},
+			&cli.Float64Flag{Name: "threshold", Value: verify.DefaultThreshold, Usage: "default threshold of verify and identify (default: the model's)"},
+			headFlag,
 			&cli.Int64Flag{Name: "max-body", Value: 16 << 20, Usage: "largest request body in bytes (413 above)"},
 			&cli.IntFlag{Name: "max-pixels", Value: 40_000_000, Usage: "largest image, width×height (413 above)"},
 			&cli.DurationFlag{Name: "read-timeout", Value: 30 * time.Second, Usage: "time to read a whole request"},
@@ -48,7 +49,15 @@ Example:
 			if (c.String("tls-cert") == "") != (c.String("tls-key") == "") {
 				return cli.Exit("--tls-cert and --tls-key go together", exitError)
 			}
-			g, err := enroll.Open(c.String("gallery"), enroll.Options{Model: models.Feature.SHA256})
+			backbone, err := models.Backbone(c.String("model"))
+			if err != nil {
+				return fail(err)
+			}
+			hid, err := headID(c)
+			if err != nil {
+				return fail(err)
+			}
+			g, err := enroll.Open(c.String("gallery"), enroll.Options{Model: backbone.SHA256, Head: hid})
 			if err != nil {
 				return fail(err)
 			}
@@ -63,7 +72,8 @@ Example:
 			srv, err := server.New(server.Config{
 				Pipeline:     pipelineConfig(c),
 				Gallery:      g,
-				Threshold:    c.Float64("threshold"),
+				Threshold:    serveThreshold(c, backbone),
+				Head:         c.String("head"),
 				MaxBodyBytes: c.Int64("max-body"),
 				MaxPixels:    c.Int("max-pixels"),
 			})
@@ -115,6 +125,13 @@ Example:
 			return nil
 		},
 	}
+}
+
+func serveThreshold(c *cli.Context, m models.Model) float64 {
+	if c.IsSet("threshold") {
+		return c.Float64("threshold")
+	}
+	return m.Threshold
 }
 
 func apikeyCommand() *cli.Command {

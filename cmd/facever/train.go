@@ -58,8 +58,12 @@ func trainConfig(c *cli.Context) (facehead.TrainConfig, error) {
 		CenterLambda: c.Float64("center-lambda"), CenterAlpha: c.Float64("center-alpha"),
 		OutDim: c.Int("out-dim"), BatchNorm: c.Bool("batch-norm"), Epochs: c.Int("epochs"), BatchSize: c.Int("batch-size"),
 		LR: c.Float64("lr"), WeightDecay: c.Float64("weight-decay"), Seed: c.Int64("seed"),
-		BackboneSHA256: models.Feature.SHA256,
 	}
+	m, err := models.Backbone(c.String("model"))
+	if err != nil {
+		return facehead.TrainConfig{}, err
+	}
+	cfg.BackboneSHA256 = m.SHA256
 	return cfg, nil
 }
 

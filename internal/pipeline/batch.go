@@ -59,7 +59,11 @@ func Features(cfg Config, paths []string, opt BatchOptions) ([]Result, error) {
 	if opt.Augment != "" {
 		mode += fmt.Sprintf(" augment=%s seed=%d", opt.Augment, opt.Seed)
 	}
-	backboneSHA := models.Feature.SHA256
+	backbone, err := models.Backbone(cfg.Model)
+	if err != nil {
+		return nil, err
+	}
+	backboneSHA := backbone.SHA256
 	var cache *featcache.Cache
 	if opt.CachePath != "" {
 		var err error

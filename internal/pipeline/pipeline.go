@@ -18,6 +18,8 @@ type Config struct {
 	ModelsDir string
 	// Runtime is "opencv" or "engine" (empty: session.Default).
 	Runtime string
+	// Model names the backbone (models.Backbone; empty: the default).
+	Model string
 	// Detect tunes the detector.
 	Detect align.Options
 }
@@ -36,7 +38,11 @@ type Pipeline struct {
 // Open loads the detector and landmark models (and, when embed is true, the
 // backbone).
 func Open(cfg Config, embed bool) (*Pipeline, error) {
-	p := &Pipeline{dir: models.Dir(cfg.ModelsDir), rt: cfg.Runtime, Backbone: models.Feature}
+	backbone, err := models.Backbone(cfg.Model)
+	if err != nil {
+		return nil, err
+	}
+	p := &Pipeline{dir: models.Dir(cfg.ModelsDir), rt: cfg.Runtime, Backbone: backbone}
 	det, err := p.open(models.Detect)
 	if err != nil {
 		return nil, err
@@ -48,12 +54,12 @@ func Open(cfg Config, embed bool) (*Pipeline, error) {
 	}
 	p.Aligner = align.New(det, lmk, cfg.Detect)
 	if embed {
-		fea, err := p.open(models.Feature)
+		fea, err := p.open(backbone)
 		if err != nil {
 			p.Close()
 			return nil, err
 		}
-		p.Embedder = facehead.NewEmbedder(fea, models.Feature, nil)
+		p.Embedder = facehead.NewEmbedder(fea, backbone, nil)
 	}
 	return p, nil
 }
@@ -85,6 +91,14 @@ func (p *Pipeline) Close() {
 	p.sessions = nil
 }
 
+// Align makes the chip the backbone needs from a detected face.
+func (p *Pipeline) Align(im *align.Image, f align.Face) (align.Chip, error) {
+	if p.Backbone.Chip == "dlib150" {
+		return align.AlignDlib(im, f)
+	}
+	return align.Align(im, f)
+}
+
 // Photo is the outcome of finding a face in one photo.
 type Photo struct {
 	// Path is the file read.
@@ -108,7 +122,7 @@ func (p *Pipeline) Face(path string, aligned bool) (*Photo, error) {
 	defer im.Close()
 	ph := &Photo{Path: path, Width: im.Width(), Height: im.Height()}
 	if aligned {
-		ph.Chip = align.ChipFromImage(im)
+		ph.Chip = align.ChipFromImageSize(im, p.Backbone.Shape[3])
 		return ph, nil
 	}
 	faces, err := p.Aligner.Detect(im)
@@ -119,7 +133,7 @@ func (p *Pipeline) Face(path string, aligned bool) (*Photo, error) {
 		return nil, fmt.Errorf("%s: %w", path, align.ErrNoFace)
 	}
 	ph.Faces = faces
-	ph.Chip, err = align.Align(im, faces[0])
+	ph.Chip, err = p.Align(im, faces[0])
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/facever/facever/align"
 	"github.com/facever/facever/enroll"
+	"github.com/facever/facever/facehead"
 	"github.com/facever/facever/internal/pipeline"
 	"github.com/facever/facever/verify"
 )
@@ -50,6 +51,8 @@ type Config struct {
 	BatchWindow time.Duration
 	// NoAuth disables API keys (tests, trusted loopback use only).
 	NoAuth bool
+	// Head, when not empty, is a head file whose projection the embeddings use.
+	Head string
 }
 
 // Server serves the API. Create it with New; it is an http.Handler.
@@ -70,9 +73,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Gallery == nil {
 		return nil, errors.New("server: no gallery")
 	}
-	if cfg.Threshold == 0 {
-		cfg.Threshold = verify.DefaultThreshold
-	}
+
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 16 << 20
 	}
@@ -101,6 +102,17 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.embedP = p
 	s.model = p.Backbone.Name
+	if cfg.Threshold == 0 {
+		s.cfg.Threshold = p.Backbone.Threshold
+	}
+	if cfg.Head != "" {
+		h, err := facehead.LoadHead(cfg.Head, p.Backbone.SHA256)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		p.SetHead(h)
+	}
 	s.batch = newBatcher(p.Embedder, cfg.BatchWindow, func(d time.Duration, n int) { s.metrics.model("backbone", d, n) })
 	s.routes()
 	return s, nil
@@ -398,7 +410,7 @@ func (s *Server) detect(data []byte, single bool) (*face, error) {
 	if single && len(faces) > 1 {
 		return nil, fmt.Errorf("%w: %d faces; send a photo of one person, or set largest", align.ErrMultipleFaces, len(faces))
 	}
-	chip, err := align.Align(im, faces[0])
+	chip, err := s.embedP.Align(im, faces[0])
 	if err != nil {
 		return nil, err
 	}
