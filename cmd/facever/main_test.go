@@ -36,6 +36,10 @@ func TestVerifyExitCodes(t *testing.T) {
 		{"same person", []string{"verify", simmA, simmB}, exitOK, "same person"},
 		{"different person", []string{"verify", salleyA, simmA}, exitNegative, "different person"},
 		{"strict threshold", []string{"verify", "--threshold", "0.999", simmA, simmB}, exitNegative, "different person"},
+		{"dlib same person", []string{"--model", "dlib", "verify", simmA, simmB}, exitOK, "threshold 0.924"},
+		{"dlib different person", []string{"--model", "dlib", "verify", salleyA, simmA}, exitNegative, "different person"},
+		{"opencv runtime", []string{"--runtime", "opencv", "verify", simmA, simmB}, exitOK, "same person (similarity 0.762"},
+		{"engine runtime", []string{"--runtime", "engine", "verify", simmA, simmB}, exitOK, "same person (similarity 0.762"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -10,11 +10,13 @@ import (
 	"github.com/facever/facever/verify"
 )
 
-func openTest(t testing.TB) *Pipeline {
+func openTest(t testing.TB) *Pipeline { return openModel(t, "") }
+
+func openModel(t testing.TB, model string) *Pipeline {
 	t.Helper()
-	p, err := Open(Config{ModelsDir: filepath.Join("..", "..", "models")}, true)
+	p, err := Open(Config{ModelsDir: filepath.Join("..", "..", "models"), Model: model}, true)
 	if err != nil {
-		t.Fatalf("open pipeline (run `make setup` first): %v", err)
+		t.Fatalf("open pipeline (run `make setup`, and `make dlib` for dlib_resnet_v1): %v", err)
 	}
 	t.Cleanup(p.Close)
 	return p
@@ -50,10 +52,17 @@ func johns(t testing.TB) []johnsPhoto {
 }
 
 // TestJohnsSeparation checks the whole pipeline on 55 real photos of five
-// people: every same-person pair must score above every different-person
-// pair, as the Python/OpenCV reference pipeline does (DESIGN.md).
+// people, for each backbone: every same-person pair must score above every
+// different-person pair, as the Python/OpenCV reference pipeline does
+// (DESIGN.md), and the model's default threshold must sit between them.
 func TestJohnsSeparation(t *testing.T) {
-	p := openTest(t)
+	for _, model := range []string{"fr_feature", "dlib_resnet_v1"} {
+		t.Run(model, func(t *testing.T) { johnsSeparation(t, model) })
+	}
+}
+
+func johnsSeparation(t *testing.T, model string) {
+	p := openModel(t, model)
 	photos := johns(t)
 	embs := make([][]float32, len(photos))
 	for i, ph := range photos {
@@ -88,7 +97,7 @@ func TestJohnsSeparation(t *testing.T) {
 	if minSame <= maxDiff {
 		t.Errorf("lowest same-person similarity %.3f is not above highest different-person %.3f", minSame, maxDiff)
 	}
-	if minSame < verify.DefaultThreshold || maxDiff >= verify.DefaultThreshold {
-		t.Errorf("default threshold %.2f does not separate johns: same min %.3f, different max %.3f", verify.DefaultThreshold, minSame, maxDiff)
+	if thr := p.Backbone.Threshold; minSame < thr || maxDiff >= thr {
+		t.Errorf("default threshold %.3f does not separate johns: same min %.3f, different max %.3f", thr, minSame, maxDiff)
 	}
 }
