@@ -177,7 +177,8 @@ func (g geometry) render(curves []Curve, opts PlotOptions, outside bool) (*image
 	img := image.NewRGBA(image.Rect(0, 0, W, H))
 	draw.Draw(img, img.Bounds(), &image.Uniform{colBG}, image.Point{}, draw.Src)
 	ch := 13 * scale // text line height
-	left, right := 28*scale+ch+8, 14*scale
+	// Room for the rotated axis title, a gap, the widest tick label and the tick.
+	left, right := 4+ch+4*scale+textWidth("0.00", scale)+5*scale+3, 14*scale
 	top, bottom := 10*scale, 2*ch+14*scale
 	if outside {
 		bottom += legend.Y + 6*scale
