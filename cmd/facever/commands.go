@@ -27,7 +27,7 @@ func commands() []*cli.Command {
 	}
 }
 
-var headFlag = &cli.StringFlag{Name: "head", Usage: "a head file made by `facever train`: embeddings are its projection of the backbone feature"}
+var headFlag = &cli.StringFlag{Name: "head", Usage: "a head file made by facever train: embeddings are its projection of the backbone feature"}
 
 // useHead loads the --head file for the pipeline's backbone.
 func useHead(c *cli.Context, p *pipeline.Pipeline) error {

@@ -89,7 +89,7 @@ Example (LFW: 1,680 people enrolled, 7,484 mated probes, 4,069 strangers):
    facever eval-identify --data lfw/images --threshold 0.348`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "data", Required: true, Usage: "a folder per person: DIR/<person>/<photo>"},
-			&cli.Float64Flag{Name: "threshold", Value: verify.DefaultThreshold, Usage: "similarity below which a probe is unknown (e.g. from `facever calibrate`)"},
+			&cli.Float64Flag{Name: "threshold", Value: verify.DefaultThreshold, Usage: "similarity below which a probe is unknown (e.g. from facever calibrate)"},
 			&cli.Float64Flag{Name: "false-alarm", Value: 0.01, Usage: "target share of strangers matched to someone, for the calibrated threshold"},
 			alignedFlag, headFlag, cacheFlag, jsonFlag,
 		},

@@ -246,7 +246,7 @@ Examples:
 		Flags: []cli.Flag{
 			galleryFlag,
 			&cli.IntFlag{Name: "top", Value: 1, Usage: "how many best-matching people to list"},
-			&cli.Float64Flag{Name: "threshold", Value: verify.DefaultThreshold, Usage: "similarity below which a photo is unknown (default: the model's; see `facever calibrate`)"},
+			&cli.Float64Flag{Name: "threshold", Value: verify.DefaultThreshold, Usage: "similarity below which a photo is unknown (default: the model's; see facever calibrate)"},
 			alignedFlag, headFlag, jsonFlag, scoreFlag,
 		},
 		Action: func(c *cli.Context) error {

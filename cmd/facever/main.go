@@ -68,7 +68,7 @@ of the checkout; fetch them with 'make setup'.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "models", Usage: "directory holding the model files (default: $FACEVER_MODELS, else the checkout's models/)", EnvVars: nil},
 			&cli.StringFlag{Name: "runtime", Value: defaultRuntime(), Usage: "how models run: " + runtimeChoices()},
-			&cli.StringFlag{Name: "model", Value: "fr_feature", Usage: "the backbone: fr_feature (default) or dlib_resnet_v1 (`make dlib` builds it); galleries and heads remember theirs"},
+			&cli.StringFlag{Name: "model", Value: "fr_feature", Usage: "the backbone: fr_feature (default) or dlib_resnet_v1 (make dlib builds it); galleries and heads remember theirs"},
 		},
 		Commands:       commands(),
 		ExitErrHandler: func(*cli.Context, error) {},

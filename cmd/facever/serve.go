@@ -137,7 +137,7 @@ func serveThreshold(c *cli.Context, m models.Model) float64 {
 func apikeyCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "apikey",
-		Usage: "create, list and revoke the API keys of `facever serve`",
+		Usage: "create, list and revoke the API keys of facever serve",
 		Subcommands: []*cli.Command{
 			{
 				Name:  "create",
