@@ -49,6 +49,7 @@ fuzz: setup
 	$(GO) test -run '^$$' -fuzz FuzzDecodeHead -fuzztime 30s ./facehead/
 	$(GO) test -run '^$$' -fuzz FuzzParsePairs -fuzztime 30s ./verify/
 	$(GO) test -run '^$$' -fuzz FuzzValidate -fuzztime 30s ./internal/cvdnn/
+	$(GO) test -run '^$$' -fuzz FuzzParseBody -fuzztime 30s ./internal/server/
 
 # LFW View 2 (10 folds, 6000 pairs) with the standard protocol, the threshold
 # at FAR 1e-3, and open-set 1:N identification; reads LFW from $(LFW).

@@ -1,0 +1,47 @@
+package server
+
+import (
+	"bytes"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+)
+
+// FuzzParseBody: no request body, JSON or multipart, makes the request
+// parser panic; what it rejects is an *apiError (a 4xx with a message) or
+// the body-size error.
+func FuzzParseBody(f *testing.F) {
+	f.Add("application/json", []byte(`{"image_a":"aGVsbG8=","image_b":["aGk=","data:image/png;base64,aGk="],"threshold":0.5}`))
+	f.Add("application/json", []byte(`{"image_a":12}`))
+	f.Add("application/json", []byte(`[1,2`))
+	f.Add("multipart/form-data; boundary=X", []byte("--X\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.jpg\"\r\n\r\nabc\r\n--X--\r\n"))
+	f.Add("multipart/form-data; boundary=X", []byte("--X\r\nContent-Disposition: form-data; name=\"top\"\r\n\r\n3\r\n--X"))
+	f.Add("text/plain", []byte("hello"))
+	f.Fuzz(func(t *testing.T, ctype string, body []byte) {
+		r := httptest.NewRequest("POST", "/v1/verify", bytes.NewReader(body))
+		r.Header.Set("Content-Type", ctype)
+		w := httptest.NewRecorder()
+		r.Body = http.MaxBytesReader(w, r.Body, 1<<16)
+		q, err := parse(r, "image_a", "image_b", "image")
+		if err != nil {
+			var ae *apiError
+			var mb *http.MaxBytesError
+			if !errors.As(err, &ae) && !errors.As(err, &mb) {
+				// Reading the body itself may fail (truncated multipart).
+				return
+			}
+			if ae != nil && (ae.status < 400 || ae.status >= 500 || ae.message == "") {
+				t.Fatalf("rejection %d %q", ae.status, ae.message)
+			}
+			return
+		}
+		if _, err := q.float("threshold", 0.5); err != nil {
+			var ae *apiError
+			if !errors.As(err, &ae) {
+				t.Fatalf("threshold error is not an API error: %v", err)
+			}
+		}
+		_ = q.bool("largest")
+	})
+}
