@@ -55,7 +55,7 @@ import (
 )
 
 // SchemaVersion is the layout version this package writes.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // DefaultTimeout is how long Open waits for another process's lock when
 // Options.Timeout is zero.
@@ -326,6 +326,10 @@ var migrations = []migration{
 			}
 			return nil
 		})
+	}},
+	{3, "API keys of facever serve (sha256 of each key)", func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucketAPIKeys)
+		return err
 	}},
 }
 
