@@ -174,25 +174,29 @@ type Progress struct {
 
 // EpochStats is one epoch's mean training loss and accuracy.
 type EpochStats struct {
-	Epoch          int     // 1-based
-	Loss, Accuracy float64 // means over the epoch's steps
+	Epoch    int     `json:"epoch"`    // 1-based
+	Loss     float64 `json:"loss"`     // mean over the epoch's steps
+	Accuracy float64 `json:"accuracy"` // mean over the epoch's steps
 }
 
 // TrainReport summarises a training run. Accuracy is the fraction of
 // training samples whose own class has the largest logit, margin included
 // for the margin losses.
 type TrainReport struct {
-	Loss                string             // TrainConfig.Loss
-	Params              map[string]float64 // as recorded in the head
-	Identities, Samples int                // training data
-	InDim, OutDim       int                // d and d′
-	Epochs, Steps       int                // passes and optimiser steps
-	FinalLoss           float64            // last epoch's mean loss
-	FinalAccuracy       float64            // last epoch's accuracy
-	SamplesPerSec       float64            // over the training steps (setup excluded)
-	Duration            time.Duration      // all of Train
-	GEMM                string             // margin.GEMMBackend()
-	History             []EpochStats       // one entry per epoch
+	Loss          string             `json:"loss"`            // TrainConfig.Loss
+	Params        map[string]float64 `json:"params"`          // as recorded in the head
+	Identities    int                `json:"identities"`      // training identities
+	Samples       int                `json:"samples"`         // training features
+	InDim         int                `json:"in_dim"`          // d
+	OutDim        int                `json:"out_dim"`         // d′
+	Epochs        int                `json:"epochs"`          // passes
+	Steps         int                `json:"steps"`           // optimiser steps
+	FinalLoss     float64            `json:"final_loss"`      // last epoch's mean loss
+	FinalAccuracy float64            `json:"final_accuracy"`  // last epoch's accuracy
+	SamplesPerSec float64            `json:"samples_per_sec"` // over the training steps (setup excluded)
+	Duration      time.Duration      `json:"duration_ns"`     // all of Train
+	GEMM          string             `json:"gemm"`            // margin.GEMMBackend()
+	History       []EpochStats       `json:"history"`         // one entry per epoch
 }
 
 // Train learns a projection (Linear d→d′ with bias, optionally followed by

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestTrainAndUseHead trains a head on three johns people, checks the
+// report, then verifies with it; the head refuses another backbone.
+func TestTrainAndUseHead(t *testing.T) {
+	dir := t.TempDir()
+	head := filepath.Join(dir, "j.head")
+	cache := filepath.Join(dir, "cache.db")
+	code, out, errs := facever(t, "train", "--data", "../../testdata/johns", "--val", "0.4", "--epochs", "3",
+		"--loss", "cosface", "--augment", "flip", "--cache", cache, "--out", head, "--json")
+	if code != exitOK {
+		t.Fatalf("train: exit %d\n%s", code, errs)
+	}
+	var doc struct {
+		Report struct {
+			Loss       string `json:"loss"`
+			Identities int    `json:"identities"`
+			Samples    int    `json:"samples"`
+		} `json:"report"`
+		Validation struct {
+			Raw  struct{ AUC float64 } `json:"raw_backbone"`
+			Head struct{ AUC float64 } `json:"head"`
+		} `json:"validation"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	// 3 of 5 people train (2 held out), 33 photos plus 33 flipped copies.
+	if doc.Report.Loss != "cosface" || doc.Report.Identities != 3 || doc.Report.Samples != 66 {
+		t.Fatalf("report: %+v", doc.Report)
+	}
+	if doc.Validation.Raw.AUC < 0.99 || doc.Validation.Head.AUC < 0.9 {
+		t.Fatalf("held-out AUC: raw %.3f, head %.3f", doc.Validation.Raw.AUC, doc.Validation.Head.AUC)
+	}
+	code, out, errs = facever(t, "verify", "--head", head, simmA, simmB)
+	if code != exitOK || !strings.Contains(out, "same person") {
+		t.Fatalf("verify --head: exit %d %q %q", code, out, errs)
+	}
+	code, _, errs = facever(t, "--model", "dlib", "verify", "--head", head, simmA, simmB)
+	if code != exitError || !strings.Contains(errs, "backbone") {
+		t.Fatalf("a fr_feature head on dlib: exit %d %q", code, errs)
+	}
+	// Same seed, same head file.
+	head2 := filepath.Join(dir, "j2.head")
+	if code, _, errs := facever(t, "train", "--data", "../../testdata/johns", "--val", "0.4", "--epochs", "3",
+		"--loss", "cosface", "--augment", "flip", "--cache", cache, "--out", head2); code != exitOK {
+		t.Fatal(errs)
+	}
+	if fileSHA(head) != fileSHA(head2) {
+		t.Fatal("two runs with the same seed wrote different heads")
+	}
+	if code, _, errs := facever(t, "train", "--data", "../../testdata/johns", "--loss", "magic", "--out", head2); code != exitError || !strings.Contains(errs, "choose one of") {
+		t.Fatalf("unknown loss: exit %d %q", code, errs)
+	}
+}
