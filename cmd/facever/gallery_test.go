@@ -68,8 +68,13 @@ func TestEnrollIdentifyJohns(t *testing.T) {
 			}
 		}
 	}
+	// The compact int8 index finds the same people.
+	code, out, _ := facever(t, append([]string{"identify", "--gallery", gal, "--int8"}, people["John_Shimkus"][3:]...)...)
+	if code != exitOK || strings.Count(out, ": John_Shimkus (similarity") != 8 {
+		t.Fatalf("--int8: exit %d\n%s", code, out)
+	}
 	args := append([]string{"identify", "--gallery", gal}, people["John_Simm"]...)
-	code, out, _ := facever(t, args...)
+	code, out, _ = facever(t, args...)
 	if code != exitNegative || strings.Count(out, "unknown") != 11 {
 		t.Fatalf("the unenrolled person: exit %d, want 1 and 11 unknowns\n%s", code, out)
 	}
