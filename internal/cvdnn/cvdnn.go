@@ -4,7 +4,6 @@
 package cvdnn
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/facever/facever/internal/infer"
+	"github.com/facever/facever/internal/onnxrt"
 )
 
 // Session is an OpenCV DNN network. It is safe for concurrent use: Run calls
@@ -107,105 +107,13 @@ func (s *Session) Close() error {
 	return s.net.Close()
 }
 
-// Validate checks that data is a protobuf ModelProto with a graph whose
-// nodes are well-formed, walking the wire format without registering any
-// protobuf type. It rejects what makes OpenCV abort: truncated or garbage
-// files, empty graphs.
+// Validate checks that data is a well-formed ONNX protobuf with a graph of
+// at least one node (onnxrt.CheckWire walks the wire format without
+// registering any protobuf type). It rejects what makes OpenCV abort:
+// truncated or garbage files, empty graphs.
 func Validate(data []byte) error {
-	if len(data) == 0 {
-		return fmt.Errorf("%w: empty file", ErrMalformed)
-	}
-	graph, err := walk(data, 7) // ModelProto.graph = 7
-	if err != nil {
+	if err := onnxrt.CheckWire(data); err != nil {
 		return fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	if graph == nil {
-		return fmt.Errorf("%w: no graph", ErrMalformed)
-	}
-	nodes := 0
-	if _, err := walkEach(graph, 1, func(b []byte) error { // GraphProto.node = 1
-		nodes++
-		_, err := walk(b, -1)
-		return err
-	}); err != nil {
-		return fmt.Errorf("%w: graph: %v", ErrMalformed, err)
-	}
-	if nodes == 0 {
-		return fmt.Errorf("%w: graph has no nodes", ErrMalformed)
-	}
-	if bytes.Count(data[:min(len(data), 64)], []byte{0}) == len(data[:min(len(data), 64)]) {
-		return fmt.Errorf("%w: zero bytes", ErrMalformed)
-	}
 	return nil
-}
-
-// walk parses a protobuf message and returns the last value of the given
-// length-delimited field (or nil), failing on any malformed field.
-func walk(b []byte, field int) ([]byte, error) {
-	var found []byte
-	_, err := walkEach(b, field, func(v []byte) error { found = v; return nil })
-	return found, err
-}
-
-func walkEach(b []byte, field int, fn func([]byte) error) (int, error) {
-	n := 0
-	for len(b) > 0 {
-		key, k := uvarint(b)
-		if k <= 0 {
-			return n, errors.New("bad field key")
-		}
-		b = b[k:]
-		num, typ := int(key>>3), key&7
-		if num == 0 {
-			return n, errors.New("field number 0")
-		}
-		switch typ {
-		case 0:
-			_, k := uvarint(b)
-			if k <= 0 {
-				return n, errors.New("bad varint")
-			}
-			b = b[k:]
-		case 1:
-			if len(b) < 8 {
-				return n, errors.New("truncated fixed64")
-			}
-			b = b[8:]
-		case 5:
-			if len(b) < 4 {
-				return n, errors.New("truncated fixed32")
-			}
-			b = b[4:]
-		case 2:
-			l, k := uvarint(b)
-			if k <= 0 || l > uint64(len(b)-k) {
-				return n, errors.New("truncated length-delimited field")
-			}
-			v := b[k : k+int(l)]
-			b = b[k+int(l):]
-			if num == field {
-				n++
-				if err := fn(v); err != nil {
-					return n, err
-				}
-			}
-		default:
-			return n, fmt.Errorf("wire type %d", typ)
-		}
-	}
-	return n, nil
-}
-
-func uvarint(b []byte) (uint64, int) {
-	var x uint64
-	var s uint
-	for i := 0; i < len(b) && i < 10; i++ {
-		c := b[i]
-		if c < 0x80 {
-			return x | uint64(c)<<s, i + 1
-		}
-		x |= uint64(c&0x7f) << s
-		s += 7
-	}
-	return 0, 0
 }

@@ -228,3 +228,21 @@ func scanValueInfo(b []byte) (ValueInfo, error) {
 	})
 	return vi, err
 }
+
+// CheckWire reports whether data is a well-formed ONNX ModelProto on the
+// wire (every field intact, a graph with at least one node), without
+// decoding tensors or checking operators. Runtimes that abort on malformed
+// files (OpenCV DNN) call it before loading; errors wrap ErrMalformed.
+func CheckWire(data []byte) error {
+	if len(data) == 0 {
+		return fmt.Errorf("%w: empty file", ErrMalformed)
+	}
+	pm, err := scanModel(data)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if len(pm.nodes) == 0 {
+		return fmt.Errorf("%w: the graph has no nodes", ErrMalformed)
+	}
+	return nil
+}
