@@ -47,34 +47,6 @@ type openSetPoint struct {
 	FalseAlarm     float64 `json:"false_alarm_rate"`
 }
 
-// openSet measures both rates at threshold t: probes hold (correct, best
-// score) of each mated probe; strangers the best score of each stranger.
-func openSet(t float64, probes []probeResult, strangers []float64) openSetPoint {
-	p := openSetPoint{Threshold: t}
-	for _, r := range probes {
-		if r.correct && r.score >= t {
-			p.DetectIdentify++
-		}
-	}
-	for _, s := range strangers {
-		if s >= t {
-			p.FalseAlarm++
-		}
-	}
-	if len(probes) > 0 {
-		p.DetectIdentify /= float64(len(probes))
-	}
-	if len(strangers) > 0 {
-		p.FalseAlarm /= float64(len(strangers))
-	}
-	return p
-}
-
-type probeResult struct {
-	correct bool
-	score   float64
-}
-
 func evalIdentifyCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "eval-identify",
@@ -162,50 +134,59 @@ Example (LFW: 1,680 people enrolled, 7,484 mated probes, 4,069 strangers):
 			}
 			s := ix.NewSearcher()
 			defer s.Close()
-			pr := make([]probeResult, len(probes))
-			right := 0
-			for i, p := range probes {
+			// Each probe's top-1 answer; strangers of even-numbered people
+			// calibrate the open-set threshold, the others test it.
+			var known, strange, testStrangers []verify.Probe
+			for _, p := range probes {
 				m, err := s.Search(p.emb, 1)
 				if err != nil {
 					return fail(err)
 				}
-				pr[i] = probeResult{m[0].IdentityID == p.want, float64(m[0].Score)}
-				if pr[i].correct {
-					right++
-				}
+				known = append(known, verify.Probe{Truth: names[p.want-1], Best: m[0].Name, Score: float64(m[0].Score)})
 			}
-			// Strangers of even-numbered people calibrate, the others test.
-			var all, calib, test []float64
+			var calib []float64
 			for i, f := range strangers {
 				m, err := s.Search(f, 1)
 				if err != nil {
 					return fail(err)
 				}
-				sc := float64(m[0].Score)
-				all = append(all, sc)
+				pb := verify.Probe{Best: m[0].Name, Score: float64(m[0].Score)}
+				strange = append(strange, pb)
 				if strangerPerson[i]%2 == 0 {
-					calib = append(calib, sc)
+					calib = append(calib, pb.Score)
 				} else {
-					test = append(test, sc)
+					testStrangers = append(testStrangers, pb)
 				}
 			}
+			point := func(t float64, strangers []verify.Probe) (openSetPoint, verify.OpenSetResult, error) {
+				r, err := verify.OpenSet(append(append([]verify.Probe(nil), known...), strangers...), t)
+				return openSetPoint{Threshold: t, DetectIdentify: r.DIR, FalseAlarm: r.FPIR}, r, err
+			}
 			ev.MatedProbes, ev.Strangers = len(probes), len(strangers)
-			ev.Rank1 = float64(right) / float64(len(probes))
-			at := openSet(ev.Threshold, pr, all)
-			ev.DetectIdentify, ev.FalseAlarm = at.DetectIdentify, at.FalseAlarm
-			alarms := int(math.Round(at.FalseAlarm * float64(len(all))))
+			at, r, err := point(ev.Threshold, strange)
+			if err != nil {
+				return fail(err)
+			}
+			ev.Rank1, ev.DetectIdentify, ev.FalseAlarm = r.Rank1, at.DetectIdentify, at.FalseAlarm
+			alarms := int(math.Round(at.FalseAlarm * float64(len(strange))))
 			for t := 0.30; t < 0.701; t += 0.05 {
-				ev.Sweep = append(ev.Sweep, openSet(math.Round(t*100)/100, pr, all))
+				p, _, err := point(math.Round(t*100)/100, strange)
+				if err != nil {
+					return fail(err)
+				}
+				ev.Sweep = append(ev.Sweep, p)
 			}
 			ev.TargetFalseAlarm = c.Float64("false-alarm")
-			if len(calib) > 0 && len(test) > 0 {
+			if len(calib) > 0 && len(testStrangers) > 0 {
 				sort.Sort(sort.Reverse(sort.Float64Slice(calib)))
 				allowed := int(math.Floor(ev.TargetFalseAlarm * float64(len(calib))))
 				thr := math.Nextafter(calib[min(allowed, len(calib)-1)], math.Inf(1))
 				if allowed >= len(calib) {
 					thr = calib[len(calib)-1]
 				}
-				ev.Calibrated = openSet(thr, pr, test)
+				if ev.Calibrated, _, err = point(thr, testStrangers); err != nil {
+					return fail(err)
+				}
 			}
 			if c.Bool("json") {
 				return writeJSONOrFail(c, ev)

@@ -60,3 +60,19 @@ func TestTrainAndUseHead(t *testing.T) {
 		t.Fatalf("unknown loss: exit %d %q", code, errs)
 	}
 }
+
+// TestEvalIdentifyJohns: one photo of each of the five johns enrolled, their
+// other 50 photos all identified at rank 1.
+func TestEvalIdentifyJohns(t *testing.T) {
+	code, out, errs := facever(t, "eval-identify", "--data", "../../testdata/johns", "--cache", filepath.Join(t.TempDir(), "c.db"), "--json")
+	if code != exitOK {
+		t.Fatalf("exit %d %s", code, errs)
+	}
+	var ev identifyEval
+	if err := json.Unmarshal([]byte(out), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Enrolled != 5 || ev.MatedProbes != 50 || ev.Strangers != 0 || ev.Rank1 != 1 || ev.DetectIdentify != 1 {
+		t.Fatalf("%+v", ev)
+	}
+}
