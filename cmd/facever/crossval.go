@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -81,18 +80,12 @@ Example (the README's LFW table):
 			var all []string
 			for _, fp := range foldPeople {
 				for n := range fp {
-					files, err := os.ReadDir(filepath.Join(root, n))
+					ps, err := personPhotos(root, n)
 					if err != nil {
-						return fail(fmt.Errorf("photos of %s: %w (is --root the folder per person?)", n, err))
+						return fail(fmt.Errorf("%w (is --root the folder per person?)", err))
 					}
-					for _, f := range files {
-						ext := strings.ToLower(filepath.Ext(f.Name()))
-						if ext == ".jpg" || ext == ".jpeg" || ext == ".png" {
-							p := filepath.Join(root, n, f.Name())
-							photos[n] = append(photos[n], p)
-							all = append(all, p)
-						}
-					}
+					photos[n] = ps
+					all = append(all, ps...)
 				}
 			}
 			sort.Strings(all)

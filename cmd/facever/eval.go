@@ -250,11 +250,11 @@ func rocLabel(c *cli.Context) string {
 }
 
 // threshold is --threshold when given, else the backbone's default.
-func threshold(c *cli.Context, p *pipeline.Pipeline) float64 {
-	if c.IsSet("threshold") || p.Embedder == nil {
+func threshold(c *cli.Context, backbone models.Model) float64 {
+	if c.IsSet("threshold") {
 		return c.Float64("threshold")
 	}
-	return p.Backbone.Threshold
+	return backbone.Threshold
 }
 
 func printEvaluation(c *cli.Context, ev *verify.Evaluation, missed int) {

@@ -209,6 +209,23 @@ Example (LFW: 1,680 people enrolled, 7,484 mated probes, 4,069 strangers):
 	}
 }
 
+// personPhotos lists the JPEG and PNG photos of DIR/<person>, sorted.
+func personPhotos(dir, person string) ([]string, error) {
+	files, err := os.ReadDir(filepath.Join(dir, person))
+	if err != nil {
+		return nil, fmt.Errorf("photos of %s: %w", person, err)
+	}
+	var out []string
+	for _, f := range files {
+		ext := strings.ToLower(filepath.Ext(f.Name()))
+		if !f.IsDir() && (ext == ".jpg" || ext == ".jpeg" || ext == ".png") {
+			out = append(out, filepath.Join(dir, person, f.Name()))
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
 // photosByPerson lists DIR/<person>/<photo> for JPEG and PNG photos.
 func photosByPerson(dir string) (map[string][]string, error) {
 	ents, err := os.ReadDir(dir)
@@ -220,17 +237,13 @@ func photosByPerson(dir string) (map[string][]string, error) {
 		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
 			continue
 		}
-		files, err := os.ReadDir(filepath.Join(dir, e.Name()))
+		ps, err := personPhotos(dir, e.Name())
 		if err != nil {
 			return nil, err
 		}
-		for _, f := range files {
-			ext := strings.ToLower(filepath.Ext(f.Name()))
-			if !f.IsDir() && (ext == ".jpg" || ext == ".jpeg" || ext == ".png") {
-				out[e.Name()] = append(out[e.Name()], filepath.Join(dir, e.Name(), f.Name()))
-			}
+		if len(ps) > 0 {
+			out[e.Name()] = ps
 		}
-		sort.Strings(out[e.Name()])
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("%s holds no folder of photos (expected DIR/<person>/<photo>.jpg)", dir)

@@ -28,16 +28,7 @@ var scoreFlag = &cli.Float64Flag{Name: "min-score", Value: float64(align.Default
 
 // openPipeline loads the models named by the global flags.
 func openPipeline(c *cli.Context, embed bool) (*pipeline.Pipeline, error) {
-	opt := align.DefaultOptions
-	if c.IsSet("min-score") {
-		opt.Score = float32(c.Float64("min-score"))
-	}
-	p, err := pipeline.Open(pipeline.Config{
-		ModelsDir: c.String("models"),
-		Runtime:   c.String("runtime"),
-		Model:     c.String("model"),
-		Detect:    opt,
-	}, embed)
+	p, err := pipeline.Open(pipelineConfig(c), embed)
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +111,7 @@ Examples:
 			if err != nil {
 				return fail(err)
 			}
-			d := verify.Decide(embs[0], embs[1], threshold(c, p))
+			d := verify.Decide(embs[0], embs[1], threshold(c, p.Backbone))
 			w := c.App.Writer
 			if c.Bool("json") {
 				type photoJSON struct {

@@ -279,7 +279,7 @@ Examples:
 			}
 			s := ix.NewSearcher()
 			defer s.Close()
-			thr := threshold(c, p)
+			thr := threshold(c, p.Backbone)
 			type result struct {
 				Path    string         `json:"path"`
 				Faces   int            `json:"faces"`

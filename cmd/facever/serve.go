@@ -72,7 +72,7 @@ Example:
 			srv, err := server.New(server.Config{
 				Pipeline:     pipelineConfig(c),
 				Gallery:      g,
-				Threshold:    serveThreshold(c, backbone),
+				Threshold:    threshold(c, backbone),
 				Head:         c.String("head"),
 				MaxBodyBytes: c.Int64("max-body"),
 				MaxPixels:    c.Int("max-pixels"),
@@ -125,13 +125,6 @@ Example:
 			return nil
 		},
 	}
-}
-
-func serveThreshold(c *cli.Context, m models.Model) float64 {
-	if c.IsSet("threshold") {
-		return c.Float64("threshold")
-	}
-	return m.Threshold
 }
 
 func apikeyCommand() *cli.Command {
