@@ -23,11 +23,30 @@ const (
 	LossSphereFace = "sphereface"
 	LossCenter     = "center"
 	LossCombined   = "combined"
+
+	LossContrastive     = "contrastive"
+	LossTriplet         = "triplet"
+	LossNPair           = "npair"
+	LossLifted          = "lifted"
+	LossMultiSimilarity = "multisimilarity"
+	LossProxyNCA        = "proxynca"
+	LossProxyAnchor     = "proxyanchor"
+	LossSoftTriple      = "softtriple"
 )
 
-// Losses lists the losses Train accepts, in the order the papers came out
-// (softmax first as the baseline).
-var Losses = []string{LossSoftmax, LossCenter, LossSphereFace, LossCosFace, LossArcFace, LossCombined}
+// Losses lists the losses Train accepts: the classification (margin) heads
+// in the order the papers came out (softmax first as the baseline), then the
+// pair losses, then the proxy losses.
+var Losses = []string{
+	LossSoftmax, LossCenter, LossSphereFace, LossCosFace, LossArcFace, LossCombined,
+	LossContrastive, LossTriplet, LossNPair, LossLifted, LossMultiSimilarity,
+	LossProxyNCA, LossProxyAnchor, LossSoftTriple,
+}
+
+// PairLosses lists the losses that compare the batch's samples with one
+// another and read no class weights; Train draws their batches as P
+// identities × K photos (TrainConfig.PerIdentity).
+var PairLosses = []string{LossContrastive, LossTriplet, LossNPair, LossLifted, LossMultiSimilarity}
 
 // TrainConfig configures Train. Zero values select the defaults named on
 // each field (the papers' where there is one); DefaultTrainConfig returns
@@ -36,10 +55,12 @@ type TrainConfig struct {
 	// Loss is one of Losses.
 	Loss string
 
-	// Scale is s of arcface, cosface and combined (default 64).
+	// Scale is s of arcface, cosface and combined (default 64) and the
+	// scale of proxynca (default 9).
 	Scale float64
-	// Margin is m of arcface (default 0.5, Deng et al. 2019) and cosface
-	// (default 0.35, Wang et al. 2018).
+	// Margin is m of arcface (default 0.5, Deng et al. 2019), cosface
+	// (default 0.35, Wang et al. 2018), triplet (0.1), lifted (1),
+	// multisimilarity (λ, 0.5) and proxyanchor (δ, 0.1).
 	Margin float64
 	// EasyMargin selects ArcFace's easy_margin variant.
 	EasyMargin bool
@@ -54,6 +75,26 @@ type TrainConfig struct {
 	// CenterLambda is the Center loss weight λ (default 0.003) and
 	// CenterAlpha the centre learning rate α (default 0.5), Wen et al. 2016.
 	CenterLambda, CenterAlpha float64
+
+	// PosMargin and NegMargin are the contrastive loss's m_p (default 1)
+	// and m_n (default 0.5), as cosines.
+	PosMargin, NegMargin float64
+	// Mining is the triplet loss's: "all", "hard" or "semi-hard" (default).
+	Mining string
+	// NPairVariant is the N-pair loss's: "mc" (default) or "ovo".
+	NPairVariant string
+	// Alpha and Beta are multisimilarity's α (default 2) and β (50); Alpha
+	// is also proxyanchor's α (default 32).
+	Alpha, Beta float64
+	// SoftTripleK is SoftTriple's number of centres per class (default 2:
+	// a face identity is one mode; the paper's 10 suits fine-grained
+	// categories). SoftTripleGamma, SoftTripleLambda, SoftTripleDelta and
+	// SoftTripleTau default to the paper's γ 0.1, λ 20, δ 0.01, τ 0.2.
+	SoftTripleK                                                    int
+	SoftTripleGamma, SoftTripleLambda, SoftTripleDelta, SoftTripleTau float64
+	// PerIdentity is K, the photos per identity in the batches of the pair
+	// losses (default 4): each batch holds BatchSize/K identities × K photos.
+	PerIdentity int
 
 	// OutDim is the embedding size d′ ≤ d (default d). With d′ = d the
 	// projection starts as the identity, with d′ < d as the top-d′ principal
@@ -96,6 +137,9 @@ func DefaultTrainConfig(loss string) TrainConfig {
 func (c *TrainConfig) fill(d int) {
 	if c.Scale == 0 {
 		c.Scale = margin.DefaultScale
+		if c.Loss == LossProxyNCA {
+			c.Scale = margin.DefaultProxyNCAScale
+		}
 	}
 	if c.Margin == 0 {
 		switch c.Loss {
@@ -103,7 +147,51 @@ func (c *TrainConfig) fill(d int) {
 			c.Margin = margin.DefaultArcFaceMargin
 		case LossCosFace:
 			c.Margin = margin.DefaultCosFaceMargin
+		case LossTriplet:
+			c.Margin = margin.DefaultTripletMargin
+		case LossLifted:
+			c.Margin = margin.DefaultLiftedMargin
+		case LossMultiSimilarity:
+			c.Margin = margin.DefaultMSMargin
+		case LossProxyAnchor:
+			c.Margin = margin.DefaultProxyAnchorMargin
 		}
+	}
+	if c.PosMargin == 0 && c.NegMargin == 0 {
+		c.PosMargin, c.NegMargin = margin.DefaultContrastivePosMargin, margin.DefaultContrastiveNegMargin
+	}
+	if c.Mining == "" {
+		c.Mining = "semi-hard"
+	}
+	if c.NPairVariant == "" {
+		c.NPairVariant = "mc"
+	}
+	if c.Alpha == 0 {
+		c.Alpha = margin.DefaultMSAlpha
+		if c.Loss == LossProxyAnchor {
+			c.Alpha = margin.DefaultProxyAnchorAlpha
+		}
+	}
+	if c.Beta == 0 {
+		c.Beta = margin.DefaultMSBeta
+	}
+	if c.SoftTripleK == 0 {
+		c.SoftTripleK = 2
+	}
+	if c.SoftTripleGamma == 0 {
+		c.SoftTripleGamma = margin.DefaultSoftTripleGamma
+	}
+	if c.SoftTripleLambda == 0 {
+		c.SoftTripleLambda = margin.DefaultSoftTripleLambda
+	}
+	if c.SoftTripleDelta == 0 {
+		c.SoftTripleDelta = margin.DefaultSoftTripleDelta
+	}
+	if c.SoftTripleTau == 0 {
+		c.SoftTripleTau = margin.DefaultSoftTripleTau
+	}
+	if c.PerIdentity == 0 {
+		c.PerIdentity = 4
 	}
 	if c.M1 == 0 && c.M2 == 0 && c.M3 == 0 {
 		c.M1, c.M2, c.M3 = 1, 0.3, 0.2
@@ -156,6 +244,30 @@ func (c *TrainConfig) head(centers [][]float64) (margin.Head, error) {
 		return margin.NewCenterLoss(c.CenterLambda, centers)
 	case LossCombined:
 		return margin.NewCombined(c.Scale, c.M1, c.M2, c.M3)
+	case LossContrastive:
+		return margin.NewContrastive(c.PosMargin, c.NegMargin)
+	case LossTriplet:
+		mining, err := margin.ParseMining(c.Mining)
+		if err != nil {
+			return nil, err
+		}
+		return margin.NewTriplet(c.Margin, mining)
+	case LossNPair:
+		v, err := margin.ParseNPairVariant(c.NPairVariant)
+		if err != nil {
+			return nil, err
+		}
+		return margin.NewNPair(v)
+	case LossLifted:
+		return margin.NewLiftedStructure(c.Margin)
+	case LossMultiSimilarity:
+		return margin.NewMultiSimilarity(c.Alpha, c.Beta, c.Margin)
+	case LossProxyNCA:
+		return margin.NewProxyNCA(c.Scale)
+	case LossProxyAnchor:
+		return margin.NewProxyAnchor(c.Alpha, c.Margin)
+	case LossSoftTriple:
+		return margin.NewSoftTriple(c.SoftTripleK, c.SoftTripleGamma, c.SoftTripleLambda, c.SoftTripleDelta, c.SoftTripleTau)
 	}
 	return nil, fmt.Errorf("unknown loss %q (want one of %v)", c.Loss, Losses)
 }
@@ -181,7 +293,9 @@ type EpochStats struct {
 
 // TrainReport summarises a training run. Accuracy is the fraction of
 // training samples whose own class has the largest logit, margin included
-// for the margin losses.
+// for the margin losses; for the proxy losses, whose nearest proxy is of
+// their class; for the pair losses, whose most similar other sample in the
+// batch is of their identity (in-batch recall@1).
 type TrainReport struct {
 	Loss          string             `json:"loss"`            // TrainConfig.Loss
 	Params        map[string]float64 `json:"params"`          // as recorded in the head
@@ -244,10 +358,19 @@ func Train(features [][]float32, labels []int, cfg TrainConfig) (*Head, TrainRep
 	}
 	n, dOut := len(features), cfg.OutDim
 	batch := min(cfg.BatchSize, n)
+	pair := slices.Contains(PairLosses, cfg.Loss)
+	var pk *pkSampler
+	if pair {
+		var err error
+		if pk, err = newPKSampler(y, classes, cfg.BatchSize, cfg.PerIdentity); err != nil {
+			return nil, rep, fmt.Errorf("train: %s: %w", cfg.Loss, err)
+		}
+		batch = pk.p * pk.k
+	}
 	if cfg.BatchNorm && batch < 2 {
 		return nil, rep, fmt.Errorf("train: BatchNorm needs batches of at least 2 samples")
 	}
-	steps := n / batch
+	steps := max(n/batch, 1)
 	rng := rand.New(rand.NewPCG(uint64(cfg.Seed), 0x9e3779b97f4a7c15))
 
 	// Parameters: projection P (d′×(d+1), last column the bias), optional
@@ -262,8 +385,17 @@ func Train(features [][]float32, labels []int, cfg TrainConfig) (*Head, TrainRep
 	}
 	emb := embedAll(features, proj, dOut, gamma, beta)
 	means := classMeans(emb, y, classes, dOut)
-	wInit := make([]float32, classes*dOut)
+	mh, err := cfg.head(means)
+	if err != nil {
+		return nil, rep, fmt.Errorf("train: %w", err)
+	}
+	// K rows of W per class (SoftTriple's centres), none for pair losses.
+	perClass := margin.WeightRows(mh, 1)
+	wInit := make([]float32, classes*perClass*dOut)
 	for c, m := range means {
+		if perClass == 0 {
+			break
+		}
 		norm := 0.0
 		for _, v := range m {
 			norm += v * v
@@ -275,13 +407,21 @@ func Train(features [][]float32, labels []int, cfg TrainConfig) (*Head, TrainRep
 		if cfg.Loss == LossSoftmax || cfg.Loss == LossCenter {
 			k *= 10
 		}
-		for j, v := range m {
-			wInit[c*dOut+j] = float32(v * k)
+		for t := 0; t < perClass; t++ {
+			row := wInit[(c*perClass+t)*dOut : (c*perClass+t+1)*dOut]
+			for j, v := range m {
+				row[j] = float32(v * k)
+			}
+			if perClass > 1 {
+				// SoftTriple's centres of one class start apart (noise of
+				// norm about 0.1): identical centres would get identical
+				// gradients and never separate.
+				sd := 0.1 / math.Sqrt(float64(dOut))
+				for j := range row {
+					row[j] += float32(sd * rng.NormFloat64())
+				}
+			}
 		}
-	}
-	mh, err := cfg.head(means)
-	if err != nil {
-		return nil, rep, fmt.Errorf("train: %w", err)
 	}
 	sphere, _ := mh.(*margin.SphereFace)
 	center, _ := mh.(*margin.CenterLoss)
@@ -292,10 +432,15 @@ func Train(features [][]float32, labels []int, cfg TrainConfig) (*Head, TrainRep
 		gorgonia.WithValue(tensor.New(tensor.WithShape(batch, d+1), tensor.WithBacking(xbuf))))
 	pN := gorgonia.NewMatrix(g, tensor.Float32, gorgonia.WithShape(dOut, d+1), gorgonia.WithName("proj"),
 		gorgonia.WithValue(tensor.New(tensor.WithShape(dOut, d+1), tensor.WithBacking(proj))))
-	wN := gorgonia.NewMatrix(g, tensor.Float32, gorgonia.WithShape(classes, dOut), gorgonia.WithName("w"),
-		gorgonia.WithValue(tensor.New(tensor.WithShape(classes, dOut), tensor.WithBacking(wInit))))
-	learn := gorgonia.Nodes{pN, wN}
-	decay := []bool{true, true}
+	learn := gorgonia.Nodes{pN}
+	decay := []bool{true}
+	var wN *gorgonia.Node
+	if perClass > 0 {
+		rows := classes * perClass
+		wN = gorgonia.NewMatrix(g, tensor.Float32, gorgonia.WithShape(rows, dOut), gorgonia.WithName("w"),
+			gorgonia.WithValue(tensor.New(tensor.WithShape(rows, dOut), tensor.WithBacking(wInit))))
+		learn, decay = append(learn, wN), append(decay, true)
+	}
 	z, err := margin.MatMulT(x, pN, true)
 	if err != nil {
 		return nil, rep, fmt.Errorf("train: %w", err)
@@ -332,12 +477,20 @@ func Train(features [][]float32, labels []int, cfg TrainConfig) (*Head, TrainRep
 	iter := 0
 	loopStart := time.Now()
 	for epoch := 1; epoch <= cfg.Epochs; epoch++ {
-		rng.Shuffle(n, func(i, j int) { order[i], order[j] = order[j], order[i] })
+		if pk == nil {
+			rng.Shuffle(n, func(i, j int) { order[i], order[j] = order[j], order[i] })
+		}
 		var sumLoss float64
 		var correct, seen int
 		for s := 0; s < steps; s++ {
+			var idx []int
+			if pk != nil {
+				idx = pk.draw(rng)
+			} else {
+				idx = order[s*batch:]
+			}
 			for k := 0; k < batch; k++ {
-				i := order[s*batch+k]
+				i := idx[k]
 				row := xbuf[k*(d+1) : (k+1)*(d+1)]
 				copy(row, features[i])
 				row[d] = 1
@@ -392,6 +545,13 @@ func Train(features [][]float32, labels []int, cfg TrainConfig) (*Head, TrainRep
 	rep.Loss = cfg.Loss
 	rep.Params = cfg.record(mh)
 	rep.Identities, rep.Samples = classes, n
+	if pk != nil {
+		// Only identities with two or more photos are drawn.
+		rep.Identities, rep.Samples = len(pk.ids), 0
+		for _, id := range pk.ids {
+			rep.Samples += len(pk.photos[id])
+		}
+	}
 	rep.InDim, rep.OutDim = d, dOut
 	rep.Epochs, rep.Steps = cfg.Epochs, iter
 	last := rep.History[len(rep.History)-1]
@@ -401,7 +561,7 @@ func Train(features [][]float32, labels []int, cfg TrainConfig) (*Head, TrainRep
 	rep.GEMM = margin.GEMMBackend()
 	h.meta = HeadMeta{
 		BackboneSHA256: "", Loss: cfg.Loss, Params: rep.Params, BatchNorm: cfg.BatchNorm,
-		Identities: classes, Samples: n, FinalLoss: rep.FinalLoss, FinalAccuracy: rep.FinalAccuracy,
+		Identities: rep.Identities, Samples: rep.Samples, FinalLoss: rep.FinalLoss, FinalAccuracy: rep.FinalAccuracy,
 	}
 	if cfg.BackboneSHA256 != "" {
 		h.SetBackbone(cfg.BackboneSHA256)
@@ -428,6 +588,12 @@ func (c *TrainConfig) validate(d int) error {
 	if math.IsNaN(c.Scale + c.Margin + c.M1 + c.M2 + c.M3 + c.CenterLambda + c.CenterAlpha) {
 		return fmt.Errorf("NaN hyper-parameter")
 	}
+	if slices.Contains(PairLosses, c.Loss) && c.PerIdentity < 2 {
+		return fmt.Errorf("photos per identity K = %d: the pair losses need K ≥ 2", c.PerIdentity)
+	}
+	if c.SoftTripleK < 1 {
+		return fmt.Errorf("SoftTriple needs K ≥ 1 centres per class, got %d", c.SoftTripleK)
+	}
 	if c.CenterAlpha < 0 || c.CenterAlpha > 1 {
 		return fmt.Errorf("centre rate α %v not in [0, 1]", c.CenterAlpha)
 	}
@@ -449,6 +615,9 @@ func (c *TrainConfig) record(h margin.Head) map[string]float64 {
 	}
 	if c.Loss == LossCenter {
 		p["alpha"] = c.CenterAlpha
+	}
+	if slices.Contains(PairLosses, c.Loss) {
+		p["per_identity"] = float64(c.PerIdentity)
 	}
 	p["epochs"], p["batch_size"], p["lr"], p["weight_decay"] = float64(c.Epochs), float64(c.BatchSize), c.LR, c.WeightDecay
 	p["out_dim"], p["seed"] = float64(c.OutDim), float64(c.Seed)
@@ -727,4 +896,70 @@ func SplitIdentities(labels []int, heldOut float64, seed int64) (train, test []i
 		}
 	}
 	return train, test
+}
+
+// pkSampler draws the batches of the pair losses: P identities × K photos
+// (the "PK" batches of Hermans et al. 2017, FaceNet's identity-balanced
+// batches). Only identities with two or more photos are drawn. Identities
+// come from a shuffled queue refilled when it runs short, so every identity
+// is drawn about as often; each identity's photos cycle through shuffled
+// orders, so K photos are distinct when it has K or more, and repeat
+// otherwise.
+type pkSampler struct {
+	p, k   int
+	ids    []int   // eligible identities
+	photos [][]int // sample indices of each identity
+	cursor []int   // next position in photos[id]
+	queue  []int   // identities still to draw before the next reshuffle
+	buf    []int
+}
+
+func newPKSampler(y []int, classes, batchSize, k int) (*pkSampler, error) {
+	if k < 2 {
+		return nil, fmt.Errorf("pair losses need at least 2 photos per identity in a batch, got %d", k)
+	}
+	s := &pkSampler{k: k, photos: make([][]int, classes), cursor: make([]int, classes)}
+	for i, v := range y {
+		s.photos[v] = append(s.photos[v], i)
+	}
+	for id, ph := range s.photos {
+		if len(ph) >= 2 {
+			s.ids = append(s.ids, id)
+		}
+	}
+	if len(s.ids) < 2 {
+		return nil, fmt.Errorf("pair losses need at least 2 identities with 2 or more photos each; %d of the %d identities have", len(s.ids), classes)
+	}
+	s.p = min(max(batchSize/k, 2), len(s.ids))
+	s.buf = make([]int, 0, s.p*k)
+	return s, nil
+}
+
+// draw returns the next batch's sample indices (valid until the next call).
+func (s *pkSampler) draw(rng *rand.Rand) []int {
+	if len(s.queue) < s.p {
+		s.queue = append(s.queue[:0], s.ids...)
+		rng.Shuffle(len(s.queue), func(i, j int) { s.queue[i], s.queue[j] = s.queue[j], s.queue[i] })
+	}
+	out := s.buf[:0]
+	for _, id := range s.queue[:s.p] {
+		ph := s.photos[id]
+		for t := 0; t < s.k; t++ {
+			if s.cursor[id] == 0 {
+				last := -1
+				if len(out) > 0 && t > 0 {
+					last = out[len(out)-1]
+				}
+				rng.Shuffle(len(ph), func(i, j int) { ph[i], ph[j] = ph[j], ph[i] })
+				if ph[0] == last {
+					ph[0], ph[len(ph)-1] = ph[len(ph)-1], ph[0]
+				}
+			}
+			out = append(out, ph[s.cursor[id]])
+			s.cursor[id] = (s.cursor[id] + 1) % len(ph)
+		}
+	}
+	s.queue = s.queue[s.p:]
+	s.buf = out
+	return out
 }

@@ -9,11 +9,14 @@ import (
 
 // Evaluate returns the mean loss over the batch and its gradients with respect to x and w.
 //
-// x holds N features of dimension D, w one weight row of dimension D per
-// class, labels one class per feature. It builds h's graph in float64 — the
-// very graph training runs, in float32 — differentiates it with gorgonia.Grad
-// and runs it on a tape machine. Empty or ragged input, NaN or Inf, a
-// dimension mismatch or a label out of range is an error.
+// x holds N features of dimension D and labels one class per feature. w holds
+// the class weights or proxies (WeightRows(h, C) rows of dimension D: one per
+// class, K per class for SoftTriple) and is nil for the pair losses, whose
+// gradW is then nil too. It builds h's graph in float64 — the very graph
+// training runs, in float32 — differentiates it with gorgonia.Grad and runs
+// it on a tape machine. Empty or ragged input, NaN or Inf, a dimension
+// mismatch or a label out of range is an error, and so is a batch the loss is
+// not defined on (see ErrDegenerateBatch).
 func Evaluate(h Head, x, w [][]float64, labels []int) (loss float64, gradX, gradW [][]float64, err error) {
 	if h == nil {
 		return 0, nil, nil, fmt.Errorf("margin: nil head")
@@ -22,34 +25,60 @@ func Evaluate(h Head, x, w [][]float64, labels []int) (loss float64, gradX, grad
 	if err != nil {
 		return 0, nil, nil, err
 	}
-	ws, c, dw, err := flatten("w", w)
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	if d != dw {
-		return 0, nil, nil, fmt.Errorf("margin: x has dimension %d, w has %d", d, dw)
-	}
 	if len(labels) != n {
 		return 0, nil, nil, fmt.Errorf("margin: %d labels for %d samples", len(labels), n)
 	}
-	lab := NewLabels(c)
+	pair := WeightRows(h, 1) == 0
+	var ws []float64
+	var c int
+	classes := 0
+	if pair {
+		if len(w) != 0 {
+			return 0, nil, nil, fmt.Errorf("margin: %s is a pair loss and takes no class weights: pass w = nil", h.Name())
+		}
+		for _, v := range labels {
+			classes = max(classes, v+1)
+		}
+	} else {
+		var dw int
+		if ws, c, dw, err = flatten("w", w); err != nil {
+			return 0, nil, nil, err
+		}
+		if d != dw {
+			return 0, nil, nil, fmt.Errorf("margin: x has dimension %d, w has %d", d, dw)
+		}
+		k := WeightRows(h, 1)
+		if c%k != 0 {
+			return 0, nil, nil, fmt.Errorf("margin: %s needs %d rows of w per class, got %d rows", h.Name(), k, c)
+		}
+		classes = c / k
+	}
+	lab := NewLabels(classes)
 	if err := lab.Set(labels); err != nil {
+		return 0, nil, nil, err
+	}
+	if err := CheckBatch(h, labels); err != nil {
 		return 0, nil, nil, err
 	}
 
 	g := gorgonia.NewGraph()
 	xn := gorgonia.NewMatrix(g, tensor.Float64, gorgonia.WithShape(n, d), gorgonia.WithName("x"),
 		gorgonia.WithValue(tensor.New(tensor.WithShape(n, d), tensor.WithBacking(xs))))
-	wn := gorgonia.NewMatrix(g, tensor.Float64, gorgonia.WithShape(c, d), gorgonia.WithName("w"),
-		gorgonia.WithValue(tensor.New(tensor.WithShape(c, d), tensor.WithBacking(ws))))
+	learn := gorgonia.Nodes{xn}
+	var wn *gorgonia.Node
+	if !pair {
+		wn = gorgonia.NewMatrix(g, tensor.Float64, gorgonia.WithShape(c, d), gorgonia.WithName("w"),
+			gorgonia.WithValue(tensor.New(tensor.WithShape(c, d), tensor.WithBacking(ws))))
+		learn = append(learn, wn)
+	}
 	cost, err := h.Loss(xn, wn, lab)
 	if err != nil {
 		return 0, nil, nil, err
 	}
-	if _, err := gorgonia.Grad(cost, xn, wn); err != nil {
+	if _, err := gorgonia.Grad(cost, learn...); err != nil {
 		return 0, nil, nil, fmt.Errorf("margin: %s: gradient: %w", h.Name(), err)
 	}
-	vm := gorgonia.NewTapeMachine(g, gorgonia.BindDualValues(xn, wn))
+	vm := gorgonia.NewTapeMachine(g, gorgonia.BindDualValues(learn...))
 	defer vm.Close()
 	if err := vm.RunAll(); err != nil {
 		return 0, nil, nil, fmt.Errorf("margin: %s: run: %w", h.Name(), err)
@@ -61,8 +90,10 @@ func Evaluate(h Head, x, w [][]float64, labels []int) (loss float64, gradX, grad
 	if gradX, err = gradRows(xn, n, d); err != nil {
 		return 0, nil, nil, err
 	}
-	if gradW, err = gradRows(wn, c, d); err != nil {
-		return 0, nil, nil, err
+	if wn != nil {
+		if gradW, err = gradRows(wn, c, d); err != nil {
+			return 0, nil, nil, err
+		}
 	}
 	return loss, gradX, gradW, nil
 }
