@@ -90,7 +90,7 @@ type TrainConfig struct {
 	// a face identity is one mode; the paper's 10 suits fine-grained
 	// categories). SoftTripleGamma, SoftTripleLambda, SoftTripleDelta and
 	// SoftTripleTau default to the paper's γ 0.1, λ 20, δ 0.01, τ 0.2.
-	SoftTripleK                                                    int
+	SoftTripleK                                                       int
 	SoftTripleGamma, SoftTripleLambda, SoftTripleDelta, SoftTripleTau float64
 	// PerIdentity is K, the photos per identity in the batches of the pair
 	// losses (default 4): each batch holds BatchSize/K identities × K photos.

@@ -229,7 +229,7 @@ const softTripleEps = 1e-5
 // the authors' code), which merges redundant centres. The centres of class c
 // are rows c·K … c·K+K−1 of w.
 type SoftTriple struct {
-	k                           int
+	k                         int
 	gamma, lambda, delta, tau float64
 }
 
