@@ -944,6 +944,9 @@ func (s *pkSampler) draw(rng *rand.Rand) []int {
 	out := s.buf[:0]
 	for _, id := range s.queue[:s.p] {
 		ph := s.photos[id]
+		if len(ph)-s.cursor[id] < min(s.k, len(ph)) {
+			s.cursor[id] = 0 // too few left in this order for distinct photos: reshuffle
+		}
 		for t := 0; t < s.k; t++ {
 			if s.cursor[id] == 0 {
 				last := -1

@@ -21,9 +21,9 @@ import (
 // papers' values (see facehead.TrainConfig).
 func lossFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "loss", Value: "arcface", Usage: "margin loss: " + strings.Join(facehead.Losses, ", ")},
-		&cli.Float64Flag{Name: "scale", Value: 64, Usage: "s of arcface, cosface and combined"},
-		&cli.Float64Flag{Name: "margin", Usage: "m of arcface (default 0.5) or cosface (default 0.35)"},
+		&cli.StringFlag{Name: "loss", Value: "arcface", Usage: "training loss: " + strings.Join(facehead.Losses, ", ")},
+		&cli.Float64Flag{Name: "scale", Usage: "s of arcface, cosface and combined (default 64); proxynca's scale (default 9)"},
+		&cli.Float64Flag{Name: "margin", Usage: "margin of arcface (default 0.5), cosface (0.35), triplet (0.1), lifted (1), multisimilarity (0.5), proxyanchor (0.1)"},
 		&cli.BoolFlag{Name: "easy-margin", Usage: "ArcFace's easy_margin variant"},
 		&cli.Float64Flag{Name: "m1", Value: 1, Usage: "combined margin m1 (cos(m1·θ + m2) − m3)"},
 		&cli.Float64Flag{Name: "m2", Value: 0.3, Usage: "combined margin m2"},
@@ -31,6 +31,18 @@ func lossFlags() []cli.Flag {
 		&cli.IntFlag{Name: "sphere-m", Value: 4, Usage: "SphereFace's m (1–4)"},
 		&cli.Float64Flag{Name: "center-lambda", Value: 0.003, Usage: "Center loss weight λ"},
 		&cli.Float64Flag{Name: "center-alpha", Value: 0.5, Usage: "Center loss centre learning rate α"},
+		&cli.Float64Flag{Name: "pos-margin", Value: 1, Usage: "contrastive: positives more similar than this cosine cost nothing"},
+		&cli.Float64Flag{Name: "neg-margin", Value: 0.5, Usage: "contrastive: negatives less similar than this cosine cost nothing"},
+		&cli.StringFlag{Name: "mining", Value: "semi-hard", Usage: "triplet mining: all, hard (batch hard) or semi-hard (FaceNet)"},
+		&cli.StringFlag{Name: "npair", Value: "mc", Usage: "N-pair variant: mc (multi-class) or ovo (one-vs-one)"},
+		&cli.Float64Flag{Name: "alpha", Usage: "α of multisimilarity (default 2) or proxyanchor (default 32)"},
+		&cli.Float64Flag{Name: "beta", Value: 50, Usage: "β of multisimilarity"},
+		&cli.IntFlag{Name: "softtriple-k", Value: 2, Usage: "SoftTriple centres per class"},
+		&cli.Float64Flag{Name: "softtriple-gamma", Value: 0.1, Usage: "SoftTriple entropy temperature γ"},
+		&cli.Float64Flag{Name: "softtriple-lambda", Value: 20, Usage: "SoftTriple scale λ"},
+		&cli.Float64Flag{Name: "softtriple-delta", Value: 0.01, Usage: "SoftTriple margin δ"},
+		&cli.Float64Flag{Name: "softtriple-tau", Value: 0.2, Usage: "SoftTriple centre regulariser weight τ"},
+		&cli.IntFlag{Name: "per-identity", Value: 4, Usage: "pair losses (" + strings.Join(facehead.PairLosses, ", ") + "): photos per person in a batch, K; a batch holds batch-size/K people"},
 		&cli.IntFlag{Name: "out-dim", Usage: "embedding size of the head (default: the backbone's, 512)"},
 		&cli.BoolFlag{Name: "batch-norm", Usage: "a BatchNorm layer after the projection (folded into it after training)"},
 		&cli.IntFlag{Name: "epochs", Value: 20, Usage: "passes over the training photos"},
@@ -56,6 +68,10 @@ func trainConfig(c *cli.Context) (facehead.TrainConfig, error) {
 		Loss: loss, Scale: c.Float64("scale"), Margin: c.Float64("margin"), EasyMargin: c.Bool("easy-margin"),
 		M1: c.Float64("m1"), M2: c.Float64("m2"), M3: c.Float64("m3"), SphereM: c.Int("sphere-m"),
 		CenterLambda: c.Float64("center-lambda"), CenterAlpha: c.Float64("center-alpha"),
+		PosMargin: c.Float64("pos-margin"), NegMargin: c.Float64("neg-margin"), Mining: c.String("mining"), NPairVariant: c.String("npair"),
+		Alpha: c.Float64("alpha"), Beta: c.Float64("beta"), SoftTripleK: c.Int("softtriple-k"),
+		SoftTripleGamma: c.Float64("softtriple-gamma"), SoftTripleLambda: c.Float64("softtriple-lambda"),
+		SoftTripleDelta: c.Float64("softtriple-delta"), SoftTripleTau: c.Float64("softtriple-tau"), PerIdentity: c.Int("per-identity"),
 		OutDim: c.Int("out-dim"), BatchNorm: c.Bool("batch-norm"), Epochs: c.Int("epochs"), BatchSize: c.Int("batch-size"),
 		LR: c.Float64("lr"), WeightDecay: c.Float64("weight-decay"), Seed: c.Int64("seed"),
 	}
@@ -213,8 +229,13 @@ func trainCommand() *cli.Command {
 		Name:  "train",
 		Usage: "fine-tune a margin head on your own labelled faces (frozen backbone)",
 		Description: `Learns a projection of the backbone's features (Linear d→d′, optionally BatchNorm)
-together with a margin loss, on a folder with one sub-folder of photos per person
-(the layout of LFW, CASIA-WebFace, VGGFace2). Features are cached, so a second run
+with a training loss, on a folder with one sub-folder of photos per person
+(the layout of LFW, CASIA-WebFace, VGGFace2). The losses:
+   margin heads    softmax, center, sphereface, cosface, arcface, combined
+   pair losses     contrastive, triplet, npair, lifted, multisimilarity
+                   (batches of batch-size/K people × K photos, K = --per-identity;
+                   only people with two or more photos are drawn)
+   proxy losses    proxynca, proxyanchor, softtriple Features are cached, so a second run
 skips the detector and backbone. A share of the people (--val) is held out: at the end
 the raw backbone and the trained head are compared on pairs of those unseen people
 (AUC, accuracy at the best threshold, TAR at FAR 1e-2).
@@ -224,6 +245,8 @@ Use the head with --head on verify, embed, enroll, identify, calibrate and eval.
 Examples:
    facever train --data people/ --loss arcface --out my.head
    facever train --data people/ --loss cosface --margin 0.4 --augment flip --epochs 30 --out my.head --json
+   facever train --data people/ --loss triplet --mining hard --per-identity 4 --out my.head
+   facever train --data people/ --loss proxyanchor --alpha 32 --margin 0.1 --out my.head
    facever verify --head my.head a.jpg b.jpg`,
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "data", Required: true, Usage: "a folder per person: DIR/<person>/<photo>"},

@@ -76,3 +76,55 @@ func TestEvalIdentifyJohns(t *testing.T) {
 		t.Fatalf("%+v", ev)
 	}
 }
+
+// TestTrainPairAndProxyLosses trains a pair loss (P×K batches) and a proxy
+// loss on three johns people and verifies with each head; bad loss options
+// are refused with exit 2 and a message that names the choices.
+func TestTrainPairAndProxyLosses(t *testing.T) {
+	dir := t.TempDir()
+	cache := filepath.Join(dir, "cache.db")
+	for _, args := range [][]string{
+		{"--loss", "triplet", "--mining", "hard", "--per-identity", "4", "--batch-size", "12"},
+		{"--loss", "proxyanchor"},
+	} {
+		head := filepath.Join(dir, args[1]+".head")
+		code, out, errs := facever(t, append([]string{"train", "--data", "../../testdata/johns", "--val", "0.4", "--epochs", "3",
+			"--cache", cache, "--out", head, "--json"}, args...)...)
+		if code != exitOK {
+			t.Fatalf("%v: exit %d\n%s", args, code, errs)
+		}
+		var doc struct {
+			Report struct {
+				Loss       string             `json:"loss"`
+				Identities int                `json:"identities"`
+				Params     map[string]float64 `json:"params"`
+			} `json:"report"`
+			Validation struct {
+				Head struct{ AUC float64 } `json:"head"`
+			} `json:"validation"`
+		}
+		if err := json.Unmarshal([]byte(out), &doc); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		if doc.Report.Loss != args[1] || doc.Report.Identities != 3 || doc.Validation.Head.AUC < 0.9 {
+			t.Fatalf("%v: %+v", args, doc)
+		}
+		if args[1] == "triplet" && (doc.Report.Params["per_identity"] != 4 || doc.Report.Params["mining"] != 1) {
+			t.Fatalf("triplet params %v", doc.Report.Params)
+		}
+		code, out, errs = facever(t, "verify", "--head", head, simmA, simmB)
+		if code != exitOK || !strings.Contains(out, "same person") {
+			t.Fatalf("verify --head %s: exit %d %q %q", args[1], code, out, errs)
+		}
+	}
+	for _, bad := range [][]string{
+		{"--loss", "triplet", "--mining", "easy"},
+		{"--loss", "npair", "--npair", "ovr"},
+		{"--loss", "contrastive", "--per-identity", "1"},
+	} {
+		code, _, errs := facever(t, append([]string{"train", "--data", "../../testdata/johns", "--cache", cache, "--out", filepath.Join(dir, "x.head")}, bad...)...)
+		if code != exitError || !(strings.Contains(errs, "semi-hard") || strings.Contains(errs, "mc or ovo") || strings.Contains(errs, "K ≥ 2")) {
+			t.Errorf("%v: exit %d %q", bad, code, errs)
+		}
+	}
+}
