@@ -91,7 +91,7 @@ func TestTrainBadArguments(t *testing.T) {
 	feats, y := synth(7, 3, 4, 8, 4, 0.2, 0.3)
 	nanFeats := [][]float32{{1, 0}, {float32(math.NaN()), 1}}
 	cases := map[string]func() error{
-		"unknown loss": func() error { _, _, err := Train(feats, y, TrainConfig{Loss: "triplet"}); return err },
+		"unknown loss": func() error { _, _, err := Train(feats, y, TrainConfig{Loss: "circle"}); return err },
 		"no features":  func() error { _, _, err := Train(nil, nil, TrainConfig{Loss: LossArcFace}); return err },
 		"labels count": func() error { _, _, err := Train(feats, y[1:], TrainConfig{Loss: LossArcFace}); return err },
 		"ragged": func() error {
