@@ -1,8 +1,16 @@
-// Package margin builds the classification losses that face-recognition heads
-// are trained with, as gorgonia graphs: plain softmax, Center loss (Wen et al.,
-// ECCV 2016), SphereFace (Liu et al., CVPR 2017), CosFace (Wang et al.,
-// CVPR 2018), ArcFace (Deng et al., CVPR 2019) and the combined margin of the
-// ArcFace paper.
+// Package margin builds the losses that face-recognition heads are trained
+// with, as gorgonia graphs. The classification (margin) losses: plain
+// softmax, Center loss (Wen et al., ECCV 2016), SphereFace (Liu et al., CVPR
+// 2017), CosFace (Wang et al., CVPR 2018), ArcFace (Deng et al., CVPR 2019)
+// and the combined margin of the ArcFace paper. The pair losses, on the
+// cosine similarities within a batch (w = nil): contrastive (Hadsell et al.
+// 2006), triplet with all, batch-hard or semi-hard mining (Hoffer and Ailon
+// 2015; Hermans et al. 2017; Schroff et al. 2015), N-pair (Sohn 2016),
+// lifted structure (Song et al. 2016) and multi-similarity (Wang et al.
+// 2019). The proxy losses, on the cosines to learned proxies in w: ProxyNCA
+// (Movshovitz-Attias et al. 2017), Proxy Anchor (Kim et al. 2020) and
+// SoftTriple (Qian et al. 2019). WeightRows says how many rows of w a loss
+// reads; CheckBatch whether it is defined on a batch's labels.
 //
 // A Head adds its mean loss over a batch to the graph that holds the features
 // x (N×D) and the class weights w (C×D); the batch's labels live in a Labels

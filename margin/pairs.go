@@ -326,9 +326,10 @@ func (v NPairVariant) String() string {
 //	mc:  log(1 + Σ_{j≠i} exp(S(x_i, x_j⁺) − S(x_i, x_i⁺)))
 //	ovo: Σ_{j≠i} log(1 + exp(S(x_i, x_j⁺) − S(x_i, x_i⁺)))
 //
-// with j over the other identities of the tuple, averaged over all anchors.
-// A batch where no tuple holds two identities is an error wrapping
-// ErrDegenerateBatch.
+// with j over the other identities of the tuple, averaged over the anchors
+// of the tuples that hold two or more identities (an identity alone in its
+// round has no negative and is left out). A batch where no tuple holds two
+// identities is an error wrapping ErrDegenerateBatch.
 type NPair struct{ variant NPairVariant }
 
 // NewNPair returns an N-pair loss of the given variant.
