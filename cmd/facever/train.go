@@ -22,8 +22,9 @@ import (
 func lossFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "loss", Value: "arcface", Usage: "training loss: " + strings.Join(facehead.Losses, ", ")},
-		&cli.Float64Flag{Name: "scale", Usage: "s of arcface, cosface and combined (default 64); proxynca's scale (default 9)"},
-		&cli.Float64Flag{Name: "margin", Usage: "margin of arcface (default 0.5), cosface (0.35), triplet (0.1), lifted (1), multisimilarity (0.5), proxyanchor (0.1)"},
+		&cli.Float64Flag{Name: "scale", Usage: "s of arcface, cosface and combined; proxynca's scale", DefaultText: "64; proxynca 9"},
+		&cli.Float64Flag{Name: "margin", Usage: "margin of arcface, cosface, triplet, lifted, multisimilarity (λ) or proxyanchor (δ)",
+			DefaultText: "arcface 0.5, cosface 0.35, triplet 0.1, lifted 1, multisimilarity 0.5, proxyanchor 0.1"},
 		&cli.BoolFlag{Name: "easy-margin", Usage: "ArcFace's easy_margin variant"},
 		&cli.Float64Flag{Name: "m1", Value: 1, Usage: "combined margin m1 (cos(m1·θ + m2) − m3)"},
 		&cli.Float64Flag{Name: "m2", Value: 0.3, Usage: "combined margin m2"},
@@ -35,7 +36,7 @@ func lossFlags() []cli.Flag {
 		&cli.Float64Flag{Name: "neg-margin", Value: 0.5, Usage: "contrastive: negatives less similar than this cosine cost nothing"},
 		&cli.StringFlag{Name: "mining", Value: "semi-hard", Usage: "triplet mining: all, hard (batch hard) or semi-hard (FaceNet)"},
 		&cli.StringFlag{Name: "npair", Value: "mc", Usage: "N-pair variant: mc (multi-class) or ovo (one-vs-one)"},
-		&cli.Float64Flag{Name: "alpha", Usage: "α of multisimilarity (default 2) or proxyanchor (default 32)"},
+		&cli.Float64Flag{Name: "alpha", Usage: "α of multisimilarity or proxyanchor", DefaultText: "multisimilarity 2, proxyanchor 32"},
 		&cli.Float64Flag{Name: "beta", Value: 50, Usage: "β of multisimilarity"},
 		&cli.IntFlag{Name: "softtriple-k", Value: 2, Usage: "SoftTriple centres per class"},
 		&cli.Float64Flag{Name: "softtriple-gamma", Value: 0.1, Usage: "SoftTriple entropy temperature γ"},
@@ -43,7 +44,7 @@ func lossFlags() []cli.Flag {
 		&cli.Float64Flag{Name: "softtriple-delta", Value: 0.01, Usage: "SoftTriple margin δ"},
 		&cli.Float64Flag{Name: "softtriple-tau", Value: 0.2, Usage: "SoftTriple centre regulariser weight τ"},
 		&cli.IntFlag{Name: "per-identity", Value: 4, Usage: "pair losses (" + strings.Join(facehead.PairLosses, ", ") + "): photos per person in a batch, K; a batch holds batch-size/K people"},
-		&cli.IntFlag{Name: "out-dim", Usage: "embedding size of the head (default: the backbone's, 512)"},
+		&cli.IntFlag{Name: "out-dim", Usage: "embedding size of the head", DefaultText: "the backbone's, 512"},
 		&cli.BoolFlag{Name: "batch-norm", Usage: "a BatchNorm layer after the projection (folded into it after training)"},
 		&cli.IntFlag{Name: "epochs", Value: 20, Usage: "passes over the training photos"},
 		&cli.IntFlag{Name: "batch-size", Value: 128, Usage: "mini-batch size"},
@@ -227,7 +228,7 @@ func measure(embs [][]float32, a, b []int, same []bool, far float64) (verificati
 func trainCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "train",
-		Usage: "fine-tune a margin head on your own labelled faces (frozen backbone)",
+		Usage: "fine-tune a head (margin, pair or proxy loss) on your own labelled faces (frozen backbone)",
 		Description: `Learns a projection of the backbone's features (Linear d→d′, optionally BatchNorm)
 with a training loss, on a folder with one sub-folder of photos per person
 (the layout of LFW, CASIA-WebFace, VGGFace2). The losses:
@@ -235,9 +236,10 @@ with a training loss, on a folder with one sub-folder of photos per person
    pair losses     contrastive, triplet, npair, lifted, multisimilarity
                    (batches of batch-size/K people × K photos, K = --per-identity;
                    only people with two or more photos are drawn)
-   proxy losses    proxynca, proxyanchor, softtriple Features are cached, so a second run
-skips the detector and backbone. A share of the people (--val) is held out: at the end
-the raw backbone and the trained head are compared on pairs of those unseen people
+   proxy losses    proxynca, proxyanchor, softtriple
+
+Features are cached, so a second run skips the detector and backbone. A share of
+the people (--val) is held out: at the end the raw backbone and the trained head are compared on pairs of those unseen people
 (AUC, accuracy at the best threshold, TAR at FAR 1e-2).
 
 Use the head with --head on verify, embed, enroll, identify, calibrate and eval.
