@@ -239,8 +239,9 @@ with a training loss, on a folder with one sub-folder of photos per person
    proxy losses    proxynca, proxyanchor, softtriple
 
 Features are cached, so a second run skips the detector and backbone. A share of
-the people (--val) is held out: at the end the raw backbone and the trained head are compared on pairs of those unseen people
-(AUC, accuracy at the best threshold, TAR at FAR 1e-2).
+the people (--val) is held out: at the end the raw backbone and the trained head
+are compared on pairs of those unseen people (AUC, accuracy at the best threshold,
+TAR at FAR 1e-2).
 
 Use the head with --head on verify, embed, enroll, identify, calibrate and eval.
 
