@@ -1,6 +1,6 @@
 // Package facehead turns aligned faces into embeddings: a frozen, imported
 // ONNX backbone, optionally followed by a trained projection (a "head")
-// learnt with a margin loss from package margin. Verification compares the
+// learnt with a margin, pair or proxy loss from package margin. Verification compares the
 // unit-length embeddings with cosine similarity.
 package facehead
 

@@ -29,15 +29,15 @@ type HeadMeta struct {
 	// BackboneSHA256 is the hex sha256 of the backbone model file whose
 	// features the head was trained on; LoadHead refuses any other backbone.
 	BackboneSHA256 string `json:"backbone_sha256"`
-	// Loss is the margin loss: softmax, arcface, cosface, sphereface, center
-	// or combined.
+	// Loss is the training loss, one of Losses.
 	Loss string `json:"loss"`
 	// Params are the loss's hyper-parameters (margin.Head.Params) and the
 	// training settings (epochs, batch size, learning rate, seed...).
 	Params map[string]float64 `json:"params"`
 	// BatchNorm reports whether a BatchNorm layer (now folded) was trained.
 	BatchNorm bool `json:"batch_norm"`
-	// Identities is the number of identities in the training data.
+	// Identities is the number of identities in the training data (for
+	// the pair losses, those with two or more photos: the ones drawn).
 	Identities int `json:"identities"`
 	// Samples is the number of training features.
 	Samples int `json:"samples"`

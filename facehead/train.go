@@ -314,17 +314,21 @@ type TrainReport struct {
 }
 
 // Train learns a projection (Linear d→d′ with bias, optionally followed by
-// BatchNorm) jointly with the class weights of the margin loss cfg.Loss, on
-// cached backbone features (N×d, as the backbone gives them) and their
-// identity labels (any integers; each distinct value is an identity). It
-// returns the projection as a Head (BatchNorm folded in; the class weights
-// are discarded: verification uses the normalised projected embedding).
+// BatchNorm) with the loss cfg.Loss, on cached backbone features (N×d, as the
+// backbone gives them) and their identity labels (any integers; each
+// distinct value is an identity). The margin and proxy losses learn class
+// weights (proxies) jointly with it; the pair losses have none. It returns
+// the projection as a Head (BatchNorm folded in; class weights are
+// discarded: verification uses the normalised projected embedding).
 //
 // The class weights start as the normalised class means of the initial
-// embeddings (weight imprinting, Qi et al., CVPR 2018). Optimisation is
-// AdamW (Loshchilov & Hutter, ICLR 2019) on shuffled mini-batches, the last
-// incomplete batch of each epoch dropped. The result is deterministic for a
-// given seed.
+// embeddings (weight imprinting, Qi et al., CVPR 2018; SoftTriple's K
+// centres per class as that mean plus a little noise). Optimisation is AdamW
+// (Loshchilov & Hutter, ICLR 2019) on shuffled mini-batches, the last
+// incomplete batch of each epoch dropped; the pair losses draw P identities
+// × K photos per batch instead (see PairLosses), as many batches per epoch
+// as the shuffled ones would be. The result is deterministic for a given
+// seed.
 func Train(features [][]float32, labels []int, cfg TrainConfig) (*Head, TrainReport, error) {
 	start := time.Now()
 	var rep TrainReport

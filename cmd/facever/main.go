@@ -1,5 +1,5 @@
 // Command facever verifies, enrolls and identifies faces in photos, and
-// fine-tunes margin heads on a frozen ONNX backbone. Run `facever --help`.
+// fine-tunes heads (margin, pair or proxy losses) on a frozen ONNX backbone. Run `facever --help`.
 package main
 
 import (
@@ -50,7 +50,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 func newApp(stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{
 		Name:  "facever",
-		Usage: "face verification: verify pairs of photos, enroll people, identify faces, fine-tune margin heads",
+		Usage: "face verification: verify pairs of photos, enroll people, identify faces, fine-tune heads",
 		Description: `facever finds the face in each photo, aligns it to 112×112, embeds it with an
 ONNX backbone and compares embeddings by cosine similarity.
 

@@ -17,7 +17,7 @@ import (
 	"github.com/facever/facever/verify"
 )
 
-// lossFlags are the hyper-parameters of the margin losses, defaulting to the
+// lossFlags are the hyper-parameters of the training losses, defaulting to the
 // papers' values (see facehead.TrainConfig).
 func lossFlags() []cli.Flag {
 	return []cli.Flag{
