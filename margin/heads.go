@@ -55,15 +55,21 @@ func constant(x *gorgonia.Node, v float64) *gorgonia.Node {
 // cosines returns cos θ_ij = x̂_i·Ŵ_j (N×C), the gradient flowing through both
 // normalisations.
 func cosines(x, w *gorgonia.Node) (*gorgonia.Node, error) {
+	cos, _, err := cosinesAndProxies(x, w)
+	return cos, err
+}
+
+// cosinesAndProxies is cosines, also returning the normalised ŵ.
+func cosinesAndProxies(x, w *gorgonia.Node) (cos, wh *gorgonia.Node, err error) {
 	xh, err := l2NormRows(x)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	wh, err := l2NormRows(w)
-	if err != nil {
-		return nil, err
+	if wh, err = l2NormRows(w); err != nil {
+		return nil, nil, err
 	}
-	return matMul(xh, wh, false, true)
+	cos, err = matMul(xh, wh, false, true)
+	return cos, wh, err
 }
 
 // targetMargin returns the mean cross-entropy over the logits

@@ -35,34 +35,16 @@ func benchMetric(b *testing.B, h Head, classes int) {
 	g := gorgonia.NewGraph()
 	x := gorgonia.NewMatrix(g, tensor.Float32, gorgonia.WithShape(n, d), gorgonia.WithName("x"),
 		gorgonia.WithValue(tensor.New(tensor.WithShape(n, d), tensor.WithBacking(randF32(n*d)))))
-	learn := gorgonia.Nodes{x}
 	var w *gorgonia.Node
 	if rows := WeightRows(h, classes); rows > 0 {
 		w = gorgonia.NewMatrix(g, tensor.Float32, gorgonia.WithShape(rows, d), gorgonia.WithName("w"),
 			gorgonia.WithValue(tensor.New(tensor.WithShape(rows, d), tensor.WithBacking(randF32(rows*d)))))
-		learn = append(learn, w)
 	}
 	lab := NewLabels(classes)
 	if err := lab.Set(labels); err != nil {
 		b.Fatal(err)
 	}
-	cost, err := h.Loss(x, w, lab)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := gorgonia.Grad(cost, learn...); err != nil {
-		b.Fatal(err)
-	}
-	vm := gorgonia.NewTapeMachine(g, gorgonia.BindDualValues(learn...))
-	defer vm.Close()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if err := vm.RunAll(); err != nil {
-			b.Fatal(err)
-		}
-		vm.Reset()
-	}
-	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "samples/s")
+	benchGraph(b, h, x, w, lab, n)
 }
 
 // BenchmarkPairLosses times each pair loss at N = 128 (32 identities × 4

@@ -51,7 +51,7 @@ func weightsFor(r *rand.Rand, h Head, c, d int) [][]float64 {
 // differences of its float64 loss, on a P×K batch (3 identities × 2–3
 // photos) of 5-dimensional features.
 func TestMetricGradientFiniteDifference(t *testing.T) {
-	const d, c, h = 5, 4, 1e-6
+	const d, c = 5, 4
 	labels := []int{0, 0, 1, 1, 2, 2, 0, 1}
 	for name, head := range metricHeads(t) {
 		t.Run(name, func(t *testing.T) {
@@ -67,36 +67,7 @@ func TestMetricGradientFiniteDifference(t *testing.T) {
 			if (w == nil) != (gw == nil) {
 				t.Fatalf("w nil %v, gradW nil %v", w == nil, gw == nil)
 			}
-			var nonzero int
-			check := func(which string, m [][]float64, grad [][]float64) {
-				for i := range m {
-					for j := range m[i] {
-						orig := m[i][j]
-						m[i][j] = orig + h
-						lp, _, _, err := Evaluate(head, x, w, labels)
-						if err != nil {
-							t.Fatal(err)
-						}
-						m[i][j] = orig - h
-						lm, _, _, err := Evaluate(head, x, w, labels)
-						if err != nil {
-							t.Fatal(err)
-						}
-						m[i][j] = orig
-						num := (lp - lm) / (2 * h)
-						if diff := math.Abs(num - grad[i][j]); diff > 1e-5*(1+math.Abs(num)) {
-							t.Errorf("d/d%s[%d][%d]: analytic %.9g, numeric %.9g", which, i, j, grad[i][j], num)
-						}
-						if grad[i][j] != 0 {
-							nonzero++
-						}
-					}
-				}
-			}
-			check("x", x, gx)
-			if w != nil {
-				check("w", w, gw)
-			}
+			nonzero := checkFiniteDifferences(t, head, x, w, labels, gx, gw)
 			if nonzero == 0 {
 				t.Error("every gradient is zero")
 			}

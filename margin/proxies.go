@@ -264,15 +264,7 @@ func (h *SoftTriple) Loss(x, w *gorgonia.Node, labels *Labels) (*gorgonia.Node, 
 	if labels.Classes() < 2 {
 		return nil, fmt.Errorf("margin: softtriple needs at least two classes, got %d", labels.Classes())
 	}
-	xh, err := l2NormRows(x)
-	if err != nil {
-		return nil, err
-	}
-	wh, err := l2NormRows(w)
-	if err != nil {
-		return nil, err
-	}
-	cos, err := matMul(xh, wh, false, true)
+	cos, wh, err := cosinesAndProxies(x, w)
 	if err != nil {
 		return nil, err
 	}

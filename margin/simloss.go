@@ -200,32 +200,28 @@ func nearestCorrect(s []float64, n int, y []int) int {
 }
 
 // softplusSum returns log(1 + Σ_k exp(z_k)) and writes into w the weights
-// exp(z_k) / (1 + Σ exp z), its derivatives, computed with the largest
-// exponent (or 0) factored out so that large z do not overflow.
-func softplusSum(z, w []float64) float64 {
-	mx := 0.0
-	for _, v := range z {
-		mx = max(mx, v)
-	}
-	sum := math.Exp(-mx)
-	for k, v := range z {
-		w[k] = math.Exp(v - mx)
-		sum += w[k]
-	}
-	for k := range w {
-		w[k] /= sum
-	}
-	return mx + math.Log(sum)
-}
+// exp(z_k) / (1 + Σ exp z), its derivatives.
+func softplusSum(z, w []float64) float64 { return logSumExpOf(z, w, true) }
 
 // logSumExp returns log Σ_k exp(z_k) (z not empty) and writes the softmax of
 // z, its derivatives, into w.
-func logSumExp(z, w []float64) float64 {
+func logSumExp(z, w []float64) float64 { return logSumExpOf(z, w, false) }
+
+// logSumExpOf is log(Σ_k exp(z_k)), with a term exp(0) = 1 added when one is
+// set, and its derivatives in w; the largest exponent is factored out so
+// that large z do not overflow.
+func logSumExpOf(z, w []float64, one bool) float64 {
 	mx := math.Inf(-1)
+	if one {
+		mx = 0
+	}
 	for _, v := range z {
 		mx = max(mx, v)
 	}
 	var sum float64
+	if one {
+		sum = math.Exp(-mx)
+	}
 	for k, v := range z {
 		w[k] = math.Exp(v - mx)
 		sum += w[k]
