@@ -19,13 +19,7 @@ func randMat(r *rand.Rand, n, d int, scale float64) [][]float64 {
 
 func allHeads(t testing.TB, c, d int) map[string]Head {
 	t.Helper()
-	must := func(h Head, err error) Head {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return h
-	}
+	must := mustHead(t)
 	r := rand.New(rand.NewPCG(7, 7))
 	return map[string]Head{
 		"softmax":      NewSoftmax(),
@@ -137,4 +131,16 @@ func checkFiniteDifferences(t *testing.T, head Head, x, w [][]float64, labels []
 		check("w", w, gw)
 	}
 	return nonzero
+}
+
+// mustHead returns a function that unwraps a constructor's (Head, error),
+// failing tb on an error.
+func mustHead(tb testing.TB) func(Head, error) Head {
+	return func(h Head, err error) Head {
+		tb.Helper()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return h
+	}
 }

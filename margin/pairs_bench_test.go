@@ -50,13 +50,7 @@ func benchMetric(b *testing.B, h Head, classes int) {
 // BenchmarkPairLosses times each pair loss at N = 128 (32 identities × 4
 // photos), D = 512, with its default hyper-parameters.
 func BenchmarkPairLosses(b *testing.B) {
-	must := func(h Head, err error) Head {
-		b.Helper()
-		if err != nil {
-			b.Fatal(err)
-		}
-		return h
-	}
+	must := mustHead(b)
 	heads := []struct {
 		name string
 		head Head
@@ -80,13 +74,7 @@ func BenchmarkPairLosses(b *testing.B) {
 // class: 8 000 rows), with the gradients of x and of the proxies.
 func BenchmarkProxyLosses(b *testing.B) {
 	const classes = 4000
-	must := func(h Head, err error) Head {
-		b.Helper()
-		if err != nil {
-			b.Fatal(err)
-		}
-		return h
-	}
+	must := mustHead(b)
 	heads := []struct {
 		name string
 		head Head

@@ -12,13 +12,7 @@ import (
 // keep all their terms active on small random batches.
 func metricHeads(t testing.TB) map[string]Head {
 	t.Helper()
-	must := func(h Head, err error) Head {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return h
-	}
+	must := mustHead(t)
 	return map[string]Head{
 		"contrastive":        must(NewContrastive(0.8, 0.1)),
 		"triplet-all":        must(NewTriplet(0.5, MineAll)),

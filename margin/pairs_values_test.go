@@ -16,13 +16,7 @@ func polar(r, a float64) []float64 { return []float64{r * math.Cos(a), r * math.
 // Every similarity is a cosine of two angles (or, in 3-d, of axis-aligned
 // vectors), so the expected values are exact up to rounding.
 func TestMetricHandValues(t *testing.T) {
-	mustH := func(h Head, err error) Head {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return h
-	}
+	mustH := mustHead(t)
 	c, exp, log, hinge := math.Cos, math.Exp, math.Log, func(v float64) float64 { return math.Max(0, v) }
 	pi := math.Pi
 
@@ -197,13 +191,7 @@ func TestMetricHandValues(t *testing.T) {
 // batch with one active pair moves only that pair's rows, along the cosine's
 // gradient.
 func TestMetricZeroGradients(t *testing.T) {
-	mustH := func(h Head, err error) Head {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return h
-	}
+	mustH := mustHead(t)
 	// Labels 0 0 1 1 at angles 0, 0.2, 2, 2.3: positives at cosine ≥ 0.95,
 	// negatives at cosine < 0.
 	x := [][]float64{polar(1, 0), polar(2, 0.2), polar(0.5, 2), polar(1, 2.3)}

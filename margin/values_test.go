@@ -27,13 +27,7 @@ func unit(a float64) []float64 { return []float64{math.Cos(a), math.Sin(a)} }
 // SphereFace and the unnormalised heads see), W_0 at angle θ from x and W_1
 // orthogonal to x (cos θ_1 = 0).
 func TestHandValues(t *testing.T) {
-	mustH := func(h Head, err error) Head {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return h
-	}
+	mustH := mustHead(t)
 	x := [][]float64{{2, 0}}
 	tests := []struct {
 		name  string
