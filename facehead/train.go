@@ -86,6 +86,9 @@ type TrainConfig struct {
 	// Alpha and Beta are multisimilarity's α (default 2) and β (50); Alpha
 	// is also proxyanchor's α (default 32).
 	Alpha, Beta float64
+	// MSMining is multisimilarity's pair-mining ε (Wang et al. 2019, §4.2;
+	// the paper uses 0.1); 0, the default, uses every pair.
+	MSMining float64
 	// SoftTripleK is SoftTriple's number of centres per class (default 2:
 	// a face identity is one mode; the paper's 10 suits fine-grained
 	// categories). SoftTripleGamma, SoftTripleLambda, SoftTripleDelta and
@@ -261,7 +264,11 @@ func (c *TrainConfig) head(centers [][]float64) (margin.Head, error) {
 	case LossLifted:
 		return margin.NewLiftedStructure(c.Margin)
 	case LossMultiSimilarity:
-		return margin.NewMultiSimilarity(c.Alpha, c.Beta, c.Margin)
+		h, err := margin.NewMultiSimilarity(c.Alpha, c.Beta, c.Margin)
+		if err != nil || c.MSMining == 0 {
+			return h, err
+		}
+		return h.WithMining(c.MSMining)
 	case LossProxyNCA:
 		return margin.NewProxyNCA(c.Scale)
 	case LossProxyAnchor:

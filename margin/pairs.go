@@ -2,6 +2,7 @@ package margin
 
 import (
 	"fmt"
+	"math"
 
 	"gorgonia.org/gorgonia"
 )
@@ -538,10 +539,32 @@ func (h *LiftedStructure) eval(s []float64, n, _ int, y, _ []int, grad []float64
 //	(1/N) Σ_i { (1/α) log(1 + Σ_{k∈P_i} exp(−α(S_ik − λ)))
 //	          + (1/β) log(1 + Σ_{k∈N_i} exp(β(S_ik − λ))) }
 //
-// over all pairs (the paper's hard-pair mining step is not applied). A sample
-// without positives, or without negatives, contributes only the other term,
-// so every batch of two or more samples is defined.
-type MultiSimilarity struct{ alpha, beta, m float64 }
+// over all pairs, as REFERENCE.md writes it. A sample without positives, or
+// without negatives, contributes only the other term, so every batch of two
+// or more samples is defined. WithMining adds the paper's hard-pair mining
+// (§4.2).
+type MultiSimilarity struct {
+	alpha, beta, m float64
+	eps            float64 // mining margin ε; 0: no mining
+}
+
+// DefaultMSMining is ε of the multi-similarity paper's pair mining (§5.1).
+const DefaultMSMining = 0.1
+
+// WithMining returns a copy of h that mines informative pairs before the
+// loss, as Wang et al. 2019 do (§4.2, eqs. 4 and 5): a negative pair
+// {i, k} is kept if S_ik > min_{positives k'} S_ik' − ε, a positive pair if
+// S_ik < max_{negatives k'} S_ik' + ε; an anchor with no positive or no
+// negative left contributes nothing (the authors' code skips it). ε ≥ 0;
+// 0 turns mining off.
+func (h *MultiSimilarity) WithMining(eps float64) (*MultiSimilarity, error) {
+	if !finite(eps) || eps < 0 || eps > 2 {
+		return nil, fmt.Errorf("margin: multi-similarity mining needs ε in [0, 2], got %v", eps)
+	}
+	c := *h
+	c.eps = eps
+	return &c, nil
+}
 
 // NewMultiSimilarity returns a multi-similarity loss with α > 0, β > 0 and
 // margin λ ∈ [−1, 1].
@@ -557,14 +580,14 @@ func (*MultiSimilarity) Name() string { return "multisimilarity" }
 
 // Params implements Head.
 func (h *MultiSimilarity) Params() map[string]float64 {
-	return map[string]float64{"alpha": h.alpha, "beta": h.beta, "margin": h.m}
+	return map[string]float64{"alpha": h.alpha, "beta": h.beta, "margin": h.m, "mining": h.eps}
 }
 
 func (*MultiSimilarity) weightRows(int) int { return 0 }
 
 // Loss implements Head; w must be nil.
 func (h *MultiSimilarity) Loss(x, w *gorgonia.Node, labels *Labels) (*gorgonia.Node, error) {
-	return pairLoss(h.Name(), fmt.Sprintf("%v,%v,%v", h.alpha, h.beta, h.m), x, w, labels, h.eval)
+	return pairLoss(h.Name(), fmt.Sprintf("%v,%v,%v,%v", h.alpha, h.beta, h.m, h.eps), x, w, labels, h.eval)
 }
 
 func (*MultiSimilarity) checkBatch(y []int) error {
@@ -584,14 +607,34 @@ func (h *MultiSimilarity) eval(s []float64, n, _ int, y, _ []int, grad []float64
 	zn, wn, in := make([]float64, 0, n), make([]float64, n), make([]int, 0, n)
 	for i := 0; i < n; i++ {
 		zp, ip, zn, in = zp[:0], ip[:0], zn[:0], in[:0]
+		minPos, maxNeg := math.Inf(1), math.Inf(-1)
+		if h.eps > 0 {
+			for j := 0; j < n; j++ {
+				switch {
+				case j == i:
+				case y[j] == y[i]:
+					minPos = min(minPos, s[i*n+j])
+				default:
+					maxNeg = max(maxNeg, s[i*n+j])
+				}
+			}
+		}
 		for j := 0; j < n; j++ {
+			v := s[i*n+j]
 			switch {
 			case j == i:
 			case y[j] == y[i]:
-				zp, ip = append(zp, -h.alpha*(s[i*n+j]-h.m)), append(ip, j)
+				if h.eps == 0 || v-h.eps < maxNeg {
+					zp, ip = append(zp, -h.alpha*(v-h.m)), append(ip, j)
+				}
 			default:
-				zn, in = append(zn, h.beta*(s[i*n+j]-h.m)), append(in, j)
+				if h.eps == 0 || v+h.eps > minPos {
+					zn, in = append(zn, h.beta*(v-h.m)), append(in, j)
+				}
 			}
+		}
+		if h.eps > 0 && (len(zp) == 0 || len(zn) == 0) {
+			continue
 		}
 		loss += softplusSum(zp, wp[:len(zp)])/h.alpha + softplusSum(zn, wn[:len(zn)])/h.beta
 		// d/dS of (1/α)·softplus(−α(S − λ)) is −weight; of (1/β)·softplus(β(S − λ)), +weight.

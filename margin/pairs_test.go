@@ -14,14 +14,21 @@ func metricHeads(t testing.TB) map[string]Head {
 	t.Helper()
 	must := mustHead(t)
 	return map[string]Head{
-		"contrastive":        must(NewContrastive(0.8, 0.1)),
-		"triplet-all":        must(NewTriplet(0.5, MineAll)),
-		"triplet-hard":       must(NewTriplet(0.5, MineHard)),
-		"triplet-semi-hard":  must(NewTriplet(0.5, MineSemiHard)),
-		"npair-mc":           must(NewNPair(NPairMC)),
-		"npair-ovo":          must(NewNPair(NPairOVO)),
-		"lifted":             must(NewLiftedStructure(1)),
-		"multisimilarity":    must(NewMultiSimilarity(2, 10, 0.3)),
+		"contrastive":       must(NewContrastive(0.8, 0.1)),
+		"triplet-all":       must(NewTriplet(0.5, MineAll)),
+		"triplet-hard":      must(NewTriplet(0.5, MineHard)),
+		"triplet-semi-hard": must(NewTriplet(0.5, MineSemiHard)),
+		"npair-mc":          must(NewNPair(NPairMC)),
+		"npair-ovo":         must(NewNPair(NPairOVO)),
+		"lifted":            must(NewLiftedStructure(1)),
+		"multisimilarity":   must(NewMultiSimilarity(2, 10, 0.3)),
+		"multisimilarity-mined": func() Head {
+			h, err := NewMultiSimilarity(2, 10, 0.3)
+			if err == nil {
+				h, err = h.WithMining(0.3)
+			}
+			return must(h, err)
+		}(),
 		"proxynca":           must(NewProxyNCA(3)),
 		"proxyanchor":        must(NewProxyAnchor(8, 0.1)),
 		"softtriple":         must(NewSoftTriple(3, 0.1, 5, 0.01, 0.2)),
@@ -81,7 +88,7 @@ func TestDegenerateBatches(t *testing.T) {
 	refuses := map[string][2]bool{ // {no positive pair, one identity}
 		"contrastive": {false, false}, "triplet-all": {true, true}, "triplet-hard": {true, true},
 		"triplet-semi-hard": {true, true}, "npair-mc": {true, true}, "npair-ovo": {true, true},
-		"lifted": {true, true}, "multisimilarity": {false, false},
+		"lifted": {true, true}, "multisimilarity": {false, false}, "multisimilarity-mined": {false, false},
 		"proxynca": {false, false}, "proxyanchor": {false, false},
 		"softtriple": {false, false}, "softtriple-k1": {false, false}, "softtriple-default": {false, false},
 	}
@@ -119,6 +126,10 @@ func TestMetricBadArguments(t *testing.T) {
 		func() (Head, error) { return NewLiftedStructure(math.Inf(1)) },
 		func() (Head, error) { return NewMultiSimilarity(0, 50, 0.5) },
 		func() (Head, error) { return NewMultiSimilarity(2, 50, 2) },
+		func() (Head, error) {
+			h, _ := NewMultiSimilarity(2, 50, 0.5)
+			return h.WithMining(-0.1)
+		},
 		func() (Head, error) { return NewProxyNCA(0) },
 		func() (Head, error) { return NewProxyAnchor(-1, 0.1) },
 		func() (Head, error) { return NewSoftTriple(0, 0.1, 20, 0.01, 0.2) },

@@ -48,6 +48,14 @@ func TestMetricHandValues(t *testing.T) {
 	// Multi-similarity, α = 2, β = 10, λ = 0.5: labels 0 0 1 2 at angles
 	// 0, 0.7, 0.4, 2.0; samples 2 and 3 have no positive (log(1 + 0) = 0).
 	const msA, msB, msL = 2.0, 10.0, 0.5
+	ms, err := NewMultiSimilarity(msA, msB, msL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msMined, err := ms.WithMining(0.1)
+	if err != nil {
+		t.Fatal(err)
+	}
 	msPos := func(s ...float64) float64 {
 		sum := 1.0
 		for _, v := range s {
@@ -148,6 +156,14 @@ func TestMetricHandValues(t *testing.T) {
 				msPos(c(0.7)) + msNeg(c(0.3), c(1.3)) + // sample 1
 				msNeg(c(0.4), c(0.3), c(1.6)) + // sample 2
 				msNeg(c(2), c(1.3), c(1.6))) / 4}, // sample 3
+		// The same batch with the paper's mining, ε = 0.1: sample 0 keeps
+		// its positive (c(.7) − ε < c(.4)) and the negative at c(.4)
+		// (c(.4) + ε > c(.7)) but not the one at c(2); sample 1 likewise
+		// keeps c(.3) and drops c(1.3); samples 2 and 3 have no positive and
+		// contribute nothing; the mean is still over all four.
+		{"multisimilarity-mined", msMined,
+			[][]float64{polar(1, 0), polar(2, 0.7), polar(0.5, 0.4), polar(1, 2)}, nil, []int{0, 0, 1, 2},
+			(msPos(c(0.7)) + msNeg(c(0.4)) + msPos(c(0.7)) + msNeg(c(0.3))) / 4},
 		// ProxyNCA, scale 3, −d = 3(2S − 2), proxies along the three axes.
 		// Sample 2 is equally similar to every proxy: log 2 with its own
 		// proxy left out of the denominator.

@@ -86,6 +86,7 @@ func TestTrainPairAndProxyLosses(t *testing.T) {
 	for _, args := range [][]string{
 		{"--loss", "triplet", "--mining", "hard", "--per-identity", "4", "--batch-size", "12"},
 		{"--loss", "proxyanchor"},
+		{"--loss", "multisimilarity", "--ms-mining", "0.1"},
 	} {
 		head := filepath.Join(dir, args[1]+".head")
 		code, out, errs := facever(t, append([]string{"train", "--data", "../../testdata/johns", "--val", "0.4", "--epochs", "3",
@@ -111,6 +112,9 @@ func TestTrainPairAndProxyLosses(t *testing.T) {
 		}
 		if args[1] == "triplet" && (doc.Report.Params["per_identity"] != 4 || doc.Report.Params["mining"] != 1) {
 			t.Fatalf("triplet params %v", doc.Report.Params)
+		}
+		if args[1] == "multisimilarity" && doc.Report.Params["mining"] != 0.1 {
+			t.Fatalf("multisimilarity params %v", doc.Report.Params)
 		}
 		code, out, errs = facever(t, "verify", "--head", head, simmA, simmB)
 		if code != exitOK || !strings.Contains(out, "same person") {
