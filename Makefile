@@ -2,6 +2,7 @@
 GO      ?= go
 LFW     ?= ../shared/faces/lfw
 LOSSES  ?= softmax,center,sphereface,cosface,arcface,combined,contrastive,triplet,npair,lifted,multisimilarity,proxynca,proxyanchor,softtriple
+TRAINFLAGS ?=
 BIN     := bin/facever
 export CGO_ENABLED := 1
 
@@ -67,7 +68,7 @@ lfw: dlib
 lfw-train: build
 	@if [ ! -f "$(LFW)/pairs.txt" ]; then echo "LFW not found at $(LFW): set LFW=/path/to/lfw (the folder with pairs.txt and images/)"; exit 2; fi
 	@mkdir -p build
-	$(BIN) crossval --pairs $(LFW)/pairs.txt --root $(LFW)/images --loss $(LOSSES) --epochs 5 --markdown | tee build/lfw_train.md
+	$(BIN) crossval --pairs $(LFW)/pairs.txt --root $(LFW)/images --loss $(LOSSES) --epochs 5 $(TRAINFLAGS) --markdown | tee build/lfw_train.md
 
 clean:
 	rm -rf bin build/bench.txt
