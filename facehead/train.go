@@ -95,6 +95,10 @@ type TrainConfig struct {
 	// SoftTripleTau default to the paper's γ 0.1, λ 20, δ 0.01, τ 0.2.
 	SoftTripleK                                                       int
 	SoftTripleGamma, SoftTripleLambda, SoftTripleDelta, SoftTripleTau float64
+	// ProxyLRScale multiplies the learning rate of the class weights and
+	// proxies (default 1). Proxy Anchor's paper trains its proxies 100×
+	// faster than the network (Kim et al. 2020, §5.1).
+	ProxyLRScale float64
 	// PerIdentity is K, the photos per identity in the batches of the pair
 	// losses (default 4): each batch holds BatchSize/K identities × K photos.
 	PerIdentity int
@@ -195,6 +199,9 @@ func (c *TrainConfig) fill(d int) {
 	}
 	if c.PerIdentity == 0 {
 		c.PerIdentity = 4
+	}
+	if c.ProxyLRScale == 0 {
+		c.ProxyLRScale = 1
 	}
 	if c.M1 == 0 && c.M2 == 0 && c.M3 == 0 {
 		c.M1, c.M2, c.M3 = 1, 0.3, 0.2
@@ -445,12 +452,13 @@ func Train(features [][]float32, labels []int, cfg TrainConfig) (*Head, TrainRep
 		gorgonia.WithValue(tensor.New(tensor.WithShape(dOut, d+1), tensor.WithBacking(proj))))
 	learn := gorgonia.Nodes{pN}
 	decay := []bool{true}
+	lrScale := []float64{1}
 	var wN *gorgonia.Node
 	if perClass > 0 {
 		rows := classes * perClass
 		wN = gorgonia.NewMatrix(g, tensor.Float32, gorgonia.WithShape(rows, dOut), gorgonia.WithName("w"),
 			gorgonia.WithValue(tensor.New(tensor.WithShape(rows, dOut), tensor.WithBacking(wInit))))
-		learn, decay = append(learn, wN), append(decay, true)
+		learn, decay, lrScale = append(learn, wN), append(decay, true), append(lrScale, cfg.ProxyLRScale)
 	}
 	z, err := margin.MatMulT(x, pN, true)
 	if err != nil {
@@ -466,6 +474,7 @@ func Train(features [][]float32, labels []int, cfg TrainConfig) (*Head, TrainRep
 		}
 		learn = append(learn, gN, bN)
 		decay = append(decay, false, false)
+		lrScale = append(lrScale, 1, 1)
 	}
 	lab := margin.NewLabels(classes)
 	cost, err := mh.Loss(z, wN, lab)
@@ -478,7 +487,7 @@ func Train(features [][]float32, labels []int, cfg TrainConfig) (*Head, TrainRep
 	vm := gorgonia.NewTapeMachine(g, gorgonia.BindDualValues(learn...))
 	defer vm.Close()
 
-	opt := newAdamW(learn, decay, cfg.WeightDecay)
+	opt := newAdamW(learn, decay, lrScale, cfg.WeightDecay)
 	order := make([]int, n)
 	for i := range order {
 		order[i] = i
@@ -602,6 +611,9 @@ func (c *TrainConfig) validate(d int) error {
 	if slices.Contains(PairLosses, c.Loss) && c.PerIdentity < 2 {
 		return fmt.Errorf("photos per identity K = %d: the pair losses need K ≥ 2", c.PerIdentity)
 	}
+	if math.IsNaN(c.ProxyLRScale) || math.IsInf(c.ProxyLRScale, 0) || c.ProxyLRScale < 0 || c.ProxyLRScale*c.LR*c.WeightDecay >= 1 {
+		return fmt.Errorf("proxy learning-rate scale %v", c.ProxyLRScale)
+	}
 	if c.SoftTripleK < 1 {
 		return fmt.Errorf("SoftTriple needs K ≥ 1 centres per class, got %d", c.SoftTripleK)
 	}
@@ -632,6 +644,9 @@ func (c *TrainConfig) record(h margin.Head) map[string]float64 {
 	}
 	p["epochs"], p["batch_size"], p["lr"], p["weight_decay"] = float64(c.Epochs), float64(c.BatchSize), c.LR, c.WeightDecay
 	p["out_dim"], p["seed"] = float64(c.OutDim), float64(c.Seed)
+	if c.ProxyLRScale != 1 {
+		p["proxy_lr_scale"] = c.ProxyLRScale
+	}
 	return p
 }
 
@@ -831,15 +846,16 @@ func fold(features [][]float32, proj []float32, dOut int, gamma, beta []float32)
 // Weight Decay Regularization", ICLR 2019) over gorgonia nodes' values, in
 // place; it zeroes the gradients after each step.
 type adamW struct {
-	nodes gorgonia.Nodes
-	decay []bool
-	wd    float64
-	m, v  [][]float32
-	t     int
+	nodes   gorgonia.Nodes
+	decay   []bool
+	lrScale []float64 // per node, multiplies the step's learning rate
+	wd      float64
+	m, v    [][]float32
+	t       int
 }
 
-func newAdamW(nodes gorgonia.Nodes, decay []bool, wd float64) *adamW {
-	a := &adamW{nodes: nodes, decay: decay, wd: wd}
+func newAdamW(nodes gorgonia.Nodes, decay []bool, lrScale []float64, wd float64) *adamW {
+	a := &adamW{nodes: nodes, decay: decay, lrScale: lrScale, wd: wd}
 	for _, n := range nodes {
 		size := n.Shape().TotalSize()
 		a.m = append(a.m, make([]float32, size))
@@ -862,6 +878,7 @@ func (a *adamW) step(lr float64) error {
 		g := gd.Float32s()
 		p := n.Value().Data().([]float32)
 		m, v := a.m[k], a.v[k]
+		lr := lr * a.lrScale[k]
 		shrink := float32(1)
 		if a.decay[k] {
 			shrink = float32(1 - lr*a.wd)

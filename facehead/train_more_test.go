@@ -106,6 +106,10 @@ func TestTrainBadArguments(t *testing.T) {
 		"negative lr":  func() error { _, _, err := Train(feats, y, TrainConfig{Loss: LossCosFace, LR: -1}); return err },
 		"alpha":        func() error { _, _, err := Train(feats, y, TrainConfig{Loss: LossCenter, CenterAlpha: 2}); return err },
 		"epochs":       func() error { _, _, err := Train(feats, y, TrainConfig{Loss: LossCenter, Epochs: -1}); return err },
+		"proxy lr scale": func() error {
+			_, _, err := Train(feats, y, TrainConfig{Loss: LossProxyAnchor, ProxyLRScale: -1})
+			return err
+		},
 		"bn batch 1": func() error {
 			_, _, err := Train(feats, y, TrainConfig{Loss: LossCenter, BatchSize: 1, BatchNorm: true})
 			return err

@@ -51,6 +51,7 @@ func lossFlags() []cli.Flag {
 		&cli.IntFlag{Name: "batch-size", Value: 128, Usage: "mini-batch size"},
 		&cli.Float64Flag{Name: "lr", Value: 1e-3, Usage: "AdamW learning rate (cosine-decayed)"},
 		&cli.Float64Flag{Name: "weight-decay", Value: 5e-4, Usage: "AdamW weight decay"},
+		&cli.Float64Flag{Name: "proxy-lr-scale", Value: 1, Usage: "multiplies the learning rate of the class weights and proxies (Proxy Anchor's paper uses 100)"},
 		&cli.Int64Flag{Name: "seed", Value: 1, Usage: "random seed: the same data, flags and seed give the same head"},
 		&cli.StringSliceFlag{Name: "augment", Usage: "add altered copies of each training photo: flip, jitter, blur (repeatable)"},
 	}
@@ -73,7 +74,7 @@ func trainConfig(c *cli.Context) (facehead.TrainConfig, error) {
 		PosMargin: c.Float64("pos-margin"), NegMargin: c.Float64("neg-margin"), Mining: c.String("mining"), NPairVariant: c.String("npair"),
 		Alpha: c.Float64("alpha"), Beta: c.Float64("beta"), MSMining: c.Float64("ms-mining"), SoftTripleK: c.Int("softtriple-k"),
 		SoftTripleGamma: c.Float64("softtriple-gamma"), SoftTripleLambda: c.Float64("softtriple-lambda"),
-		SoftTripleDelta: c.Float64("softtriple-delta"), SoftTripleTau: c.Float64("softtriple-tau"), PerIdentity: c.Int("per-identity"),
+		SoftTripleDelta: c.Float64("softtriple-delta"), SoftTripleTau: c.Float64("softtriple-tau"), PerIdentity: c.Int("per-identity"), ProxyLRScale: c.Float64("proxy-lr-scale"),
 		OutDim: c.Int("out-dim"), BatchNorm: c.Bool("batch-norm"), Epochs: c.Int("epochs"), BatchSize: c.Int("batch-size"),
 		LR: c.Float64("lr"), WeightDecay: c.Float64("weight-decay"), Seed: c.Int64("seed"),
 	}
