@@ -376,9 +376,8 @@ func Train(features [][]float32, labels []int, cfg TrainConfig) (*Head, TrainRep
 	}
 	n, dOut := len(features), cfg.OutDim
 	batch := min(cfg.BatchSize, n)
-	pair := slices.Contains(PairLosses, cfg.Loss)
 	var pk *pkSampler
-	if pair {
+	if slices.Contains(PairLosses, cfg.Loss) {
 		var err error
 		if pk, err = newPKSampler(y, classes, cfg.BatchSize, cfg.PerIdentity); err != nil {
 			return nil, rep, fmt.Errorf("train: %s: %w", cfg.Loss, err)

@@ -28,7 +28,8 @@ func Evaluate(h Head, x, w [][]float64, labels []int) (loss float64, gradX, grad
 	if len(labels) != n {
 		return 0, nil, nil, fmt.Errorf("margin: %d labels for %d samples", len(labels), n)
 	}
-	pair := WeightRows(h, 1) == 0
+	perClass := WeightRows(h, 1) // rows of w per class; 0 for the pair losses
+	pair := perClass == 0
 	var ws []float64
 	var c int
 	classes := 0
@@ -47,11 +48,10 @@ func Evaluate(h Head, x, w [][]float64, labels []int) (loss float64, gradX, grad
 		if d != dw {
 			return 0, nil, nil, fmt.Errorf("margin: x has dimension %d, w has %d", d, dw)
 		}
-		k := WeightRows(h, 1)
-		if c%k != 0 {
-			return 0, nil, nil, fmt.Errorf("margin: %s needs %d rows of w per class, got %d rows", h.Name(), k, c)
+		if c%perClass != 0 {
+			return 0, nil, nil, fmt.Errorf("margin: %s needs %d rows of w per class, got %d rows", h.Name(), perClass, c)
 		}
-		classes = c / k
+		classes = c / perClass
 	}
 	lab := NewLabels(classes)
 	if err := lab.Set(labels); err != nil {

@@ -205,6 +205,9 @@ func (*Triplet) checkBatch(y []int) error {
 }
 
 func (h *Triplet) eval(s []float64, n, _ int, y, _ []int, grad []float64) (float64, int, error) {
+	if err := h.checkBatch(y); err != nil {
+		return 0, 0, err
+	}
 	type term struct{ a, p, q int } // anchor, positive, negative
 	var terms []term
 	for a := 0; a < n; a++ {
@@ -265,9 +268,6 @@ func (h *Triplet) eval(s []float64, n, _ int, y, _ []int, grad []float64) (float
 				}
 			}
 		}
-	}
-	if len(terms) == 0 {
-		return 0, 0, h.checkBatch([]int{0})
 	}
 	inv := 1 / float64(len(terms))
 	var loss float64
@@ -388,15 +388,15 @@ func (*NPair) checkBatch(y []int) error {
 }
 
 func (h *NPair) eval(s []float64, n, _ int, y, _ []int, grad []float64) (float64, int, error) {
+	if err := h.checkBatch(y); err != nil {
+		return 0, 0, err
+	}
 	anchors, positives := NPairTuples(y)
 	count := 0
 	for r := range anchors {
 		if len(anchors[r]) >= 2 {
 			count += len(anchors[r])
 		}
-	}
-	if count == 0 {
-		return 0, 0, h.checkBatch(nil)
 	}
 	inv := 1 / float64(count)
 	var loss float64
@@ -484,6 +484,9 @@ func (*LiftedStructure) checkBatch(y []int) error {
 }
 
 func (h *LiftedStructure) eval(s []float64, n, _ int, y, _ []int, grad []float64) (float64, int, error) {
+	if err := h.checkBatch(y); err != nil {
+		return 0, 0, err
+	}
 	var anchors []int
 	for i := 0; i < n; i++ {
 		hasP, hasN := false, false
@@ -496,9 +499,6 @@ func (h *LiftedStructure) eval(s []float64, n, _ int, y, _ []int, grad []float64
 		if hasP && hasN {
 			anchors = append(anchors, i)
 		}
-	}
-	if len(anchors) == 0 {
-		return 0, 0, h.checkBatch(nil)
 	}
 	inv := 1 / float64(len(anchors))
 	var loss float64

@@ -17,9 +17,6 @@ func proxyLoss(name, key string, x, w *gorgonia.Node, labels *Labels, k int, f s
 	if err := checkProxies(name, x, w, labels, k); err != nil {
 		return nil, err
 	}
-	if name == "proxynca" && labels.Classes() < 2 {
-		return nil, fmt.Errorf("margin: proxynca needs at least two classes, got %d", labels.Classes())
-	}
 	cos, err := cosines(x, w)
 	if err != nil {
 		return nil, err
@@ -88,6 +85,9 @@ func (h *ProxyNCA) Params() map[string]float64 { return map[string]float64{"scal
 
 // Loss implements Head; w holds one proxy per class.
 func (h *ProxyNCA) Loss(x, w *gorgonia.Node, labels *Labels) (*gorgonia.Node, error) {
+	if labels != nil && labels.Classes() < 2 {
+		return nil, fmt.Errorf("margin: proxynca needs at least two classes, got %d", labels.Classes())
+	}
 	return proxyLoss(h.Name(), fmt.Sprint(h.scale), x, w, labels, 1, h.eval)
 }
 
@@ -296,20 +296,21 @@ func (h *SoftTriple) eval(s []float64, n, m int, y, _ []int, grad []float64) (fl
 	losses := make([]float64, n)
 	sum, correct := rowLosses(n, n*m, losses, func(i int, scratch *[]float64) (float64, bool) {
 		row, g := s[i*m:(i+1)*m], grad[i*m:(i+1)*m]
-		buf := grow(scratch, m+2*c)
-		q, rel, p := buf[:m], buf[m:m+c], buf[m+c:m+2*c]
-		z := make([]float64, 0, k)
+		// Scratch: centre weights q (m), logits rel, their softmax p and the
+		// relaxed similarities rs (c each), one class's exponents z (k).
+		buf := grow(scratch, m+3*c+k)
+		q, rel, p, rs, z := buf[:m], buf[m:m+c], buf[m+c:m+2*c], buf[m+2*c:m+3*c], buf[m+3*c:]
 		for cl := 0; cl < c; cl++ {
 			sk, qk := row[cl*k:(cl+1)*k], q[cl*k:(cl+1)*k]
-			z = z[:0]
-			for _, v := range sk {
-				z = append(z, v/h.gamma)
+			for t, v := range sk {
+				z[t] = v / h.gamma
 			}
 			logSumExp(z, qk)
 			var r float64
 			for t, v := range sk {
 				r += qk[t] * v
 			}
+			rs[cl] = r
 			rel[cl] = h.lambda * r
 			if cl == y[i] {
 				rel[cl] -= h.lambda * h.delta
@@ -324,12 +325,8 @@ func (h *SoftTriple) eval(s []float64, n, m int, y, _ []int, grad []float64) (fl
 				d -= h.lambda
 			}
 			sk, qk := row[cl*k:(cl+1)*k], q[cl*k:(cl+1)*k]
-			var r float64
 			for t, v := range sk {
-				r += qk[t] * v
-			}
-			for t, v := range sk {
-				g[cl*k+t] = inv * d * qk[t] * (1 + (v-r)/h.gamma)
+				g[cl*k+t] = inv * d * qk[t] * (1 + (v-rs[cl])/h.gamma)
 			}
 		}
 		return l, best == y[i]

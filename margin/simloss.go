@@ -59,24 +59,25 @@ func simLoss(s *gorgonia.Node, name, key string, l *Labels, colY func(rowY []int
 	return apply(o, s)
 }
 
-// run evaluates f on the float64 copy of s held in st.
-func (st *simState) run(l *Labels, colY func([]int, int) ([]int, error), f simFunc, n, m int) (float64, int, error) {
+// simRun copies s (n×m) into st as float64 and evaluates f on it, keeping
+// the gradient in st for the backward pass.
+func simRun[T float](st *simState, l *Labels, colY func([]int, int) ([]int, error), f simFunc, s []T, n, m int) (float64, int, error) {
+	st.valid = false
 	cy, err := colY(l.y, m)
 	if err != nil {
 		return 0, 0, err
 	}
-	if cap(st.grad) < n*m {
-		st.grad = make([]float64, n*m)
+	st.s = grow(&st.s, n*m)
+	for i, v := range s {
+		st.s[i] = float64(v)
 	}
-	st.grad = st.grad[:n*m]
+	st.grad = grow(&st.grad, n*m)
 	clear(st.grad)
 	loss, correct, err := f(st.s, n, m, l.y, cy, st.grad)
 	if err != nil {
-		st.valid = false
 		return 0, 0, err
 	}
 	if math.IsNaN(loss) || math.IsInf(loss, 0) {
-		st.valid = false
 		return 0, 0, fmt.Errorf("margin: loss is %v", loss)
 	}
 	st.valid = true
@@ -89,14 +90,7 @@ func simK[T float](l *Labels, st *simState, colY func([]int, int) ([]int, error)
 		if err := l.check(n, -1); err != nil {
 			return err
 		}
-		if cap(st.s) < n*m {
-			st.s = make([]float64, n*m)
-		}
-		st.s = st.s[:n*m]
-		for i, v := range in[0] {
-			st.s[i] = float64(v)
-		}
-		loss, correct, err := st.run(l, colY, f, n, m)
+		loss, correct, err := simRun(st, l, colY, f, in[0], n, m)
 		if err != nil {
 			return err
 		}
@@ -114,14 +108,7 @@ func simGradK[T float](l *Labels, st *simState, colY func([]int, int) ([]int, er
 		}
 		if !st.valid || len(st.grad) != n*m {
 			// No forward pass of this run to reuse: recompute.
-			if cap(st.s) < n*m {
-				st.s = make([]float64, n*m)
-			}
-			st.s = st.s[:n*m]
-			for i, v := range in[0] {
-				st.s[i] = float64(v)
-			}
-			if _, _, err := st.run(l, colY, f, n, m); err != nil {
+			if _, _, err := simRun(st, l, colY, f, in[0], n, m); err != nil {
 				return err
 			}
 		}
