@@ -19,7 +19,7 @@ import (
 
 	"gocv.io/x/gocv"
 
-	"github.com/facever/facever/internal/infer"
+	"github.com/facever/facever/infer"
 	"github.com/facever/facever/models"
 )
 

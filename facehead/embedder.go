@@ -9,7 +9,7 @@ import (
 	"math"
 
 	"github.com/facever/facever/align"
-	"github.com/facever/facever/internal/infer"
+	"github.com/facever/facever/infer"
 	"github.com/facever/facever/models"
 )
 

@@ -11,7 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/facever/facever/internal/infer"
+	"github.com/facever/facever/infer"
 	"github.com/facever/facever/internal/npy"
 	"github.com/facever/facever/internal/onnxrt"
 )

@@ -11,7 +11,7 @@ import (
 
 	"gocv.io/x/gocv"
 
-	"github.com/facever/facever/internal/infer"
+	"github.com/facever/facever/infer"
 	"github.com/facever/facever/internal/onnxrt"
 )
 

@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/facever/facever/internal/infer"
+	"github.com/facever/facever/infer"
 )
 
 func featureModel(t testing.TB) []byte {

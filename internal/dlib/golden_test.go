@@ -13,8 +13,8 @@ import (
 	"testing"
 
 	"github.com/facever/facever/align"
+	"github.com/facever/facever/infer"
 	"github.com/facever/facever/internal/cvdnn"
-	"github.com/facever/facever/internal/infer"
 )
 
 // golden is one line of testdata/dlib_golden.txt, made by dlib 19.24 itself

@@ -12,8 +12,8 @@ import (
 	"testing"
 
 	"github.com/facever/facever/align"
+	"github.com/facever/facever/infer"
 	"github.com/facever/facever/internal/cvdnn"
-	"github.com/facever/facever/internal/infer"
 	"github.com/facever/facever/internal/onnxrt"
 	"github.com/facever/facever/internal/session"
 	"github.com/facever/facever/models"

@@ -3,7 +3,7 @@ package onnxrt_test
 import (
 	"testing"
 
-	"github.com/facever/facever/internal/infer"
+	"github.com/facever/facever/infer"
 )
 
 // TestRunIntoNoAlloc checks that a warmed-up plan runs without allocating,

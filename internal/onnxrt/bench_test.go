@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/facever/facever/internal/infer"
+	"github.com/facever/facever/infer"
 )
 
 // BenchmarkModels runs each real model at batch 1 and 16 on the engine and

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/facever/facever/internal/infer"
+	"github.com/facever/facever/infer"
 )
 
 func TestLoadErrors(t *testing.T) {

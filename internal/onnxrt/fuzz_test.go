@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/facever/facever/internal/infer"
+	"github.com/facever/facever/infer"
 )
 
 // FuzzLoad feeds arbitrary bytes to Load (and runs what loads on zero

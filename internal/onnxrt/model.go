@@ -7,7 +7,7 @@ import (
 
 	gtensor "gorgonia.org/tensor"
 
-	"github.com/facever/facever/internal/infer"
+	"github.com/facever/facever/infer"
 )
 
 type gtensorT = gtensor.Tensor

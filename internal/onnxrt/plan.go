@@ -3,7 +3,7 @@ package onnxrt
 import (
 	"fmt"
 
-	"github.com/facever/facever/internal/infer"
+	"github.com/facever/facever/infer"
 )
 
 // attrs are a node's attributes as onnx-go decodes them.

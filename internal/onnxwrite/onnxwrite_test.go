@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/facever/facever/infer"
 	"github.com/facever/facever/internal/cvdnn"
-	"github.com/facever/facever/internal/infer"
 	"github.com/facever/facever/internal/onnxrt"
 	"github.com/facever/facever/internal/onnxwrite"
 )

@@ -7,7 +7,7 @@ import (
 
 	"github.com/facever/facever/align"
 	"github.com/facever/facever/facehead"
-	"github.com/facever/facever/internal/infer"
+	"github.com/facever/facever/infer"
 	"github.com/facever/facever/internal/session"
 	"github.com/facever/facever/models"
 )

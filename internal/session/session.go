@@ -8,8 +8,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/facever/facever/infer"
 	"github.com/facever/facever/internal/cvdnn"
-	"github.com/facever/facever/internal/infer"
 	"github.com/facever/facever/internal/onnxrt"
 	"github.com/facever/facever/models"
 )
