@@ -31,7 +31,7 @@ type HeadMeta struct {
 	BackboneSHA256 string `json:"backbone_sha256"`
 	// Loss is the training loss, one of Losses.
 	Loss string `json:"loss"`
-	// Params are the loss's hyper-parameters (margin.Head.Params) and the
+	// Params are the loss's hyper-parameters (margin.Loss.Params) and the
 	// training settings (epochs, batch size, learning rate, seed...).
 	Params map[string]float64 `json:"params"`
 	// BatchNorm reports whether a BatchNorm layer (now folded) was trained.

@@ -240,7 +240,7 @@ func (c *TrainConfig) fill(d int) {
 
 // head builds the margin head for the config; classes and centres are only
 // used by the Center loss.
-func (c *TrainConfig) head(centers [][]float64) (margin.Head, error) {
+func (c *TrainConfig) head(centers [][]float64) (margin.Loss, error) {
 	switch c.Loss {
 	case LossSoftmax:
 		return margin.NewSoftmax(), nil
@@ -476,7 +476,7 @@ func Train(features [][]float32, labels []int, cfg TrainConfig) (*Head, TrainRep
 		lrScale = append(lrScale, 1, 1)
 	}
 	lab := margin.NewLabels(classes)
-	cost, err := mh.Loss(z, wN, lab)
+	cost, err := mh.Build(z, wN, lab)
 	if err != nil {
 		return nil, rep, fmt.Errorf("train: %w", err)
 	}
@@ -627,7 +627,7 @@ func (c *TrainConfig) validate(d int) error {
 }
 
 // record returns the loss's hyper-parameters and the training settings.
-func (c *TrainConfig) record(h margin.Head) map[string]float64 {
+func (c *TrainConfig) record(h margin.Loss) map[string]float64 {
 	p := map[string]float64{}
 	for k, v := range h.Params() {
 		p[k] = v

@@ -8,10 +8,10 @@ import (
 	"gorgonia.org/tensor"
 )
 
-// benchHead times one training step's forward and backward pass in float32
+// benchLoss times one training step's forward and backward pass in float32
 // at the size, N = 256, D = 512, C = 10 000 (PyTorch 1.13 on this
 // machine, ArcFace: 213 ms per batch, 1 200 samples/s).
-func benchHead(b *testing.B, mk func(c, d int) Head) {
+func benchLoss(b *testing.B, mk func(c, d int) Loss) {
 	const n, d, c = 256, 512, 10000
 	r := rand.New(rand.NewPCG(1, 1))
 	xs := make([]float32, n*d)
@@ -41,12 +41,12 @@ func benchHead(b *testing.B, mk func(c, d int) Head) {
 // benchGraph builds h's loss on x and w (nil for the pair losses) with the
 // gradients of both, then times forward and backward runs, reporting
 // samples/s for batches of n.
-func benchGraph(b *testing.B, h Head, x, w *gorgonia.Node, lab *Labels, n int) {
+func benchGraph(b *testing.B, h Loss, x, w *gorgonia.Node, lab *Labels, n int) {
 	learn := gorgonia.Nodes{x}
 	if w != nil {
 		learn = append(learn, w)
 	}
-	cost, err := h.Loss(x, w, lab)
+	cost, err := h.Build(x, w, lab)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -66,23 +66,23 @@ func benchGraph(b *testing.B, h Head, x, w *gorgonia.Node, lab *Labels, n int) {
 }
 
 func BenchmarkSoftmax(b *testing.B) {
-	benchHead(b, func(int, int) Head { return NewSoftmax() })
+	benchLoss(b, func(int, int) Loss { return NewSoftmax() })
 }
 
 func BenchmarkArcFace(b *testing.B) {
-	benchHead(b, func(int, int) Head { h, _ := NewArcFace(DefaultScale, DefaultArcFaceMargin, false); return h })
+	benchLoss(b, func(int, int) Loss { h, _ := NewArcFace(DefaultScale, DefaultArcFaceMargin, false); return h })
 }
 
 func BenchmarkCosFace(b *testing.B) {
-	benchHead(b, func(int, int) Head { h, _ := NewCosFace(DefaultScale, DefaultCosFaceMargin); return h })
+	benchLoss(b, func(int, int) Loss { h, _ := NewCosFace(DefaultScale, DefaultCosFaceMargin); return h })
 }
 
 func BenchmarkSphereFace(b *testing.B) {
-	benchHead(b, func(int, int) Head { h, _ := NewSphereFace(DefaultSphereFaceM, 5); return h })
+	benchLoss(b, func(int, int) Loss { h, _ := NewSphereFace(DefaultSphereFaceM, 5); return h })
 }
 
 func BenchmarkCenterLoss(b *testing.B) {
-	benchHead(b, func(c, d int) Head {
+	benchLoss(b, func(c, d int) Loss {
 		centers := make([][]float64, c)
 		for i := range centers {
 			centers[i] = make([]float64, d)
@@ -93,5 +93,5 @@ func BenchmarkCenterLoss(b *testing.B) {
 }
 
 func BenchmarkCombined(b *testing.B) {
-	benchHead(b, func(int, int) Head { h, _ := NewCombined(DefaultScale, 1, 0.3, 0.2); return h })
+	benchLoss(b, func(int, int) Loss { h, _ := NewCombined(DefaultScale, 1, 0.3, 0.2); return h })
 }

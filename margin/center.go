@@ -40,17 +40,17 @@ func NewCenterLoss(lambda float64, centers [][]float64) (*CenterLoss, error) {
 	return &CenterLoss{lambda: lambda, centers: centers}, nil
 }
 
-// Name implements Head.
+// Name implements Loss.
 func (*CenterLoss) Name() string { return "center" }
 
-// Params implements Head.
+// Params implements Loss.
 func (h *CenterLoss) Params() map[string]float64 { return map[string]float64{"lambda": h.lambda} }
 
 // Centers returns the centres the head reads (not a copy).
 func (h *CenterLoss) Centers() [][]float64 { return h.centers }
 
-// Loss implements Head.
-func (h *CenterLoss) Loss(x, w *gorgonia.Node, labels *Labels) (*gorgonia.Node, error) {
+// Build implements Loss.
+func (h *CenterLoss) Build(x, w *gorgonia.Node, labels *Labels) (*gorgonia.Node, error) {
 	if err := checkNodes(x, w, labels); err != nil {
 		return nil, err
 	}

@@ -12,10 +12,10 @@
 // SoftTriple (Qian et al. 2019). WeightRows says how many rows of w a loss
 // reads; CheckBatch whether it is defined on a batch's labels.
 //
-// A Head adds its mean loss over a batch to the graph that holds the features
+// A Loss adds its mean over a batch to the graph that holds the features
 // x (N×D) and the class weights w (C×D); the batch's labels live in a Labels
 // value the graph reads at run time, so one graph serves every batch. The
-// heads are built from a few custom gorgonia ops (row normalisation, a matrix
+// losses are built from a few custom gorgonia ops (row normalisation, a matrix
 // product on gonum or, with -tags openblas, OpenBLAS (see GEMMBackend), label
 // picks, a stable softmax cross-entropy, the margin functions, a clamped
 // differentiable Arccos), each with its symbolic gradient; gradients flow

@@ -17,9 +17,9 @@ import (
 // it on a tape machine. Empty or ragged input, NaN or Inf, a dimension
 // mismatch or a label out of range is an error, and so is a batch the loss is
 // not defined on (see ErrDegenerateBatch).
-func Evaluate(h Head, x, w [][]float64, labels []int) (loss float64, gradX, gradW [][]float64, err error) {
+func Evaluate(h Loss, x, w [][]float64, labels []int) (loss float64, gradX, gradW [][]float64, err error) {
 	if h == nil {
-		return 0, nil, nil, fmt.Errorf("margin: nil head")
+		return 0, nil, nil, fmt.Errorf("margin: nil loss")
 	}
 	xs, n, d, err := flatten("x", x)
 	if err != nil {
@@ -71,7 +71,7 @@ func Evaluate(h Head, x, w [][]float64, labels []int) (loss float64, gradX, grad
 			gorgonia.WithValue(tensor.New(tensor.WithShape(c, d), tensor.WithBacking(ws))))
 		learn = append(learn, wn)
 	}
-	cost, err := h.Loss(xn, wn, lab)
+	cost, err := h.Build(xn, wn, lab)
 	if err != nil {
 		return 0, nil, nil, err
 	}

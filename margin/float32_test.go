@@ -15,7 +15,7 @@ import (
 // several batches (with the gradients zeroed between runs).
 func TestFloat32MatchesEvaluate(t *testing.T) {
 	const n, d, c = 6, 5, 4
-	for name, head := range allHeads(t, c, d) {
+	for name, head := range allLosses(t, c, d) {
 		t.Run(name, func(t *testing.T) {
 			r := rand.New(rand.NewPCG(3, 4))
 			x, w := randMat(r, n, d, 1), randMat(r, c, d, 1)
@@ -34,7 +34,7 @@ func TestFloat32MatchesEvaluate(t *testing.T) {
 			wn := gorgonia.NewMatrix(g, tensor.Float32, gorgonia.WithShape(c, d), gorgonia.WithName("w"),
 				gorgonia.WithValue(tensor.New(tensor.WithShape(c, d), tensor.WithBacking(flat32(w)))))
 			lab := NewLabels(c)
-			cost, err := head.Loss(xn, wn, lab)
+			cost, err := head.Build(xn, wn, lab)
 			if err != nil {
 				t.Fatal(err)
 			}

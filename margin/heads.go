@@ -8,19 +8,20 @@ import (
 	"gorgonia.org/tensor"
 )
 
-// Head is a classification loss over features and class weights: it builds,
-// on the graph that holds x (N×D features) and w (C×D class weights), the
-// mean loss over the batch, reading the batch's labels from labels at run
-// time. The same graph serves training (float32) and Evaluate (float64).
-type Head interface {
-	// Name returns the loss's short name: "softmax", "arcface", "cosface",
-	// "sphereface", "center" or "combined".
+// Loss is a training loss over a batch of features and, for the
+// classification and proxy losses, class weights or proxies: it builds, on
+// the graph that holds x (N×D features) and w (WeightRows(l, C)×D, nil for
+// the pair losses), the mean loss over the batch, reading the batch's labels
+// from labels at run time. The same graph serves training (float32) and
+// Evaluate (float64).
+type Loss interface {
+	// Name returns the loss's short name ("arcface", "triplet", "proxyanchor", ...).
 	Name() string
 	// Params returns the hyper-parameters, by name, for the record.
 	Params() map[string]float64
-	// Loss adds the head's mean loss over the batch to x's graph and returns
-	// the scalar node. labels must range over w's rows.
-	Loss(x, w *gorgonia.Node, labels *Labels) (*gorgonia.Node, error)
+	// Build adds the mean loss over the batch to x's graph and returns the
+	// scalar node. labels must range over the classes of w's rows.
+	Build(x, w *gorgonia.Node, labels *Labels) (*gorgonia.Node, error)
 }
 
 // Paper defaults (see REFERENCE.md and the papers cited on each head).
@@ -135,14 +136,14 @@ type Softmax struct{}
 // NewSoftmax returns the plain softmax head.
 func NewSoftmax() *Softmax { return &Softmax{} }
 
-// Name implements Head.
+// Name implements Loss.
 func (*Softmax) Name() string { return "softmax" }
 
-// Params implements Head.
+// Params implements Loss.
 func (*Softmax) Params() map[string]float64 { return map[string]float64{} }
 
-// Loss implements Head.
-func (*Softmax) Loss(x, w *gorgonia.Node, labels *Labels) (*gorgonia.Node, error) {
+// Build implements Loss.
+func (*Softmax) Build(x, w *gorgonia.Node, labels *Labels) (*gorgonia.Node, error) {
 	if err := checkNodes(x, w, labels); err != nil {
 		return nil, err
 	}
@@ -173,10 +174,10 @@ func NewArcFace(s, m float64, easyMargin bool) (*ArcFace, error) {
 	return &ArcFace{s: s, m: m, easyMargin: easyMargin}, nil
 }
 
-// Name implements Head.
+// Name implements Loss.
 func (*ArcFace) Name() string { return "arcface" }
 
-// Params implements Head.
+// Params implements Loss.
 func (h *ArcFace) Params() map[string]float64 {
 	e := 0.0
 	if h.easyMargin {
@@ -204,8 +205,8 @@ func ArcFacePhi(c, m float64, easyMargin bool) (phi, dphi float64) {
 	return c*cm - s*sm, cm + c/max(s, 1e-6)*sm
 }
 
-// Loss implements Head.
-func (h *ArcFace) Loss(x, w *gorgonia.Node, labels *Labels) (*gorgonia.Node, error) {
+// Build implements Loss.
+func (h *ArcFace) Build(x, w *gorgonia.Node, labels *Labels) (*gorgonia.Node, error) {
 	if err := checkNodes(x, w, labels); err != nil {
 		return nil, err
 	}
@@ -237,14 +238,14 @@ func NewCosFace(s, m float64) (*CosFace, error) {
 	return &CosFace{s: s, m: m}, nil
 }
 
-// Name implements Head.
+// Name implements Loss.
 func (*CosFace) Name() string { return "cosface" }
 
-// Params implements Head.
+// Params implements Loss.
 func (h *CosFace) Params() map[string]float64 { return map[string]float64{"s": h.s, "m": h.m} }
 
-// Loss implements Head.
-func (h *CosFace) Loss(x, w *gorgonia.Node, labels *Labels) (*gorgonia.Node, error) {
+// Build implements Loss.
+func (h *CosFace) Build(x, w *gorgonia.Node, labels *Labels) (*gorgonia.Node, error) {
 	if err := checkNodes(x, w, labels); err != nil {
 		return nil, err
 	}
@@ -277,16 +278,16 @@ func NewCombined(s, m1, m2, m3 float64) (*Combined, error) {
 	return &Combined{s: s, m1: m1, m2: m2, m3: m3}, nil
 }
 
-// Name implements Head.
+// Name implements Loss.
 func (*Combined) Name() string { return "combined" }
 
-// Params implements Head.
+// Params implements Loss.
 func (h *Combined) Params() map[string]float64 {
 	return map[string]float64{"s": h.s, "m1": h.m1, "m2": h.m2, "m3": h.m3}
 }
 
-// Loss implements Head.
-func (h *Combined) Loss(x, w *gorgonia.Node, labels *Labels) (*gorgonia.Node, error) {
+// Build implements Loss.
+func (h *Combined) Build(x, w *gorgonia.Node, labels *Labels) (*gorgonia.Node, error) {
 	if err := checkNodes(x, w, labels); err != nil {
 		return nil, err
 	}

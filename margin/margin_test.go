@@ -17,11 +17,11 @@ func randMat(r *rand.Rand, n, d int, scale float64) [][]float64 {
 	return m
 }
 
-func allHeads(t testing.TB, c, d int) map[string]Head {
+func allLosses(t testing.TB, c, d int) map[string]Loss {
 	t.Helper()
-	must := mustHead(t)
+	must := mustLoss(t)
 	r := rand.New(rand.NewPCG(7, 7))
-	return map[string]Head{
+	return map[string]Loss{
 		"softmax":      NewSoftmax(),
 		"arcface":      must(NewArcFace(8, 0.5, false)),
 		"arcface-easy": must(NewArcFace(8, 0.5, true)),
@@ -47,7 +47,7 @@ func clone(m [][]float64) [][]float64 {
 // respect to x and w against central differences of its float64 loss.
 func TestGradientFiniteDifference(t *testing.T) {
 	const n, d, c = 6, 5, 4
-	for name, head := range allHeads(t, c, d) {
+	for name, head := range allLosses(t, c, d) {
 		t.Run(name, func(t *testing.T) {
 			r := rand.New(rand.NewPCG(1, 2))
 			x, w := randMat(r, n, d, 1), randMat(r, c, d, 1)
@@ -97,7 +97,7 @@ func TestParallelRowsMatchSerial(t *testing.T) {
 // the pair losses) of head's loss with central differences (step 10⁻⁶,
 // tolerance 10⁻⁵ relative) and returns how many gradient entries are
 // non-zero.
-func checkFiniteDifferences(t *testing.T, head Head, x, w [][]float64, labels []int, gx, gw [][]float64) int {
+func checkFiniteDifferences(t *testing.T, head Loss, x, w [][]float64, labels []int, gx, gw [][]float64) int {
 	t.Helper()
 	const h = 1e-6
 	nonzero := 0
@@ -133,10 +133,10 @@ func checkFiniteDifferences(t *testing.T, head Head, x, w [][]float64, labels []
 	return nonzero
 }
 
-// mustHead returns a function that unwraps a constructor's (Head, error),
+// mustLoss returns a function that unwraps a constructor's (Loss, error),
 // failing tb on an error.
-func mustHead(tb testing.TB) func(Head, error) Head {
-	return func(h Head, err error) Head {
+func mustLoss(tb testing.TB) func(Loss, error) Loss {
+	return func(h Loss, err error) Loss {
 		tb.Helper()
 		if err != nil {
 			tb.Fatal(err)

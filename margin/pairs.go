@@ -66,18 +66,18 @@ func NewContrastive(posMargin, negMargin float64) (*Contrastive, error) {
 	return &Contrastive{mp: posMargin, mn: negMargin}, nil
 }
 
-// Name implements Head.
+// Name implements Loss.
 func (*Contrastive) Name() string { return "contrastive" }
 
-// Params implements Head.
+// Params implements Loss.
 func (h *Contrastive) Params() map[string]float64 {
 	return map[string]float64{"pos_margin": h.mp, "neg_margin": h.mn}
 }
 
 func (*Contrastive) weightRows(int) int { return 0 }
 
-// Loss implements Head; w must be nil.
-func (h *Contrastive) Loss(x, w *gorgonia.Node, labels *Labels) (*gorgonia.Node, error) {
+// Build implements Loss; w must be nil.
+func (h *Contrastive) Build(x, w *gorgonia.Node, labels *Labels) (*gorgonia.Node, error) {
 	return pairLoss(h.Name(), fmt.Sprintf("%v,%v", h.mp, h.mn), x, w, labels, h.eval)
 }
 
@@ -182,18 +182,18 @@ func NewTriplet(m float64, mining Mining) (*Triplet, error) {
 	return &Triplet{m: m, mining: mining}, nil
 }
 
-// Name implements Head.
+// Name implements Loss.
 func (*Triplet) Name() string { return "triplet" }
 
-// Params implements Head; mining is 0 (all), 1 (hard) or 2 (semi-hard).
+// Params implements Loss; mining is 0 (all), 1 (hard) or 2 (semi-hard).
 func (h *Triplet) Params() map[string]float64 {
 	return map[string]float64{"margin": h.m, "mining": float64(h.mining)}
 }
 
 func (*Triplet) weightRows(int) int { return 0 }
 
-// Loss implements Head; w must be nil.
-func (h *Triplet) Loss(x, w *gorgonia.Node, labels *Labels) (*gorgonia.Node, error) {
+// Build implements Loss; w must be nil.
+func (h *Triplet) Build(x, w *gorgonia.Node, labels *Labels) (*gorgonia.Node, error) {
 	return pairLoss(h.Name(), fmt.Sprintf("%v,%v", h.m, h.mining), x, w, labels, h.eval)
 }
 
@@ -341,16 +341,16 @@ func NewNPair(variant NPairVariant) (*NPair, error) {
 	return &NPair{variant: variant}, nil
 }
 
-// Name implements Head.
+// Name implements Loss.
 func (*NPair) Name() string { return "npair" }
 
-// Params implements Head; variant is 0 (mc) or 1 (ovo).
+// Params implements Loss; variant is 0 (mc) or 1 (ovo).
 func (h *NPair) Params() map[string]float64 { return map[string]float64{"variant": float64(h.variant)} }
 
 func (*NPair) weightRows(int) int { return 0 }
 
-// Loss implements Head; w must be nil.
-func (h *NPair) Loss(x, w *gorgonia.Node, labels *Labels) (*gorgonia.Node, error) {
+// Build implements Loss; w must be nil.
+func (h *NPair) Build(x, w *gorgonia.Node, labels *Labels) (*gorgonia.Node, error) {
 	return pairLoss(h.Name(), h.variant.String(), x, w, labels, h.eval)
 }
 
@@ -463,16 +463,16 @@ func NewLiftedStructure(m float64) (*LiftedStructure, error) {
 	return &LiftedStructure{m: m}, nil
 }
 
-// Name implements Head.
+// Name implements Loss.
 func (*LiftedStructure) Name() string { return "lifted" }
 
-// Params implements Head.
+// Params implements Loss.
 func (h *LiftedStructure) Params() map[string]float64 { return map[string]float64{"margin": h.m} }
 
 func (*LiftedStructure) weightRows(int) int { return 0 }
 
-// Loss implements Head; w must be nil.
-func (h *LiftedStructure) Loss(x, w *gorgonia.Node, labels *Labels) (*gorgonia.Node, error) {
+// Build implements Loss; w must be nil.
+func (h *LiftedStructure) Build(x, w *gorgonia.Node, labels *Labels) (*gorgonia.Node, error) {
 	return pairLoss(h.Name(), fmt.Sprint(h.m), x, w, labels, h.eval)
 }
 
@@ -575,18 +575,18 @@ func NewMultiSimilarity(alpha, beta, m float64) (*MultiSimilarity, error) {
 	return &MultiSimilarity{alpha: alpha, beta: beta, m: m}, nil
 }
 
-// Name implements Head.
+// Name implements Loss.
 func (*MultiSimilarity) Name() string { return "multisimilarity" }
 
-// Params implements Head.
+// Params implements Loss.
 func (h *MultiSimilarity) Params() map[string]float64 {
 	return map[string]float64{"alpha": h.alpha, "beta": h.beta, "margin": h.m, "mining": h.eps}
 }
 
 func (*MultiSimilarity) weightRows(int) int { return 0 }
 
-// Loss implements Head; w must be nil.
-func (h *MultiSimilarity) Loss(x, w *gorgonia.Node, labels *Labels) (*gorgonia.Node, error) {
+// Build implements Loss; w must be nil.
+func (h *MultiSimilarity) Build(x, w *gorgonia.Node, labels *Labels) (*gorgonia.Node, error) {
 	return pairLoss(h.Name(), fmt.Sprintf("%v,%v,%v,%v", h.alpha, h.beta, h.m, h.eps), x, w, labels, h.eval)
 }
 

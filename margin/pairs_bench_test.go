@@ -13,7 +13,7 @@ import (
 // (N = 128) of dimension D = 512: the gradient with respect to x and, for the
 // proxy losses, to the WeightRows(h, classes) proxies. The batch's
 // identities are 32 distinct classes drawn from the given number of classes.
-func benchMetric(b *testing.B, h Head, classes int) {
+func benchMetric(b *testing.B, h Loss, classes int) {
 	const p, k, d = 32, 4, 512
 	const n = p * k
 	r := rand.New(rand.NewPCG(2, 2))
@@ -50,10 +50,10 @@ func benchMetric(b *testing.B, h Head, classes int) {
 // BenchmarkPairLosses times each pair loss at N = 128 (32 identities × 4
 // photos), D = 512, with its default hyper-parameters.
 func BenchmarkPairLosses(b *testing.B) {
-	must := mustHead(b)
+	must := mustLoss(b)
 	heads := []struct {
 		name string
-		head Head
+		head Loss
 	}{
 		{"contrastive", must(NewContrastive(DefaultContrastivePosMargin, DefaultContrastiveNegMargin))},
 		{"triplet-all", must(NewTriplet(DefaultTripletMargin, MineAll))},
@@ -74,10 +74,10 @@ func BenchmarkPairLosses(b *testing.B) {
 // class: 8 000 rows), with the gradients of x and of the proxies.
 func BenchmarkProxyLosses(b *testing.B) {
 	const classes = 4000
-	must := mustHead(b)
+	must := mustLoss(b)
 	heads := []struct {
 		name string
-		head Head
+		head Loss
 	}{
 		{"proxynca", must(NewProxyNCA(DefaultProxyNCAScale))},
 		{"proxyanchor", must(NewProxyAnchor(DefaultProxyAnchorAlpha, DefaultProxyAnchorMargin))},

@@ -8,12 +8,12 @@ import (
 	"testing"
 )
 
-// metricHeads returns every pair and proxy loss, with hyper-parameters that
+// metricLosses returns every pair and proxy loss, with hyper-parameters that
 // keep all their terms active on small random batches.
-func metricHeads(t testing.TB) map[string]Head {
+func metricLosses(t testing.TB) map[string]Loss {
 	t.Helper()
-	must := mustHead(t)
-	return map[string]Head{
+	must := mustLoss(t)
+	return map[string]Loss{
 		"contrastive":       must(NewContrastive(0.8, 0.1)),
 		"triplet-all":       must(NewTriplet(0.5, MineAll)),
 		"triplet-hard":      must(NewTriplet(0.5, MineHard)),
@@ -22,7 +22,7 @@ func metricHeads(t testing.TB) map[string]Head {
 		"npair-ovo":         must(NewNPair(NPairOVO)),
 		"lifted":            must(NewLiftedStructure(1)),
 		"multisimilarity":   must(NewMultiSimilarity(2, 10, 0.3)),
-		"multisimilarity-mined": func() Head {
+		"multisimilarity-mined": func() Loss {
 			h, err := NewMultiSimilarity(2, 10, 0.3)
 			if err == nil {
 				h, err = h.WithMining(0.3)
@@ -39,7 +39,7 @@ func metricHeads(t testing.TB) map[string]Head {
 
 // weightsFor returns random weights of the shape h reads for c classes (nil
 // for the pair losses).
-func weightsFor(r *rand.Rand, h Head, c, d int) [][]float64 {
+func weightsFor(r *rand.Rand, h Loss, c, d int) [][]float64 {
 	rows := WeightRows(h, c)
 	if rows == 0 {
 		return nil
@@ -54,7 +54,7 @@ func weightsFor(r *rand.Rand, h Head, c, d int) [][]float64 {
 func TestMetricGradientFiniteDifference(t *testing.T) {
 	const d, c = 5, 4
 	labels := []int{0, 0, 1, 1, 2, 2, 0, 1}
-	for name, head := range metricHeads(t) {
+	for name, head := range metricLosses(t) {
 		t.Run(name, func(t *testing.T) {
 			r := rand.New(rand.NewPCG(3, 4))
 			x, w := randMat(r, len(labels), d, 1), weightsFor(r, head, c, d)
@@ -92,7 +92,7 @@ func TestDegenerateBatches(t *testing.T) {
 		"proxynca": {false, false}, "proxyanchor": {false, false},
 		"softtriple": {false, false}, "softtriple-k1": {false, false}, "softtriple-default": {false, false},
 	}
-	for name, head := range metricHeads(t) {
+	for name, head := range metricLosses(t) {
 		for k, labels := range [][]int{noPositive, oneClass} {
 			w := weightsFor(r, head, 4, 3)
 			loss, gx, _, err := Evaluate(head, x, w, labels)
@@ -109,7 +109,7 @@ func TestDegenerateBatches(t *testing.T) {
 	}
 	// A single sample has no pair at all.
 	for _, name := range []string{"contrastive", "multisimilarity"} {
-		if _, _, _, err := Evaluate(metricHeads(t)[name], x[:1], nil, []int{0}); !errors.Is(err, ErrDegenerateBatch) {
+		if _, _, _, err := Evaluate(metricLosses(t)[name], x[:1], nil, []int{0}); !errors.Is(err, ErrDegenerateBatch) {
 			t.Errorf("%s on one sample: error %v", name, err)
 		}
 	}
@@ -117,24 +117,24 @@ func TestDegenerateBatches(t *testing.T) {
 
 // TestMetricBadArguments checks the constructors' and Evaluate's refusals.
 func TestMetricBadArguments(t *testing.T) {
-	bad := []func() (Head, error){
-		func() (Head, error) { return NewContrastive(1.5, 0.5) },
-		func() (Head, error) { return NewContrastive(math.NaN(), 0.5) },
-		func() (Head, error) { return NewTriplet(-0.1, MineAll) },
-		func() (Head, error) { return NewTriplet(0.1, Mining(7)) },
-		func() (Head, error) { return NewNPair(NPairVariant(3)) },
-		func() (Head, error) { return NewLiftedStructure(math.Inf(1)) },
-		func() (Head, error) { return NewMultiSimilarity(0, 50, 0.5) },
-		func() (Head, error) { return NewMultiSimilarity(2, 50, 2) },
-		func() (Head, error) {
+	bad := []func() (Loss, error){
+		func() (Loss, error) { return NewContrastive(1.5, 0.5) },
+		func() (Loss, error) { return NewContrastive(math.NaN(), 0.5) },
+		func() (Loss, error) { return NewTriplet(-0.1, MineAll) },
+		func() (Loss, error) { return NewTriplet(0.1, Mining(7)) },
+		func() (Loss, error) { return NewNPair(NPairVariant(3)) },
+		func() (Loss, error) { return NewLiftedStructure(math.Inf(1)) },
+		func() (Loss, error) { return NewMultiSimilarity(0, 50, 0.5) },
+		func() (Loss, error) { return NewMultiSimilarity(2, 50, 2) },
+		func() (Loss, error) {
 			h, _ := NewMultiSimilarity(2, 50, 0.5)
 			return h.WithMining(-0.1)
 		},
-		func() (Head, error) { return NewProxyNCA(0) },
-		func() (Head, error) { return NewProxyAnchor(-1, 0.1) },
-		func() (Head, error) { return NewSoftTriple(0, 0.1, 20, 0.01, 0.2) },
-		func() (Head, error) { return NewSoftTriple(2, 0, 20, 0.01, 0.2) },
-		func() (Head, error) { return NewSoftTriple(2, 0.1, 20, 0.01, -1) },
+		func() (Loss, error) { return NewProxyNCA(0) },
+		func() (Loss, error) { return NewProxyAnchor(-1, 0.1) },
+		func() (Loss, error) { return NewSoftTriple(0, 0.1, 20, 0.01, 0.2) },
+		func() (Loss, error) { return NewSoftTriple(2, 0, 20, 0.01, 0.2) },
+		func() (Loss, error) { return NewSoftTriple(2, 0.1, 20, 0.01, -1) },
 	}
 	for i, f := range bad {
 		if _, err := f(); err == nil {

@@ -16,7 +16,7 @@ func polar(r, a float64) []float64 { return []float64{r * math.Cos(a), r * math.
 // Every similarity is a cosine of two angles (or, in 3-d, of axis-aligned
 // vectors), so the expected values are exact up to rounding.
 func TestMetricHandValues(t *testing.T) {
-	mustH := mustHead(t)
+	mustH := mustLoss(t)
 	c, exp, log, hinge := math.Cos, math.Exp, math.Log, func(v float64) float64 { return math.Max(0, v) }
 	pi := math.Pi
 
@@ -92,7 +92,7 @@ func TestMetricHandValues(t *testing.T) {
 
 	tests := []struct {
 		name   string
-		head   Head
+		head   Loss
 		x, w   [][]float64
 		labels []int
 		want   float64
@@ -207,12 +207,12 @@ func TestMetricHandValues(t *testing.T) {
 // batch with one active pair moves only that pair's rows, along the cosine's
 // gradient.
 func TestMetricZeroGradients(t *testing.T) {
-	mustH := mustHead(t)
+	mustH := mustLoss(t)
 	// Labels 0 0 1 1 at angles 0, 0.2, 2, 2.3: positives at cosine ≥ 0.95,
 	// negatives at cosine < 0.
 	x := [][]float64{polar(1, 0), polar(2, 0.2), polar(0.5, 2), polar(1, 2.3)}
 	y := []int{0, 0, 1, 1}
-	for name, h := range map[string]Head{
+	for name, h := range map[string]Loss{
 		"contrastive":       mustH(NewContrastive(0.9, 0.3)),
 		"triplet-all":       mustH(NewTriplet(0.1, MineAll)),
 		"triplet-hard":      mustH(NewTriplet(0.1, MineHard)),
@@ -261,7 +261,7 @@ func TestMetricScaleInvariance(t *testing.T) {
 	const d, c = 5, 4
 	labels := []int{0, 0, 1, 1, 2, 2, 0, 1}
 	scales := map[int]float64{0: 0.2, 3: 7.5}
-	for name, head := range metricHeads(t) {
+	for name, head := range metricLosses(t) {
 		t.Run(name, func(t *testing.T) {
 			r := rand.New(rand.NewPCG(5, 6))
 			x, w := randMat(r, len(labels), d, 1), weightsFor(r, head, c, d)

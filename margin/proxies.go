@@ -77,14 +77,14 @@ func NewProxyNCA(scale float64) (*ProxyNCA, error) {
 	return &ProxyNCA{scale: scale}, nil
 }
 
-// Name implements Head.
+// Name implements Loss.
 func (*ProxyNCA) Name() string { return "proxynca" }
 
-// Params implements Head.
+// Params implements Loss.
 func (h *ProxyNCA) Params() map[string]float64 { return map[string]float64{"scale": h.scale} }
 
-// Loss implements Head; w holds one proxy per class.
-func (h *ProxyNCA) Loss(x, w *gorgonia.Node, labels *Labels) (*gorgonia.Node, error) {
+// Build implements Loss; w holds one proxy per class.
+func (h *ProxyNCA) Build(x, w *gorgonia.Node, labels *Labels) (*gorgonia.Node, error) {
 	if labels != nil && labels.Classes() < 2 {
 		return nil, fmt.Errorf("margin: proxynca needs at least two classes, got %d", labels.Classes())
 	}
@@ -142,16 +142,16 @@ func NewProxyAnchor(alpha, delta float64) (*ProxyAnchor, error) {
 	return &ProxyAnchor{alpha: alpha, delta: delta}, nil
 }
 
-// Name implements Head.
+// Name implements Loss.
 func (*ProxyAnchor) Name() string { return "proxyanchor" }
 
-// Params implements Head.
+// Params implements Loss.
 func (h *ProxyAnchor) Params() map[string]float64 {
 	return map[string]float64{"alpha": h.alpha, "margin": h.delta}
 }
 
-// Loss implements Head; w holds one proxy per class.
-func (h *ProxyAnchor) Loss(x, w *gorgonia.Node, labels *Labels) (*gorgonia.Node, error) {
+// Build implements Loss; w holds one proxy per class.
+func (h *ProxyAnchor) Build(x, w *gorgonia.Node, labels *Labels) (*gorgonia.Node, error) {
 	return proxyLoss(h.Name(), fmt.Sprintf("%v,%v", h.alpha, h.delta), x, w, labels, 1, h.eval)
 }
 
@@ -243,10 +243,10 @@ func NewSoftTriple(k int, gamma, lambda, delta, tau float64) (*SoftTriple, error
 	return &SoftTriple{k: k, gamma: gamma, lambda: lambda, delta: delta, tau: tau}, nil
 }
 
-// Name implements Head.
+// Name implements Loss.
 func (*SoftTriple) Name() string { return "softtriple" }
 
-// Params implements Head.
+// Params implements Loss.
 func (h *SoftTriple) Params() map[string]float64 {
 	return map[string]float64{"k": float64(h.k), "gamma": h.gamma, "lambda": h.lambda, "delta": h.delta, "tau": h.tau}
 }
@@ -256,8 +256,8 @@ func (h *SoftTriple) K() int { return h.k }
 
 func (h *SoftTriple) weightRows(classes int) int { return classes * h.k }
 
-// Loss implements Head; w holds K centres per class.
-func (h *SoftTriple) Loss(x, w *gorgonia.Node, labels *Labels) (*gorgonia.Node, error) {
+// Build implements Loss; w holds K centres per class.
+func (h *SoftTriple) Build(x, w *gorgonia.Node, labels *Labels) (*gorgonia.Node, error) {
 	if err := checkProxies(h.Name(), x, w, labels, h.k); err != nil {
 		return nil, err
 	}

@@ -255,7 +255,7 @@ func checkProxies(name string, x, w *gorgonia.Node, labels *Labels, k int) error
 // or an error wrapping ErrDegenerateBatch that says what the batch lacks.
 // Evaluate calls it before running the graph; a training loop that draws its
 // own batches can call it to skip or redraw one.
-func CheckBatch(h Head, labels []int) error {
+func CheckBatch(h Loss, labels []int) error {
 	if len(labels) == 0 {
 		return fmt.Errorf("margin: empty batch")
 	}
@@ -283,11 +283,11 @@ func hasTriplet(y []int) bool {
 	return false
 }
 
-// WeightRows returns how many rows of w a head reads for the given number of
+// WeightRows returns how many rows of w a loss reads for the given number of
 // classes: one per class for the classification heads, ProxyNCA and Proxy
 // Anchor, K per class for SoftTriple, none for the pair losses (contrastive,
 // triplet, N-pair, lifted structure, multi-similarity), which take w = nil.
-func WeightRows(h Head, classes int) int {
+func WeightRows(h Loss, classes int) int {
 	if r, ok := h.(interface{ weightRows(int) int }); ok {
 		return r.weightRows(classes)
 	}

@@ -44,10 +44,10 @@ func (h *SphereFace) SetLambda(lambda float64) error {
 // Lambda returns the current λ.
 func (h *SphereFace) Lambda() float64 { return h.lambda }
 
-// Name implements Head.
+// Name implements Loss.
 func (*SphereFace) Name() string { return "sphereface" }
 
-// Params implements Head.
+// Params implements Loss.
 func (h *SphereFace) Params() map[string]float64 {
 	return map[string]float64{"m": float64(h.m), "lambda": h.lambda}
 }
@@ -81,8 +81,8 @@ func SpherePsi(m int, c float64) (psi, dpsi float64) {
 	return t - 2*float64(k), dt
 }
 
-// Loss implements Head.
-func (h *SphereFace) Loss(x, w *gorgonia.Node, labels *Labels) (*gorgonia.Node, error) {
+// Build implements Loss.
+func (h *SphereFace) Build(x, w *gorgonia.Node, labels *Labels) (*gorgonia.Node, error) {
 	if err := checkNodes(x, w, labels); err != nil {
 		return nil, err
 	}

@@ -27,11 +27,11 @@ func unit(a float64) []float64 { return []float64{math.Cos(a), math.Sin(a)} }
 // SphereFace and the unnormalised heads see), W_0 at angle θ from x and W_1
 // orthogonal to x (cos θ_1 = 0).
 func TestHandValues(t *testing.T) {
-	mustH := mustHead(t)
+	mustH := mustLoss(t)
 	x := [][]float64{{2, 0}}
 	tests := []struct {
 		name  string
-		head  Head
+		head  Loss
 		theta float64
 		w0    float64 // |W_0|, seen by softmax and center loss only
 		want  float64
@@ -79,7 +79,7 @@ func TestCombinedMatchesArcFaceAndCosFace(t *testing.T) {
 	cmbArc, _ := NewCombined(16, 1, 0.5, 0)
 	cos, _ := NewCosFace(16, 0.35)
 	cmbCos, _ := NewCombined(16, 1, 0, 0.35)
-	for _, p := range [][2]Head{{arc, cmbArc}, {cos, cmbCos}} {
+	for _, p := range [][2]Loss{{arc, cmbArc}, {cos, cmbCos}} {
 		l1, gx1, gw1, err := Evaluate(p[0], x, w, labels)
 		if err != nil {
 			t.Fatal(err)
@@ -303,7 +303,7 @@ func TestBadArguments(t *testing.T) {
 	nan, inf := math.NaN(), math.Inf(1)
 	x := [][]float64{{1, 0}, {0, 1}}
 	w := [][]float64{{1, 0}, {0, 1}, {1, 1}}
-	for name, head := range allHeads(t, 3, 2) {
+	for name, head := range allLosses(t, 3, 2) {
 		cases := []struct {
 			name   string
 			x, w   [][]float64
@@ -336,7 +336,7 @@ func TestBadArguments(t *testing.T) {
 		t.Errorf("centres for 2 classes on 3: %v", err)
 	}
 	if _, _, _, err := Evaluate(nil, x, w, []int{0, 1}); err == nil {
-		t.Error("nil head accepted")
+		t.Error("nil loss accepted")
 	}
 	ctors := map[string]func() error{
 		"arcface s=0":      func() error { _, err := NewArcFace(0, 0.5, false); return err },
