@@ -23,6 +23,7 @@ func commands() []*cli.Command {
 		crossvalCommand(),
 		serveCommand(),
 		apikeyCommand(),
+		cacheCommand(),
 		modelCommand(),
 	}
 }

@@ -4,6 +4,11 @@
 //
 // The cache is one bbolt file (an ACID B+tree in a single file): a crash
 // mid-write leaves either the old or the new entry, never a torn one.
+//
+// What it holds is biometric data: for every photo read, a sha256 of its
+// content (not the photo) and the backbone feature of its largest face.
+// The file is kept readable by its owner only (0600, tightened on every
+// Open), and Purge deletes it.
 package featcache
 
 import (
@@ -11,6 +16,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -39,12 +45,21 @@ func DefaultPath() string {
 	return filepath.Join(dir, "facever", "features.db")
 }
 
-// Open opens (creating if needed) the cache file at path.
+// FileMode is the cache file's permission: the owner's only, since the
+// features are biometric data.
+const FileMode os.FileMode = 0o600
+
+// Open opens (creating if needed) the cache file at path. A file that
+// exists with wider permissions (say 0644, from an older version or a
+// umask) is tightened to FileMode before anything is read from it.
 func Open(path string) (*Cache, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, err
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 30 * time.Second})
+	if err := tighten(path); err != nil {
+		return nil, err
+	}
+	db, err := bolt.Open(path, FileMode, &bolt.Options{Timeout: 30 * time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("open feature cache %s: %w", path, err)
 	}
@@ -56,6 +71,108 @@ func Open(path string) (*Cache, error) {
 		return nil, err
 	}
 	return &Cache{db: db}, nil
+}
+
+// tighten makes an existing file at path readable by its owner only.
+func tighten(path string) error {
+	st, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("feature cache %s: %w", path, err)
+	}
+	if st.Mode().Perm()&^FileMode != 0 {
+		if err := os.Chmod(path, FileMode); err != nil {
+			return fmt.Errorf("feature cache %s is readable by others (%v) and could not be tightened: %w", path, st.Mode().Perm(), err)
+		}
+	}
+	return nil
+}
+
+// Stats describes a cache file.
+type Stats struct {
+	// Path is the file.
+	Path string `json:"path"`
+	// Bytes is its size on disk.
+	Bytes int64 `json:"bytes"`
+	// Entries is how many photos it holds features of.
+	Entries int `json:"entries"`
+	// Mode is its permission bits.
+	Mode string `json:"mode"`
+}
+
+// Stat opens the cache at path read-only and counts its entries. A missing
+// file is fs.ErrNotExist; a file that is not a feature cache is an error.
+func Stat(path string) (Stats, error) {
+	db, err := openExisting(path, true)
+	if err != nil {
+		return Stats{}, err
+	}
+	defer db.Close()
+	st := Stats{Path: path}
+	err = db.View(func(tx *bolt.Tx) error {
+		st.Entries = tx.Bucket(bucket).Stats().KeyN
+		return nil
+	})
+	if fi, serr := os.Stat(path); serr == nil {
+		st.Bytes, st.Mode = fi.Size(), fi.Mode().Perm().String()
+	}
+	return st, err
+}
+
+// Purge deletes the cache file at path, after checking that it is a
+// feature cache (a file given by mistake is not removed) and that no other
+// process has it open. It returns what the file held. A missing file is
+// fs.ErrNotExist.
+func Purge(path string) (Stats, error) {
+	db, err := openExisting(path, false)
+	if err != nil {
+		return Stats{}, err
+	}
+	st := Stats{Path: path}
+	_ = db.View(func(tx *bolt.Tx) error {
+		st.Entries = tx.Bucket(bucket).Stats().KeyN
+		return nil
+	})
+	if fi, serr := os.Stat(path); serr == nil {
+		st.Bytes, st.Mode = fi.Size(), fi.Mode().Perm().String()
+	}
+	// The file is removed while this process holds its lock, so that no
+	// other process can start writing to it in between.
+	rerr := os.Remove(path)
+	if err := db.Close(); err != nil && rerr == nil {
+		rerr = err
+	}
+	if rerr != nil {
+		return Stats{}, fmt.Errorf("purge feature cache %s: %w", path, rerr)
+	}
+	return st, nil
+}
+
+// openExisting opens an existing cache file and checks that it is one.
+func openExisting(path string, readOnly bool) (*bolt.DB, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("feature cache %s: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() || fi.Size() == 0 {
+		return nil, fmt.Errorf("%s is not a feature cache (an empty or special file); not touched", path)
+	}
+	db, err := bolt.Open(path, FileMode, &bolt.Options{Timeout: 2 * time.Second, ReadOnly: readOnly})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("feature cache %s is in use by another facever process; try again when it is done", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s is not a feature cache (%v); not touched", path, err)
+	}
+	var ok bool
+	_ = db.View(func(tx *bolt.Tx) error { ok = tx.Bucket(bucket) != nil; return nil })
+	if !ok {
+		db.Close()
+		return nil, fmt.Errorf("%s is a bbolt file but not a feature cache (no %s bucket); not touched", path, bucket)
+	}
+	return db, nil
 }
 
 // Close closes the cache file.
