@@ -4,7 +4,7 @@ import (
 	"gonum.org/v1/gonum/blas"
 	"gorgonia.org/gorgonia"
 
-	"github.com/facever/facever/internal/onnxrt"
+	"github.com/facever/facever/internal/gemm"
 )
 
 // The heads spend most of their time in three matrix products of N×D by
@@ -28,7 +28,7 @@ func GEMMBackend() string { return gemmBackend }
 
 // sgemm computes c = op(a)·op(b) for row-major float32 matrices.
 var sgemm = func(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
-	onnxrt.Sgemm(transA, transB, m, n, k, 1, a, lda, b, ldb, 0, c, ldc)
+	gemm.Sgemm(transA, transB, m, n, k, 1, a, lda, b, ldb, 0, c, ldc)
 }
 
 // dgemm computes c = op(a)·op(b) for row-major float64 matrices.

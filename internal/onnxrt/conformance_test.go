@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	onnx "github.com/owulveryck/onnx-go"
+
+	"github.com/facever/facever/internal/gemm"
 )
 
 // The ONNX backend test cases as Debian's libonnx-testdata installs them.
@@ -265,15 +267,13 @@ func compareTensors(got, want *tensor) error {
 // TestConformance runs ONNX's backend test cases for every operator the
 // engine supports. Set ONNXRT_CONF_VERBOSE=1 to list each case.
 func TestConformance(t *testing.T) {
-	kernels := []bool{false}
-	if hasAVX2FMA {
-		kernels = append(kernels, true)
-	}
-	for _, asm := range kernels {
-		t.Run(fmt.Sprintf("asm=%v", asm), func(t *testing.T) {
-			old := useAsm
-			useAsm = asm
-			defer func() { useAsm = old }()
+	for _, k := range gemm.Kernels() {
+		t.Run(k.String(), func(t *testing.T) {
+			restore, err := SetKernel(k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer restore()
 			conformance(t)
 		})
 	}

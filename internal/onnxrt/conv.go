@@ -1,12 +1,16 @@
 package onnxrt
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/facever/facever/internal/gemm"
+)
 
 // Conv: grouped and depthwise 1-D and 2-D convolution. Regular groups run
 // as a GEMM per (image, group): Y_g[M_g × P] = W_g[M_g × K_g] · im2col(X_g)
 // (Chellapilla, Puri and Simard, "High Performance Convolutional Neural
 // Networks for Document Processing", 2006), where the im2col matrix is never
-// stored: packB reads it straight from the image into the packed panels.
+// stored: gemm.PackB reads it straight from the image into the packed panels.
 // Depthwise groups (one input channel each) run a direct kernel. Bias,
 // a residual Add and an activation are applied in the epilogue while the
 // tile is still in cache.
@@ -14,6 +18,10 @@ import "fmt"
 func init() {
 	compilers["Conv"] = compileConv
 }
+
+// useVec selects the AVX2 depthwise and epilogue helpers where the CPU has
+// them; tests switch it off with the Go micro-kernel to cover the Go paths.
+var useVec = hasVec
 
 type convGeom struct {
 	n, c, h, w     int // input
@@ -181,7 +189,7 @@ func compileConv(c *cctx) error {
 	P := g.oh * g.ow
 	K := g.cg * g.kh * g.kw
 	if !op.depth {
-		op.ap = make([]float32, g.group*packedASize(g.mg, K))
+		op.ap = make([]float32, g.group*gemm.PackedASize(g.mg, K))
 		if op.wConst {
 			op.packWeights()
 		}
@@ -195,16 +203,16 @@ func compileConv(c *cctx) error {
 			op.fillFn = op.fillJob
 		}
 		op.mBlocks = (g.mg + 95) / 96
-		op.mb = ((g.mg+op.mBlocks-1)/op.mBlocks + mr - 1) / mr * mr
+		op.mb = ((g.mg+op.mBlocks-1)/op.mBlocks + gemm.MR - 1) / gemm.MR * gemm.MR
 		op.mBlocks = (g.mg + op.mb - 1) / op.mb
-		op.nb = ncBlock
+		op.nb = gemm.NC
 		op.nBlocks = (P + op.nb - 1) / op.nb
-		c.p.scratchSize(kcBlock * ncBlock)
+		c.p.scratchSize(gemm.KC * gemm.NC)
 		op.jobFn = op.job
 	} else {
 		op.dw = newDWLayout(&g)
 		c.p.scratchSize(op.dw.phaseSize + op.dw.vlen)
-		op.dwPtrs = make([][]*float32, numWorkers())
+		op.dwPtrs = make([][]*float32, gemm.Workers())
 		for i := range op.dwPtrs {
 			op.dwPtrs[i] = make([]*float32, g.kh*g.kw)
 		}
@@ -217,9 +225,9 @@ func compileConv(c *cctx) error {
 func (op *convOp) packWeights() {
 	g := op.g
 	K := g.cg * g.kh * g.kw
-	sz := packedASize(g.mg, K)
+	sz := gemm.PackedASize(g.mg, K)
 	for gi := 0; gi < g.group; gi++ {
-		packA(op.ap[gi*sz:], op.w.f[gi*g.mg*K:], g.mg, K, K, 1, 1)
+		gemm.PackA(op.ap[gi*sz:], op.w.f[gi*g.mg*K:], g.mg, K, K, 1, 1)
 	}
 }
 
@@ -229,15 +237,15 @@ func (op *convOp) run() {
 		copy(op.bias, op.b.f)
 	}
 	if op.depth {
-		parallel(g.n*g.m, 1, op.dwFn)
+		gemm.Parallel(g.n*g.m, 1, op.dwFn)
 	} else {
 		if !op.wConst {
 			op.packWeights()
 		}
 		if op.phases != nil {
-			parallel(g.n*g.c, 1, op.fillFn)
+			gemm.Parallel(g.n*g.c, 1, op.fillFn)
 		}
-		parallel(g.n*g.group*op.mBlocks*op.nBlocks, 1, op.jobFn)
+		gemm.Parallel(g.n*g.group*op.mBlocks*op.nBlocks, 1, op.jobFn)
 	}
 	if op.resBc != nil {
 		op.resBc.runF(opAdd, op.y.f, op.y.f, op.res.f)
@@ -264,7 +272,7 @@ func (op *convOp) epilogue(ni, m0, m1, j0, n int) {
 			rr = op.res.f[off : off+n]
 		}
 		// the assembly path: activations of the form max(v,0)+a·min(v,0)
-		a, vec := float32(1), useAsm && op.resBc == nil
+		a, vec := float32(1), useVec && op.resBc == nil
 		switch f.kind {
 		case actRelu:
 			a = 0
@@ -308,8 +316,8 @@ func (op *convOp) job(w, lo, hi int) {
 	g := op.g
 	P := g.oh * g.ow
 	K := g.cg * g.kh * g.kw
-	asz := packedASize(g.mg, K)
-	var tmp [mr * nr]float32
+	asz := gemm.PackedASize(g.mg, K)
+	var tmp gemm.Tile
 	bbuf := op.p.scratch[w]
 	for j := lo; j < hi; j++ {
 		nbI := j % op.nBlocks
@@ -329,7 +337,7 @@ func (op *convOp) job(w, lo, hi int) {
 		if op.pointwise {
 			direct = x[j0:]
 		}
-		gemmBlock(op.ap[gi*asz:(gi+1)*asz], K, m0, m1, n, op.y.f[ybase+j0:], P, false, bbuf, &tmp,
+		gemm.Block(op.ap[gi*asz:(gi+1)*asz], K, m0, m1, n, op.y.f[ybase+j0:], P, false, bbuf, &tmp,
 			func(dst []float32, k0, kc int) { op.packIm2col(dst, x, ni*g.c+gi*g.cg, k0, kc, j0, n) }, direct, g.h*g.w)
 		op.epilogue(ni, gi*g.mg+m0, gi*g.mg+m1, j0, n)
 	}
@@ -337,7 +345,7 @@ func (op *convOp) job(w, lo, hi int) {
 
 // packIm2col packs rows [k0,k0+kc) and columns [j0,j0+n) of the im2col
 // matrix of one image and group (row k = (channel, ky, kx), column j =
-// output pixel) into nr-column panels, as packB does.
+// output pixel) into gemm.NR-column panels, as gemm.PackB does.
 func (op *convOp) packIm2col(dst, x []float32, plane0, k0, kc, j0, n int) {
 	g := op.g
 	if op.phases != nil {
@@ -345,19 +353,19 @@ func (op *convOp) packIm2col(dst, x []float32, plane0, k0, kc, j0, n int) {
 		return
 	}
 	if g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pl == 0 && g.pb == 0 && g.pr == 0 {
-		packB(dst, x, k0, kc, j0, n, g.h*g.w, 1)
+		gemm.PackB(dst, x, k0, kc, j0, n, g.h*g.w, 1)
 		return
 	}
 	khw := g.kh * g.kw
-	panels := (n + nr - 1) / nr
-	pstride := kc * nr // floats between panels
+	panels := (n + gemm.NR - 1) / gemm.NR
+	pstride := kc * gemm.NR // floats between panels
 	for k := 0; k < kc; k++ {
 		kk := k0 + k
 		ci := kk / khw
 		ky := (kk % khw) / g.kw
 		kx := kk % g.kw
 		plane := x[ci*g.h*g.w : (ci+1)*g.h*g.w]
-		d := dst[k*nr:]
+		d := dst[k*gemm.NR:]
 		// walk the columns in runs along one output row
 		for jj := 0; jj < n; {
 			j := j0 + jj
@@ -387,9 +395,9 @@ func (op *convOp) packIm2col(dst, x []float32, plane0, k0, kc, j0, n int) {
 			} else {
 				p := ix + lo*g.sw
 				for t := jj + lo; t < jj+hi; {
-					off := t & (nr - 1)
-					c := min(nr-off, jj+hi-t)
-					dd := d[(t/nr)*pstride+off : (t/nr)*pstride+off+c]
+					off := t & (gemm.NR - 1)
+					c := min(gemm.NR-off, jj+hi-t)
+					dd := d[(t/gemm.NR)*pstride+off : (t/gemm.NR)*pstride+off+c]
 					src := row[p : p+(c-1)*g.sw+1]
 					for i := range dd {
 						dd[i] = src[i*g.sw]
@@ -401,7 +409,7 @@ func (op *convOp) packIm2col(dst, x []float32, plane0, k0, kc, j0, n int) {
 			zeroRun(d, pstride, jj+hi, run-hi)
 			jj += run
 		}
-		for t := n; t < panels*nr; t++ {
+		for t := n; t < panels*gemm.NR; t++ {
 			d[(t>>4)*pstride+t&15] = 0
 		}
 	}
@@ -424,8 +432,8 @@ func (op *convOp) packPhased(dst []float32, plane0, k0, kc, j0, n int) {
 	l := op.phases
 	ps := l.hph * l.wph
 	khw := g.kh * g.kw
-	panels := (n + nr - 1) / nr
-	pstride := kc * nr
+	panels := (n + gemm.NR - 1) / gemm.NR
+	pstride := kc * gemm.NR
 	for k := 0; k < kc; k++ {
 		kk := k0 + k
 		ci := kk / khw
@@ -435,7 +443,7 @@ func (op *convOp) packPhased(dst []float32, plane0, k0, kc, j0, n int) {
 		py, dy := (ky*g.dh)%g.sh, (ky*g.dh)/g.sh
 		px, dx := (kx*g.dw)%g.sw, (kx*g.dw)/g.sw
 		ph := base[(py*g.sw+px)*ps : (py*g.sw+px+1)*ps]
-		d := dst[k*nr:]
+		d := dst[k*gemm.NR:]
 		for jj := 0; jj < n; {
 			j := j0 + jj
 			oy, ox := j/g.ow, j%g.ow
@@ -444,29 +452,29 @@ func (op *convOp) packPhased(dst []float32, plane0, k0, kc, j0, n int) {
 			putRun(d, pstride, jj, ph[off:off+run])
 			jj += run
 		}
-		for t := n; t < panels*nr; t++ {
+		for t := n; t < panels*gemm.NR; t++ {
 			d[(t>>4)*pstride+t&15] = 0
 		}
 	}
 }
 
-// putRun writes src to columns t0… of nr-wide panels pstride floats apart.
+// putRun writes src to columns t0… of gemm.NR-wide panels pstride floats apart.
 func putRun(d []float32, pstride, t0 int, src []float32) {
 	for len(src) > 0 {
-		off := t0 & (nr - 1)
-		c := min(nr-off, len(src))
-		copy(d[(t0/nr)*pstride+off:(t0/nr)*pstride+off+c], src[:c])
+		off := t0 & (gemm.NR - 1)
+		c := min(gemm.NR-off, len(src))
+		copy(d[(t0/gemm.NR)*pstride+off:(t0/gemm.NR)*pstride+off+c], src[:c])
 		src = src[c:]
 		t0 += c
 	}
 }
 
-// zeroRun clears n columns from t0 of nr-wide panels pstride floats apart.
+// zeroRun clears n columns from t0 of gemm.NR-wide panels pstride floats apart.
 func zeroRun(d []float32, pstride, t0, n int) {
 	for n > 0 {
-		off := t0 & (nr - 1)
-		c := min(nr-off, n)
-		clear(d[(t0/nr)*pstride+off : (t0/nr)*pstride+off+c])
+		off := t0 & (gemm.NR - 1)
+		c := min(gemm.NR-off, n)
+		clear(d[(t0/gemm.NR)*pstride+off : (t0/gemm.NR)*pstride+off+c])
 		n -= c
 		t0 += c
 	}
@@ -591,7 +599,7 @@ func (op *convOp) dwJob(wk, lo, hi int) {
 			last = key
 		}
 		w := op.w.f[m*kk : (m+1)*kk]
-		if useAsm {
+		if useVec {
 			dwTapsAsm(&vout[0], l.vlen, &ptrs[0], &w[0], kk)
 		} else {
 			clear(vout)

@@ -5,6 +5,8 @@ import (
 	"math"
 	"math/rand"
 	"testing"
+
+	"github.com/facever/facever/internal/gemm"
 )
 
 // naiveConv is the textbook definition of ONNX Conv (2-D, NCHW).
@@ -46,10 +48,7 @@ func naiveConv(x []float32, xs []int, w []float32, ws []int, b []float32, group,
 // random geometries.
 func TestConvRandom(t *testing.T) {
 	rng := rand.New(rand.NewSource(2))
-	kernels := []bool{false}
-	if hasAVX2FMA {
-		kernels = append(kernels, true)
-	}
+	kernels := gemm.Kernels()
 	for it := 0; it < 150; it++ {
 		N := 1 + rng.Intn(3)
 		group := []int{1, 1, 2, 0}[rng.Intn(4)] // 0: depthwise
@@ -88,9 +87,11 @@ func TestConvRandom(t *testing.T) {
 			}
 			want[i] = v
 		}
-		for _, asm := range kernels {
-			old := useAsm
-			useAsm = asm
+		for _, k := range kernels {
+			restore, err := SetKernel(k)
+			if err != nil {
+				t.Fatal(err)
+			}
 			m := &Model{opset: 13}
 			m.values = []value{{name: "x", producer: -1}, {name: "w", konst: w, producer: -1}, {name: "b", konst: b, producer: -1},
 				{name: "r", producer: -1}, {name: "y", producer: 0}}
@@ -100,8 +101,8 @@ func TestConvRandom(t *testing.T) {
 				fuse: &fusion{kind: actPRelu, slope: slope, residual: 3}}}
 			m.inIDs, m.outIDs = []int{0, 3}, []int{4}
 			got, err := m.runTensors([]*tensor{x, res})
-			useAsm = old
-			desc := fmt.Sprintf("asm=%v x%v w%v group %d strides %d,%d dil %d,%d pads %v", asm, xs, ws, group, sh, sw, dh, dw, pads)
+			restore()
+			desc := fmt.Sprintf("%v x%v w%v group %d strides %d,%d dil %d,%d pads %v", k, xs, ws, group, sh, sw, dh, dw, pads)
 			if err != nil {
 				t.Fatalf("%s: %v", desc, err)
 			}

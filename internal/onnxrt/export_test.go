@@ -1,7 +1,19 @@
 package onnxrt
 
+import "github.com/facever/facever/internal/gemm"
+
 // SetNoFuse switches graph rewrites off for tests.
 func SetNoFuse(b bool) { noFuse = b }
 
-// SetUseAsm selects the assembly micro-kernel for tests.
-func SetUseAsm(b bool) bool { old := useAsm; useAsm = b && hasAVX2FMA; return old }
+// SetKernel selects a GEMM micro-kernel for tests, with the AVX2 helpers
+// (depthwise taps, epilogues) on for every kernel but the Go one, and
+// returns a function that restores the previous choice.
+func SetKernel(k gemm.Kernel) (restore func(), err error) {
+	old, err := gemm.Use(k)
+	if err != nil {
+		return func() {}, err
+	}
+	oldVec := useVec
+	useVec = hasVec && k != gemm.Go
+	return func() { gemm.Use(old); useVec = oldVec }, nil
+}

@@ -2,6 +2,8 @@ package onnxrt
 
 import (
 	"math"
+
+	"github.com/facever/facever/internal/gemm"
 )
 
 func init() {
@@ -20,11 +22,6 @@ func init() {
 		r := r
 		compilers[r] = func(c *cctx) error { return compileReduce(c, r) }
 	}
-}
-
-type gemmScratch struct {
-	ap, bp []float32
-	tmp    [mr * nr]float32
 }
 
 func compileGemm(c *cctx) error {
@@ -61,14 +58,14 @@ func compileGemm(c *cctx) error {
 		}
 		cs = &stridedCopy{shape: y.shape, strides: broadcastStrides(cc.shape, y.shape), ctr: make([]int, 2)}
 	}
-	s := &gemmScratch{ap: make([]float32, packedASize(M, K)), bp: make([]float32, kcBlock*ncBlock)}
+	s := gemm.NewScratch(M, K)
 	c.run = func() {
 		bt := float32(0)
 		if cs != nil {
 			cs.runF(y.f, cc.f)
 			bt = beta
 		}
-		sgemm(M, N, K, alpha, a.f, ars, acs, b.f, brs, bcs, bt, y.f, N, s.ap, s.bp, &s.tmp)
+		gemm.Serial(M, N, K, alpha, a.f, ars, acs, b.f, brs, bcs, bt, y.f, N, s)
 	}
 	return nil
 }
@@ -106,7 +103,7 @@ func compileMatMul(c *cctx) error {
 	aSt := broadcastStrides(as[:len(as)-2], batch)
 	bSt := broadcastStrides(bs[:len(bs)-2], batch)
 	ctr := make([]int, len(batch))
-	s := &gemmScratch{ap: make([]float32, packedASize(M, K)), bp: make([]float32, kcBlock*ncBlock)}
+	s := gemm.NewScratch(M, K)
 	c.run = func() {
 		for i := range ctr {
 			ctr[i] = 0
@@ -117,7 +114,7 @@ func compileMatMul(c *cctx) error {
 				ao += ctr[k] * aSt[k]
 				bo += ctr[k] * bSt[k]
 			}
-			sgemm(M, N, K, 1, a.f[ao*M*K:], K, 1, b.f[bo*K*N:], N, 1, 0, y.f[bi*M*N:], N, s.ap, s.bp, &s.tmp)
+			gemm.Serial(M, N, K, 1, a.f[ao*M*K:], K, 1, b.f[bo*K*N:], N, 1, 0, y.f[bi*M*N:], N, s)
 			for k := len(ctr) - 1; k >= 0; k-- {
 				ctr[k]++
 				if ctr[k] < batch[k] {

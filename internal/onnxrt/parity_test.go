@@ -12,6 +12,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/facever/facever/infer"
+	"github.com/facever/facever/internal/gemm"
 	"github.com/facever/facever/internal/onnxrt"
 )
 
@@ -234,7 +235,8 @@ var _ = fmt.Sprint
 func imagePoint(w, h int) image.Point { return image.Pt(w, h) }
 
 // TestVariantsAgree runs each real model with the graph rewrites off and
-// with the pure-Go micro-kernels, and compares with the default engine.
+// with every other micro-kernel the CPU can run (pure Go, AVX2, AVX-512),
+// and compares with the default engine.
 func TestVariantsAgree(t *testing.T) {
 	files := faceImages(t)[:2]
 	for _, rm := range realModels {
@@ -246,19 +248,33 @@ func TestVariantsAgree(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, v := range []struct {
-			name          string
-			noFuse, noAsm bool
-		}{{"no rewrites", true, false}, {"Go kernels", false, true}} {
+		variants := []struct {
+			name   string
+			noFuse bool
+			kernel gemm.Kernel
+		}{{"no rewrites", true, gemm.Best()}}
+		for _, k := range gemm.Kernels() {
+			if k != gemm.Best() {
+				variants = append(variants, struct {
+					name   string
+					noFuse bool
+					kernel gemm.Kernel
+				}{k.String() + " kernel", false, k})
+			}
+		}
+		for _, v := range variants {
 			onnxrt.SetNoFuse(v.noFuse)
-			old := onnxrt.SetUseAsm(!v.noAsm)
+			restore, err := onnxrt.SetKernel(v.kernel)
+			if err != nil {
+				t.Fatal(err)
+			}
 			mv, err := onnxrt.Load(data)
 			if err != nil {
 				t.Fatal(err)
 			}
 			got, err := mv.Run(map[string]infer.Tensor{in: x}, names)
 			onnxrt.SetNoFuse(false)
-			onnxrt.SetUseAsm(old)
+			restore()
 			if err != nil {
 				t.Fatalf("%s %s: %v", rm.file, v.name, err)
 			}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/facever/facever/infer"
+	"github.com/facever/facever/internal/gemm"
 )
 
 // attrs are a node's attributes as onnx-go decodes them.
@@ -376,7 +377,7 @@ func (m *Model) compileTensors(ins []*tensor) (*plan, error) {
 }
 
 func (p *plan) allocScratch() {
-	p.scratch = make([][]float32, numWorkers())
+	p.scratch = make([][]float32, gemm.Workers())
 	for i := range p.scratch {
 		p.scratch[i] = make([]float32, p.scrSize)
 	}

@@ -1,4 +1,4 @@
-package onnxrt
+package gemm
 
 import (
 	"runtime"
@@ -44,8 +44,8 @@ var (
 	pending atomic.Int64 // helpers still working on cur
 )
 
-// SetThreads sets the number of threads kernels use (at least 1). It has
-// an effect only before the first model runs; the default is GOMAXPROCS.
+// SetThreads sets the number of threads Parallel uses (at least 1). It has
+// an effect only before the pool's first use; the default is GOMAXPROCS.
 func SetThreads(n int) {
 	if n < 1 {
 		n = 1
@@ -57,7 +57,9 @@ func SetThreads(n int) {
 	}
 }
 
-func numWorkers() int {
+// Workers returns the number of workers Parallel runs on (starting the
+// pool): the worker index passed to its function is below it.
+func Workers() int {
 	startPool()
 	return nWorkers
 }
@@ -121,9 +123,11 @@ func (t *task) work(w int) {
 	}
 }
 
-// parallel runs fn over [0,n) in ranges of grain items on every worker.
-// fn gets the worker index (0 ≤ worker < numWorkers()) for scratch memory.
-func parallel(n, grain int, fn func(worker, lo, hi int)) {
+// Parallel runs fn over [0,n) in ranges of grain items on every worker
+// and returns when all are done. fn gets the worker index (0 ≤ worker <
+// Workers()) for scratch memory. One Parallel call runs at a time; a call
+// from inside fn deadlocks. It does not allocate.
+func Parallel(n, grain int, fn func(worker, lo, hi int)) {
 	startPool()
 	if grain < 1 {
 		grain = 1

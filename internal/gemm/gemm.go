@@ -1,27 +1,39 @@
-package onnxrt
+// Package gemm is facever's single-precision matrix multiply and the
+// fork-join worker pool its callers split work over. The ONNX engine
+// (internal/onnxrt) builds its convolutions, Gemm and MatMul on the packed
+// panels and micro-kernels here; the training losses (margin) use Sgemm as
+// their BLAS.
+package gemm
 
 // Single-precision matrix multiply in the style of Goto and van de Geijn,
 // "Anatomy of High-Performance Matrix Multiplication" (ACM TOMS 34(3),
 // 2008) and BLIS (Van Zee and van de Geijn, ACM TOMS 41(3), 2015): A is
 // packed into panels of mr rows, B into panels of nr columns for a block of
 // kc rows, and a register-blocked micro-kernel computes an mr×nr tile of C
-// as a sum of kc rank-1 updates held in registers. The AVX2/FMA micro-kernel
-// (gemm_amd64.s) is chosen at run time; kernelGo is the portable one.
+// as a sum of kc rank-1 updates held in registers. The micro-kernel is chosen
+// at run time (kernel.go): AVX-512, AVX2/FMA or the portable kernelGo.
 
+// The packed layout, shared by every micro-kernel.
 const (
-	mr      = 6   // rows of a micro-tile
-	nr      = 16  // columns of a micro-tile (two 8-float AVX registers)
-	kcBlock = 256 // depth of a packed block (A panel 6 KiB, B panel 16 KiB)
-	ncBlock = 128 // columns of B packed per job
+	MR = 6   // rows of a micro-tile (rows of a packed A panel)
+	NR = 16  // columns of a micro-tile (columns of a packed B panel)
+	KC = 256 // depth of a packed block (A panel 6 KiB, B panel 16 KiB)
+	NC = 128 // columns of B packed per block
 )
 
-// useAsm selects the assembly micro-kernel; tests switch it off to cover
-// the Go kernel.
-var useAsm = hasAVX2FMA
+const (
+	mr      = MR
+	nr      = NR
+	kcBlock = KC
+	ncBlock = NC
+)
 
-// packA packs op(A) (M×K, element (i,k) at a[i*rs+k*cs]) times alpha into
+// Tile is the scratch a partial micro-tile is computed into.
+type Tile [MR * NR]float32
+
+// PackA packs op(A) (M×K, element (i,k) at a[i*rs+k*cs]) times alpha into
 // panels of mr rows: dst[(p*K+k)*mr+r]; rows past M are zero.
-func packA(dst, a []float32, M, K, rs, cs int, alpha float32) {
+func PackA(dst, a []float32, M, K, rs, cs int, alpha float32) {
 	panels := (M + mr - 1) / mr
 	for p := 0; p < panels; p++ {
 		d := dst[p*K*mr : (p+1)*K*mr]
@@ -41,12 +53,13 @@ func packA(dst, a []float32, M, K, rs, cs int, alpha float32) {
 	}
 }
 
-func packedASize(M, K int) int { return (M + mr - 1) / mr * mr * K }
+// PackedASize is the length of A packed by PackA.
+func PackedASize(M, K int) int { return (M + mr - 1) / mr * mr * K }
 
-// packB packs rows [k0,k0+kc) and columns [j0,j0+n) of a K×N matrix B
+// PackB packs rows [k0,k0+kc) and columns [j0,j0+n) of a K×N matrix B
 // (element (k,j) at b[k*rs+j*cs]) into panels of nr columns:
 // dst[(q*kc+k)*nr+c]; columns past n are zero.
-func packB(dst, b []float32, k0, kc, j0, n, rs, cs int) {
+func PackB(dst, b []float32, k0, kc, j0, n, rs, cs int) {
 	panels := (n + nr - 1) / nr
 	for q := 0; q < panels; q++ {
 		d := dst[q*kc*nr : (q+1)*kc*nr]
@@ -101,17 +114,17 @@ func kernelGo(kc int, a, b, c []float32, ldc int, acc bool, ldb int) {
 
 // microTile computes a rows×cols tile (rows ≤ mr, cols ≤ nr) of C; B's
 // rows are ldb floats apart.
-func microTile(kc int, a, b, c []float32, ldc, rows, cols int, acc bool, tmp *[mr * nr]float32, ldb int) {
+func microTile(kc int, a, b, c []float32, ldc, rows, cols int, acc bool, tmp *Tile, ldb int) {
 	if rows == mr && cols == nr {
-		if useAsm {
-			kernelAsm(kc, &a[0], &b[0], &c[0], ldc, acc, ldb)
+		if kernel != Go {
+			kernelAVX2(kc, &a[0], &b[0], &c[0], ldc, acc, ldb)
 		} else {
 			kernelGo(kc, a, b, c, ldc, acc, ldb)
 		}
 		return
 	}
-	if useAsm {
-		kernelAsm(kc, &a[0], &b[0], &tmp[0], nr, false, ldb)
+	if kernel != Go {
+		kernelAVX2(kc, &a[0], &b[0], &tmp[0], nr, false, ldb)
 	} else {
 		kernelGo(kc, a, b, tmp[:], nr, false, ldb)
 	}
@@ -128,20 +141,20 @@ func microTile(kc int, a, b, c []float32, ldc, rows, cols int, acc bool, tmp *[m
 	}
 }
 
-// gemmBlock computes C[m0:m1, j0:j0+n] (+)= Apacked · B for one block of
-// columns, packing B through pack(dst, k0, kc). ap is A packed by packA
-// for all K; bbuf must hold kcBlock*roundup(n, nr) floats. When direct is
+// Block computes C[m0:m1, j0:j0+n] (+)= Apacked · B for one block of
+// columns, packing B through pack(dst, k0, kc). ap is A packed by PackA
+// for all K; bbuf must hold KC*roundup(n, NR) floats. When direct is
 // not nil, B is read in place instead for the full panels: direct[k*ldb+j]
 // is B(k, j) of the block (a 1×1 convolution's input), and only a partial
-// last panel is packed.
-func gemmBlock(ap []float32, K, m0, m1, n int, c []float32, ldc int, acc bool,
-	bbuf []float32, tmp *[mr * nr]float32, pack func(dst []float32, k0, kc int), direct []float32, ldb int) {
-	if direct != nil && useAsm {
+// last panel is packed. m0 must be a multiple of MR.
+func Block(ap []float32, K, m0, m1, n int, c []float32, ldc int, acc bool,
+	bbuf []float32, tmp *Tile, pack func(dst []float32, k0, kc int), direct []float32, ldb int) {
+	if direct != nil && kernel != Go {
 		full := n / nr * nr
 		for k0 := 0; k0 < K; k0 += kcBlock {
 			kc := min(K-k0, kcBlock)
 			if full < n {
-				packB(bbuf, direct, k0, kc, full, n-full, ldb, 1)
+				PackB(bbuf, direct, k0, kc, full, n-full, ldb, 1)
 			}
 			a := acc || k0 > 0
 			for i := m0; i < m1; i += mr {
@@ -158,41 +171,56 @@ func gemmBlock(ap []float32, K, m0, m1, n int, c []float32, ldc int, acc bool,
 		return
 	}
 	for k0 := 0; k0 < K; k0 += kcBlock {
-		kc := K - k0
-		if kc > kcBlock {
-			kc = kcBlock
-		}
+		kc := min(K-k0, kcBlock)
 		pack(bbuf, k0, kc)
 		a := acc || k0 > 0
 		for i := m0; i < m1; i += mr {
-			rows := m1 - i
-			if rows > mr {
-				rows = mr
-			}
+			rows := min(m1-i, mr)
 			apanel := ap[(i/mr)*K*mr+k0*mr:]
 			for q := 0; q*nr < n; q++ {
-				cols := n - q*nr
-				if cols > nr {
-					cols = nr
-				}
+				cols := min(n-q*nr, nr)
 				microTile(kc, apanel, bbuf[q*kc*nr:], c[i*ldc+q*nr:], ldc, rows, cols, a, tmp, nr)
 			}
 		}
 	}
 }
 
-// sgemm computes C = alpha·op(A)·op(B) + beta·C (C is M×N with row
-// stride ldc) using scratch memory; it runs on the calling goroutine.
-// A's element (i,k) is at a[i*ars+k*acs], B's (k,j) at b[k*brs+j*bcs].
-func sgemm(M, N, K int, alpha float32, a []float32, ars, acs int, b []float32, brs, bcs int,
-	beta float32, c []float32, ldc int, apBuf, bBuf []float32, tmp *[mr * nr]float32) {
+// Scratch holds the packing buffers of one single-threaded multiply.
+type Scratch struct {
+	Ap, Bp []float32 // packed A (PackedASize) and one packed B block (KC*NC)
+	Tmp    Tile
+}
+
+// NewScratch returns scratch for an M×K A.
+func NewScratch(M, K int) *Scratch {
+	s := &Scratch{}
+	s.Grow(M, K)
+	return s
+}
+
+// Grow makes the scratch large enough for an M×K packed A.
+func (s *Scratch) Grow(M, K int) {
+	if n := PackedASize(M, K); cap(s.Ap) < n {
+		s.Ap = make([]float32, n)
+	} else {
+		s.Ap = s.Ap[:n]
+	}
+	if len(s.Bp) < kcBlock*ncBlock {
+		s.Bp = make([]float32, kcBlock*ncBlock)
+	}
+}
+
+// Serial computes C = alpha·op(A)·op(B) + beta·C (C is M×N with row
+// stride ldc) on the calling goroutine with scratch s (grown for M×K
+// beforehand: it does not allocate). A's element (i,k) is at
+// a[i*ars+k*acs], B's (k,j) at b[k*brs+j*bcs].
+func Serial(M, N, K int, alpha float32, a []float32, ars, acs int, b []float32, brs, bcs int,
+	beta float32, c []float32, ldc int, s *Scratch) {
 	if beta != 1 {
 		for i := 0; i < M; i++ {
 			row := c[i*ldc : i*ldc+N]
 			if beta == 0 {
-				for j := range row {
-					row[j] = 0
-				}
+				clear(row)
 			} else {
 				for j := range row {
 					row[j] *= beta
@@ -203,14 +231,11 @@ func sgemm(M, N, K int, alpha float32, a []float32, ars, acs int, b []float32, b
 	if K == 0 || M == 0 || N == 0 {
 		return
 	}
-	packA(apBuf, a, M, K, ars, acs, alpha)
+	PackA(s.Ap, a, M, K, ars, acs, alpha)
 	for j0 := 0; j0 < N; j0 += ncBlock {
-		n := N - j0
-		if n > ncBlock {
-			n = ncBlock
-		}
-		gemmBlock(apBuf, K, 0, M, n, c[j0:], ldc, true, bBuf, tmp, func(dst []float32, k0, kc int) {
-			packB(dst, b, k0, kc, j0, n, brs, bcs)
+		n := min(N-j0, ncBlock)
+		Block(s.Ap, K, 0, M, n, c[j0:], ldc, true, s.Bp, &s.Tmp, func(dst []float32, k0, kc int) {
+			PackB(dst, b, k0, kc, j0, n, brs, bcs)
 		}, nil, 0)
 	}
 }

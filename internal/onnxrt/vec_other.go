@@ -2,9 +2,7 @@
 
 package onnxrt
 
-const hasAVX2FMA = false
-
-func kernelAsm(kc int, a, b, c *float32, ldc int, acc bool, ldb int) { panic("no assembly kernel") }
+const hasVec = false
 
 func dwTapsAsm(out *float32, n int, srcs **float32, w *float32, taps int) {
 	panic("no assembly kernel")

@@ -1,4 +1,4 @@
-package onnxrt
+package gemm
 
 import (
 	"runtime"
@@ -6,14 +6,15 @@ import (
 )
 
 // scratchPool recycles the packing buffers of Sgemm.
-var scratchPool = sync.Pool{New: func() any { return &gemmScratch{} }}
+var scratchPool = sync.Pool{New: func() any { return &Scratch{} }}
 
 // Sgemm computes C = alpha·op(A)·op(B) + beta·C for row-major float32
 // matrices, as BLAS's sgemm: op(A) is M×K (A is M×K with row stride lda, or
 // K×M when transA), op(B) is K×N (B is K×N with row stride ldb, or N×K when
-// transB), C is M×N with row stride ldc. It runs the engine's packed
+// transB), C is M×N with row stride ldc. It runs the packed
 // micro-kernel GEMM (see gemm.go), split over every core along the larger
-// of M and N. Other packages (margin's training heads) use it as their BLAS.
+// of M and N with goroutines of its own (not the Parallel pool). margin's
+// training losses use it as their BLAS.
 func Sgemm(transA, transB bool, M, N, K int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	if M == 0 || N == 0 {
 		return
@@ -47,13 +48,13 @@ func Sgemm(transA, transB bool, M, N, K int, alpha float32, a []float32, lda int
 	for lo := 0; lo < total; lo += chunk {
 		hi := min(lo+chunk, total)
 		run := func(lo, hi int) {
-			s := scratchPool.Get().(*gemmScratch)
+			s := scratchPool.Get().(*Scratch)
 			if splitN {
-				s.grow(M, K)
-				sgemm(M, hi-lo, K, alpha, a, ars, acs, b[lo*bcs:], brs, bcs, beta, c[lo:], ldc, s.ap, s.bp, &s.tmp)
+				s.Grow(M, K)
+				Serial(M, hi-lo, K, alpha, a, ars, acs, b[lo*bcs:], brs, bcs, beta, c[lo:], ldc, s)
 			} else {
-				s.grow(hi-lo, K)
-				sgemm(hi-lo, N, K, alpha, a[lo*ars:], ars, acs, b, brs, bcs, beta, c[lo*ldc:], ldc, s.ap, s.bp, &s.tmp)
+				s.Grow(hi-lo, K)
+				Serial(hi-lo, N, K, alpha, a[lo*ars:], ars, acs, b, brs, bcs, beta, c[lo*ldc:], ldc, s)
 			}
 			scratchPool.Put(s)
 		}
@@ -68,16 +69,4 @@ func Sgemm(transA, transB bool, M, N, K int, alpha float32, a []float32, lda int
 		}(lo, hi)
 	}
 	wg.Wait()
-}
-
-// grow makes the scratch large enough for an M×K packed A.
-func (s *gemmScratch) grow(M, K int) {
-	if n := packedASize(M, K); cap(s.ap) < n {
-		s.ap = make([]float32, n)
-	} else {
-		s.ap = s.ap[:n]
-	}
-	if len(s.bp) < kcBlock*ncBlock {
-		s.bp = make([]float32, kcBlock*ncBlock)
-	}
 }

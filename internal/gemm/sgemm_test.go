@@ -1,4 +1,4 @@
-package onnxrt
+package gemm
 
 import (
 	"fmt"
@@ -10,6 +10,10 @@ import (
 // TestSgemmBLAS checks the exported Sgemm, every transpose and a split over
 // cores, against a naive triple loop.
 func TestSgemmBLAS(t *testing.T) {
+	eachKernel(t, func(k Kernel) { testSgemmBLAS(t) })
+}
+
+func testSgemmBLAS(t *testing.T) {
 	rng := rand.New(rand.NewSource(3))
 	for _, sz := range [][3]int{{1, 1, 1}, {7, 5, 3}, {64, 300, 97}, {300, 40, 129}, {256, 1000, 512}} {
 		M, N, K := sz[0], sz[1], sz[2]

@@ -1,0 +1,13 @@
+package gemm
+
+const (
+	haveAsm       = true
+	haveAVX512Asm = false
+)
+
+// kernelAVX2 is the AVX2/FMA 6×16 micro-kernel (kernel_amd64.s):
+// C[0:6,0:16] (+)= A·B over kc steps; ldc and ldb are the row strides of C
+// and B in floats (ldb = NR for a packed panel).
+//
+//go:noescape
+func kernelAVX2(kc int, a, b, c *float32, ldc int, acc bool, ldb int)

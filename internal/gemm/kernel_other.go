@@ -1,0 +1,12 @@
+//go:build !amd64
+
+package gemm
+
+const (
+	haveAsm       = false
+	haveAVX512Asm = false
+)
+
+func kernelAVX2(kc int, a, b, c *float32, ldc int, acc bool, ldb int) {
+	panic("gemm: no assembly kernel")
+}

@@ -1,0 +1,19 @@
+package onnxrt
+
+import "golang.org/x/sys/cpu"
+
+// hasVec says the AVX2/FMA helpers below can run; useVec selects them
+// (tests switch it off with the Go micro-kernel to cover the Go paths).
+var hasVec = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+
+// dwTapsAsm computes out[x] = Σ_t w[t]·srcs[t][x] for x < n, n a multiple
+// of 8 (vec_amd64.s).
+//
+//go:noescape
+func dwTapsAsm(out *float32, n int, srcs **float32, w *float32, taps int)
+
+// epiAsm applies bias, residual and a (P)Relu-style activation in place
+// (vec_amd64.s); n is a multiple of 8 and r may be nil.
+//
+//go:noescape
+func epiAsm(d *float32, n int, b float32, r *float32, a float32)
