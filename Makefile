@@ -37,7 +37,7 @@ test: dlib
 # Median times, engine beside OpenCV DNN in one run, as Markdown tables.
 bench: setup
 	@mkdir -p build
-	$(GO) test -run '^$$' -bench . -benchtime 20x -count 5 ./align/ ./facehead/ ./internal/onnxrt/ ./internal/dlib/ | tee build/bench.txt
+	$(GO) test -run '^$$' -bench . -benchtime 20x -count 5 ./align/ ./facehead/... ./internal/onnxrt/ ./internal/dlib/ | tee build/bench.txt
 	$(GO) test -run '^$$' -bench 'Search|Dot' -benchtime 10x -count 5 ./enroll/ | tee -a build/bench.txt
 	$(GO) test -run '^$$' -bench . -benchtime 3x -count 5 ./margin/ | tee -a build/bench.txt
 	$(GO) run ./internal/benchtable < build/bench.txt | tee build/bench.md

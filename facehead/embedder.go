@@ -1,7 +1,9 @@
 // Package facehead turns aligned faces into embeddings: a frozen, imported
-// ONNX backbone, optionally followed by a trained projection (a "head")
-// learnt with a margin, pair or proxy loss from package margin. Verification compares the
-// unit-length embeddings with cosine similarity.
+// ONNX backbone, optionally followed by a trained projection (a "head", read
+// from its file format here). Heads are learnt by package facehead/train
+// with a margin, pair or proxy loss from package margin; this package links
+// neither, so a verifier or a server does not carry the training code.
+// Verification compares the unit-length embeddings with cosine similarity.
 package facehead
 
 import (

@@ -29,7 +29,7 @@ type HeadMeta struct {
 	// BackboneSHA256 is the hex sha256 of the backbone model file whose
 	// features the head was trained on; LoadHead refuses any other backbone.
 	BackboneSHA256 string `json:"backbone_sha256"`
-	// Loss is the training loss, one of Losses.
+	// Loss is the training loss's name (margin.Names).
 	Loss string `json:"loss"`
 	// Params are the loss's hyper-parameters (margin.Loss.Params) and the
 	// training settings (epochs, batch size, learning rate, seed...).
@@ -47,6 +47,29 @@ type HeadMeta struct {
 	FinalAccuracy float64 `json:"final_accuracy"`
 	// Note is free text for the caller (the data folder, a command line).
 	Note string `json:"note,omitempty"`
+}
+
+// NewHead returns the head embedding = normalise(W·feature + B) for W
+// (out×in, row-major) and B (out), both copied, with its training record.
+// Sizes must match and every value be finite. Package facehead/train makes
+// heads this way; any other trainer can too.
+func NewHead(in, out int, w, b []float32, meta HeadMeta) (*Head, error) {
+	if in <= 0 || out <= 0 || int64(in)*int64(out)+int64(out) > maxHeadValues {
+		return nil, fmt.Errorf("facehead: head of %d×%d values", out, in)
+	}
+	if len(w) != in*out || len(b) != out {
+		return nil, fmt.Errorf("facehead: %d×%d head with %d weights and %d biases", out, in, len(w), len(b))
+	}
+	vals := make([]float32, 0, len(w)+len(b))
+	vals = append(append(vals, w...), b...)
+	for i, v := range vals {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return nil, fmt.Errorf("facehead: head value %d is %v", i, v)
+		}
+	}
+	h := &Head{in: in, out: out, w: vals[:len(w):len(w)], b: vals[len(w):], meta: meta}
+	h.meta.BackboneSHA256 = strings.ToLower(meta.BackboneSHA256)
+	return h, nil
 }
 
 // InDim returns the feature size the head takes.

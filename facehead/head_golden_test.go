@@ -17,7 +17,7 @@ func TestGoldenHeadFile(t *testing.T) {
 	h := &Head{in: 4, out: 3,
 		w: []float32{1, 0, 0, 0.5, 0, 1, 0, -0.25, 0, 0, 1, 2},
 		b: []float32{0.125, -1, 0},
-		meta: HeadMeta{BackboneSHA256: testSHA, Loss: LossArcFace,
+		meta: HeadMeta{BackboneSHA256: testSHA, Loss: "arcface",
 			Params:     map[string]float64{"s": 64, "m": 0.5, "easy_margin": 0, "epochs": 20},
 			Identities: 3, Samples: 30, FinalLoss: 1.5, FinalAccuracy: 0.75, Note: "golden"}}
 	var buf bytes.Buffer

@@ -9,7 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/facever/facever/facehead"
+	"github.com/facever/facever/facehead/train"
 	"github.com/facever/facever/internal/progress"
 	"github.com/facever/facever/verify"
 )
@@ -174,7 +174,7 @@ Example (the README's LFW table):
 							label++
 						}
 					}
-					head, rep, err := facehead.Train(tf, tl, cfg)
+					head, rep, err := train.Train(tf, tl, cfg)
 					if err != nil {
 						return fail(fmt.Errorf("fold %d, %s: %w", k+1, cfg.Loss, err))
 					}

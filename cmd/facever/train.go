@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/facever/facever/facehead"
+	"github.com/facever/facever/facehead/train"
 	"github.com/facever/facever/internal/pipeline"
 	"github.com/facever/facever/internal/progress"
 	"github.com/facever/facever/models"
@@ -18,10 +19,10 @@ import (
 )
 
 // lossFlags are the hyper-parameters of the training losses, defaulting to the
-// papers' values (see facehead.TrainConfig).
+// papers' values (see train.Config).
 func lossFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "loss", Value: "arcface", Usage: "training loss: " + strings.Join(facehead.Losses, ", ")},
+		&cli.StringFlag{Name: "loss", Value: "arcface", Usage: "training loss: " + strings.Join(train.Losses, ", ")},
 		&cli.Float64Flag{Name: "scale", Usage: "s of arcface, cosface and combined; proxynca's scale", DefaultText: "64; proxynca 9"},
 		&cli.Float64Flag{Name: "margin", Usage: "margin of arcface, cosface, triplet, lifted, multisimilarity (λ) or proxyanchor (δ)",
 			DefaultText: "arcface 0.5, cosface 0.35, triplet 0.1, lifted 1, multisimilarity 0.5, proxyanchor 0.1"},
@@ -44,7 +45,7 @@ func lossFlags() []cli.Flag {
 		&cli.Float64Flag{Name: "softtriple-lambda", Value: 20, Usage: "SoftTriple scale λ"},
 		&cli.Float64Flag{Name: "softtriple-delta", Value: 0.01, Usage: "SoftTriple margin δ"},
 		&cli.Float64Flag{Name: "softtriple-tau", Value: 0.2, Usage: "SoftTriple centre regulariser weight τ"},
-		&cli.IntFlag{Name: "per-identity", Value: 4, Usage: "pair losses (" + strings.Join(facehead.PairLosses, ", ") + "): photos per person in a batch, K; a batch holds batch-size/K people"},
+		&cli.IntFlag{Name: "per-identity", Value: 4, Usage: "pair losses (" + strings.Join(train.PairLosses, ", ") + "): photos per person in a batch, K; a batch holds batch-size/K people"},
 		&cli.IntFlag{Name: "out-dim", Usage: "embedding size of the head", DefaultText: "the backbone's, 512"},
 		&cli.BoolFlag{Name: "batch-norm", Usage: "a BatchNorm layer after the projection (folded into it after training)"},
 		&cli.IntFlag{Name: "epochs", Value: 20, Usage: "passes over the training photos"},
@@ -58,16 +59,16 @@ func lossFlags() []cli.Flag {
 }
 
 // trainConfig reads the loss flags.
-func trainConfig(c *cli.Context) (facehead.TrainConfig, error) {
+func trainConfig(c *cli.Context) (train.Config, error) {
 	loss := c.String("loss")
 	ok := false
-	for _, l := range facehead.Losses {
+	for _, l := range train.Losses {
 		ok = ok || l == loss
 	}
 	if !ok {
-		return facehead.TrainConfig{}, fmt.Errorf("--loss %q: choose one of %s", loss, strings.Join(facehead.Losses, ", "))
+		return train.Config{}, fmt.Errorf("--loss %q: choose one of %s", loss, strings.Join(train.Losses, ", "))
 	}
-	cfg := facehead.TrainConfig{
+	cfg := train.Config{
 		Loss: loss, Scale: c.Float64("scale"), Margin: c.Float64("margin"), EasyMargin: c.Bool("easy-margin"),
 		M1: c.Float64("m1"), M2: c.Float64("m2"), M3: c.Float64("m3"), SphereM: c.Int("sphere-m"),
 		CenterLambda: c.Float64("center-lambda"), CenterAlpha: c.Float64("center-alpha"),
@@ -80,7 +81,7 @@ func trainConfig(c *cli.Context) (facehead.TrainConfig, error) {
 	}
 	m, err := models.Backbone(c.String("model"))
 	if err != nil {
-		return facehead.TrainConfig{}, err
+		return train.Config{}, err
 	}
 	cfg.BackboneSHA256 = m.SHA256
 	return cfg, nil
@@ -138,7 +139,7 @@ func trainFeatures(c *cli.Context, data labelled, label string, augment []string
 
 // splitIdentities holds out a fraction of the identities (with two or more
 // photos) for validation, chosen by seed.
-func splitIdentities(people map[string][]string, frac float64, seed int64) (train, val labelled, names []string) {
+func splitIdentities(people map[string][]string, frac float64, seed int64) (trainSet, val labelled, names []string) {
 	for n := range people {
 		names = append(names, n)
 	}
@@ -156,7 +157,7 @@ func splitIdentities(people map[string][]string, frac float64, seed int64) (trai
 		held[i] = true
 	}
 	for i, n := range names {
-		dst := &train
+		dst := &trainSet
 		if held[i] {
 			dst = &val
 		}
@@ -165,7 +166,7 @@ func splitIdentities(people map[string][]string, frac float64, seed int64) (trai
 			dst.labels = append(dst.labels, i)
 		}
 	}
-	return train, val, names
+	return trainSet, val, names
 }
 
 // verification is how well embeddings separate held-out identities.
@@ -271,8 +272,8 @@ Examples:
 			if err != nil {
 				return fail(err)
 			}
-			train, val, _ := splitIdentities(people, c.Float64("val"), c.Int64("seed"))
-			feats, labels, missed, err := trainFeatures(c, train, "embedding training photos", c.StringSlice("augment"))
+			trainSet, val, _ := splitIdentities(people, c.Float64("val"), c.Int64("seed"))
+			feats, labels, missed, err := trainFeatures(c, trainSet, "embedding training photos", c.StringSlice("augment"))
 			if err != nil {
 				return fail(err)
 			}
@@ -280,21 +281,21 @@ Examples:
 				return fail(fmt.Errorf("no face found in the training photos of %s", c.String("data")))
 			}
 			bar := progress.New(c.App.ErrWriter, "training "+cfg.Loss, 1000).HideRate()
-			cfg.Progress = func(p facehead.Progress) {
+			cfg.Progress = func(p train.Progress) {
 				if p.Epochs > 0 {
 					bar.Set(p.Epoch*1000/p.Epochs, fmt.Sprintf("epoch %d/%d loss %.4f acc %.3f %.0f samples/s", p.Epoch, p.Epochs, p.Loss, p.Accuracy, p.SamplesPerSec))
 				}
 			}
-			head, rep, err := facehead.Train(feats, labels, cfg)
+			head, rep, err := train.Train(feats, labels, cfg)
 			bar.Done()
 			if err != nil {
 				return fail(err)
 			}
-			head.SetNote(fmt.Sprintf("data %s, %d photos (%d without a face), seed %d", filepath.Clean(c.String("data")), len(train.paths), missed, c.Int64("seed")))
+			head.SetNote(fmt.Sprintf("data %s, %d photos (%d without a face), seed %d", filepath.Clean(c.String("data")), len(trainSet.paths), missed, c.Int64("seed")))
 			if err := head.Save(c.String("out")); err != nil {
 				return fail(err)
 			}
-			doc := map[string]any{"head": c.String("out"), "report": rep, "train_photos": len(train.paths), "train_identities": rep.Identities, "photos_without_face": missed}
+			doc := map[string]any{"head": c.String("out"), "report": rep, "train_photos": len(trainSet.paths), "train_identities": rep.Identities, "photos_without_face": missed}
 			var raw, tuned verification
 			haveVal := false
 			if len(val.paths) > 0 {

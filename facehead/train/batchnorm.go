@@ -1,4 +1,4 @@
-package facehead
+package train
 
 import (
 	"fmt"

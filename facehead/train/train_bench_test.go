@@ -1,4 +1,4 @@
-package facehead
+package train
 
 import (
 	"testing"
@@ -20,7 +20,7 @@ func BenchmarkTrain(b *testing.B) {
 			b.Run(name, func(b *testing.B) {
 				var sps float64
 				for i := 0; i < b.N; i++ {
-					_, rep, err := Train(feats, y, TrainConfig{Loss: loss, Epochs: 1, BatchSize: 128, BatchNorm: bn})
+					_, rep, err := Train(feats, y, Config{Loss: loss, Epochs: 1, BatchSize: 128, BatchNorm: bn})
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -29,21 +29,5 @@ func BenchmarkTrain(b *testing.B) {
 				b.ReportMetric(sps/float64(b.N), "samples/s")
 			})
 		}
-	}
-}
-
-// BenchmarkProject measures the head's cost per face at inference
-// (512 → 512).
-func BenchmarkProject(b *testing.B) {
-	feats, y := synth(12, 4, 8, 512, 64, 0.2, 0.05)
-	h, _, err := Train(feats, y, TrainConfig{Loss: LossArcFace, Epochs: 1, BatchSize: 32})
-	if err != nil {
-		b.Fatal(err)
-	}
-	dst := make([]float32, h.OutDim())
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		h.Project(dst, feats[i%len(feats)])
 	}
 }

@@ -1,4 +1,4 @@
-package facehead
+package train
 
 import (
 	"fmt"
@@ -12,10 +12,11 @@ import (
 	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
+	"github.com/facever/facever/facehead"
 	"github.com/facever/facever/margin"
 )
 
-// Loss names accepted by TrainConfig.Loss.
+// Loss names accepted by Config.Loss.
 const (
 	LossSoftmax    = "softmax"
 	LossArcFace    = "arcface"
@@ -45,13 +46,13 @@ var Losses = []string{
 
 // PairLosses lists the losses that compare the batch's samples with one
 // another and read no class weights; Train draws their batches as P
-// identities × K photos (TrainConfig.PerIdentity).
+// identities × K photos (Config.PerIdentity).
 var PairLosses = []string{LossContrastive, LossTriplet, LossNPair, LossLifted, LossMultiSimilarity}
 
-// TrainConfig configures Train. Zero values select the defaults named on
-// each field (the papers' where there is one); DefaultTrainConfig returns
+// Config configures Train. Zero values select the defaults named on
+// each field (the papers' where there is one); DefaultConfig returns
 // them filled in.
-type TrainConfig struct {
+type Config struct {
 	// Loss is one of Losses.
 	Loss string
 
@@ -134,14 +135,14 @@ type TrainConfig struct {
 	Progress func(Progress)
 }
 
-// DefaultTrainConfig returns the defaults for a loss.
-func DefaultTrainConfig(loss string) TrainConfig {
-	c := TrainConfig{Loss: loss}
+// DefaultConfig returns the defaults for a loss.
+func DefaultConfig(loss string) Config {
+	c := Config{Loss: loss}
 	c.fill(0)
 	return c
 }
 
-func (c *TrainConfig) fill(d int) {
+func (c *Config) fill(d int) {
 	if c.Scale == 0 {
 		c.Scale = margin.DefaultScale
 		if c.Loss == LossProxyNCA {
@@ -240,7 +241,7 @@ func (c *TrainConfig) fill(d int) {
 
 // head builds the margin head for the config; classes and centres are only
 // used by the Center loss.
-func (c *TrainConfig) head(centers [][]float64) (margin.Loss, error) {
+func (c *Config) head(centers [][]float64) (margin.Loss, error) {
 	switch c.Loss {
 	case LossSoftmax:
 		return margin.NewSoftmax(), nil
@@ -305,13 +306,13 @@ type EpochStats struct {
 	Accuracy float64 `json:"accuracy"` // mean over the epoch's steps
 }
 
-// TrainReport summarises a training run. Accuracy is the fraction of
+// Report summarises a training run. Accuracy is the fraction of
 // training samples whose own class has the largest logit, margin included
 // for the margin losses; for the proxy losses, whose nearest proxy is of
 // their class; for the pair losses, whose most similar other sample in the
 // batch is of their identity (in-batch recall@1).
-type TrainReport struct {
-	Loss          string             `json:"loss"`            // TrainConfig.Loss
+type Report struct {
+	Loss          string             `json:"loss"`            // Config.Loss
 	Params        map[string]float64 `json:"params"`          // as recorded in the head
 	Identities    int                `json:"identities"`      // training identities
 	Samples       int                `json:"samples"`         // training features
@@ -343,9 +344,9 @@ type TrainReport struct {
 // × K photos per batch instead (see PairLosses), as many batches per epoch
 // as the shuffled ones would be. The result is deterministic for a given
 // seed.
-func Train(features [][]float32, labels []int, cfg TrainConfig) (*Head, TrainReport, error) {
+func Train(features [][]float32, labels []int, cfg Config) (*facehead.Head, Report, error) {
 	start := time.Now()
-	var rep TrainReport
+	var rep Report
 	if len(features) == 0 {
 		return nil, rep, fmt.Errorf("train: no features")
 	}
@@ -560,7 +561,6 @@ func Train(features [][]float32, labels []int, cfg TrainConfig) (*Head, TrainRep
 	}
 
 	loopTime := time.Since(loopStart)
-	h := fold(features, proj, dOut, gamma, beta)
 	rep.Loss = cfg.Loss
 	rep.Params = cfg.record(mh)
 	rep.Identities, rep.Samples = classes, n
@@ -575,20 +575,20 @@ func Train(features [][]float32, labels []int, cfg TrainConfig) (*Head, TrainRep
 	rep.Epochs, rep.Steps = cfg.Epochs, iter
 	last := rep.History[len(rep.History)-1]
 	rep.FinalLoss, rep.FinalAccuracy = last.Loss, last.Accuracy
-	rep.Duration = time.Since(start)
 	rep.SamplesPerSec = float64(iter*batch) / loopTime.Seconds()
 	rep.GEMM = margin.GEMMBackend()
-	h.meta = HeadMeta{
-		BackboneSHA256: "", Loss: cfg.Loss, Params: rep.Params, BatchNorm: cfg.BatchNorm,
+	h, err := fold(features, proj, dOut, gamma, beta, facehead.HeadMeta{
+		BackboneSHA256: cfg.BackboneSHA256, Loss: cfg.Loss, Params: rep.Params, BatchNorm: cfg.BatchNorm,
 		Identities: rep.Identities, Samples: rep.Samples, FinalLoss: rep.FinalLoss, FinalAccuracy: rep.FinalAccuracy,
+	})
+	if err != nil {
+		return nil, rep, fmt.Errorf("train: %w", err)
 	}
-	if cfg.BackboneSHA256 != "" {
-		h.SetBackbone(cfg.BackboneSHA256)
-	}
+	rep.Duration = time.Since(start)
 	return h, rep, nil
 }
 
-func (c *TrainConfig) validate(d int) error {
+func (c *Config) validate(d int) error {
 	if !slices.Contains(Losses, c.Loss) {
 		return fmt.Errorf("unknown loss %q (want one of %v)", c.Loss, Losses)
 	}
@@ -627,7 +627,7 @@ func (c *TrainConfig) validate(d int) error {
 }
 
 // record returns the loss's hyper-parameters and the training settings.
-func (c *TrainConfig) record(h margin.Loss) map[string]float64 {
+func (c *Config) record(h margin.Loss) map[string]float64 {
 	p := map[string]float64{}
 	for k, v := range h.Params() {
 		p[k] = v
@@ -819,177 +819,24 @@ func classMeans(emb [][]float64, y []int, classes, dOut int) [][]float64 {
 // fold returns the inference head: W = diag(γ·inv)·P, b = γ·inv·(p_b − μ) + β
 // with BatchNorm's population statistics over the training features (exact,
 // rather than a running average), or P and its bias column without it.
-func fold(features [][]float32, proj []float32, dOut int, gamma, beta []float32) *Head {
+func fold(features [][]float32, proj []float32, dOut int, gamma, beta []float32, meta facehead.HeadMeta) (*facehead.Head, error) {
 	d := len(features[0])
-	h := &Head{in: d, out: dOut, w: make([]float32, dOut*d), b: make([]float32, dOut)}
+	w, b := make([]float32, dOut*d), make([]float32, dOut)
 	var mean, inv []float64
 	if gamma != nil {
 		mean, inv = popStats(embedAll(features, proj, dOut, nil, nil), dOut)
 	}
 	for r := 0; r < dOut; r++ {
 		pr := proj[r*(d+1) : (r+1)*(d+1)]
-		k, b := 1.0, float64(pr[d])
+		k, br := 1.0, float64(pr[d])
 		if gamma != nil {
 			k = float64(gamma[r]) * inv[r]
-			b = k*(b-mean[r]) + float64(beta[r])
+			br = k*(br-mean[r]) + float64(beta[r])
 		}
 		for j := 0; j < d; j++ {
-			h.w[r*d+j] = float32(k * float64(pr[j]))
+			w[r*d+j] = float32(k * float64(pr[j]))
 		}
-		h.b[r] = float32(b)
+		b[r] = float32(br)
 	}
-	return h
-}
-
-// adamW is Adam with decoupled weight decay (Loshchilov & Hutter, "Decoupled
-// Weight Decay Regularization", ICLR 2019) over gorgonia nodes' values, in
-// place; it zeroes the gradients after each step.
-type adamW struct {
-	nodes   gorgonia.Nodes
-	decay   []bool
-	lrScale []float64 // per node, multiplies the step's learning rate
-	wd      float64
-	m, v    [][]float32
-	t       int
-}
-
-func newAdamW(nodes gorgonia.Nodes, decay []bool, lrScale []float64, wd float64) *adamW {
-	a := &adamW{nodes: nodes, decay: decay, lrScale: lrScale, wd: wd}
-	for _, n := range nodes {
-		size := n.Shape().TotalSize()
-		a.m = append(a.m, make([]float32, size))
-		a.v = append(a.v, make([]float32, size))
-	}
-	return a
-}
-
-func (a *adamW) step(lr float64) error {
-	const b1, b2, eps = 0.9, 0.999, 1e-8
-	a.t++
-	c1 := 1 - math.Pow(b1, float64(a.t))
-	c2 := 1 - math.Pow(b2, float64(a.t))
-	for k, n := range a.nodes {
-		gv, err := n.Grad()
-		if err != nil {
-			return fmt.Errorf("gradient of %s: %w", n.Name(), err)
-		}
-		gd := gv.(*tensor.Dense)
-		g := gd.Float32s()
-		p := n.Value().Data().([]float32)
-		m, v := a.m[k], a.v[k]
-		lr := lr * a.lrScale[k]
-		shrink := float32(1)
-		if a.decay[k] {
-			shrink = float32(1 - lr*a.wd)
-		}
-		for i, gi := range g {
-			m[i] = b1*m[i] + (1-b1)*gi
-			v[i] = b2*v[i] + (1-b2)*gi*gi
-			mh := float64(m[i]) / c1
-			vh := float64(v[i]) / c2
-			p[i] = p[i]*shrink - float32(lr*mh/(math.Sqrt(vh)+eps))
-		}
-		gd.Zero()
-	}
-	return nil
-}
-
-// SplitIdentities splits samples by identity for validation: about heldOut
-// (0 < heldOut < 1) of the distinct labels, drawn with seed, go to test with
-// all their samples; the rest to train. Both hold sample indices in
-// increasing order; each side keeps at least one identity when there are two
-// or more.
-func SplitIdentities(labels []int, heldOut float64, seed int64) (train, test []int) {
-	ids := slices.Clone(labels)
-	sort.Ints(ids)
-	ids = slices.Compact(ids)
-	rng := rand.New(rand.NewPCG(uint64(seed), 0x5eed))
-	rng.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
-	k := int(math.Round(heldOut * float64(len(ids))))
-	if len(ids) >= 2 {
-		k = max(1, min(k, len(ids)-1))
-	} else {
-		k = 0
-	}
-	held := make(map[int]bool, k)
-	for _, id := range ids[:k] {
-		held[id] = true
-	}
-	for i, l := range labels {
-		if held[l] {
-			test = append(test, i)
-		} else {
-			train = append(train, i)
-		}
-	}
-	return train, test
-}
-
-// pkSampler draws the batches of the pair losses: P identities × K photos
-// (the "PK" batches of Hermans et al. 2017, FaceNet's identity-balanced
-// batches). Only identities with two or more photos are drawn. Identities
-// come from a shuffled queue refilled when it runs short, so every identity
-// is drawn about as often; each identity's photos cycle through shuffled
-// orders, so K photos are distinct when it has K or more, and repeat
-// otherwise.
-type pkSampler struct {
-	p, k   int
-	ids    []int   // eligible identities
-	photos [][]int // sample indices of each identity
-	cursor []int   // next position in photos[id]
-	queue  []int   // identities still to draw before the next reshuffle
-	buf    []int
-}
-
-func newPKSampler(y []int, classes, batchSize, k int) (*pkSampler, error) {
-	if k < 2 {
-		return nil, fmt.Errorf("pair losses need at least 2 photos per identity in a batch, got %d", k)
-	}
-	s := &pkSampler{k: k, photos: make([][]int, classes), cursor: make([]int, classes)}
-	for i, v := range y {
-		s.photos[v] = append(s.photos[v], i)
-	}
-	for id, ph := range s.photos {
-		if len(ph) >= 2 {
-			s.ids = append(s.ids, id)
-		}
-	}
-	if len(s.ids) < 2 {
-		return nil, fmt.Errorf("pair losses need at least 2 identities with 2 or more photos each; %d of the %d identities have", len(s.ids), classes)
-	}
-	s.p = min(max(batchSize/k, 2), len(s.ids))
-	s.buf = make([]int, 0, s.p*k)
-	return s, nil
-}
-
-// draw returns the next batch's sample indices (valid until the next call).
-func (s *pkSampler) draw(rng *rand.Rand) []int {
-	if len(s.queue) < s.p {
-		s.queue = append(s.queue[:0], s.ids...)
-		rng.Shuffle(len(s.queue), func(i, j int) { s.queue[i], s.queue[j] = s.queue[j], s.queue[i] })
-	}
-	out := s.buf[:0]
-	for _, id := range s.queue[:s.p] {
-		ph := s.photos[id]
-		if len(ph)-s.cursor[id] < min(s.k, len(ph)) {
-			s.cursor[id] = 0 // too few left in this order for distinct photos: reshuffle
-		}
-		for t := 0; t < s.k; t++ {
-			if s.cursor[id] == 0 {
-				last := -1
-				if len(out) > 0 && t > 0 {
-					last = out[len(out)-1]
-				}
-				rng.Shuffle(len(ph), func(i, j int) { ph[i], ph[j] = ph[j], ph[i] })
-				if ph[0] == last {
-					ph[0], ph[len(ph)-1] = ph[len(ph)-1], ph[0]
-				}
-			}
-			out = append(out, ph[s.cursor[id]])
-			s.cursor[id] = (s.cursor[id] + 1) % len(ph)
-		}
-	}
-	s.queue = s.queue[s.p:]
-	s.buf = out
-	return out
+	return facehead.NewHead(d, dOut, w, b, meta)
 }

@@ -1,10 +1,12 @@
-package facehead
+package train
 
 import (
 	"math"
 	"math/rand/v2"
 	"sort"
 	"testing"
+
+	"github.com/facever/facever/facehead"
 )
 
 // synth returns unit-length features of the given classes: each class has a
@@ -36,7 +38,7 @@ func synth(seed uint64, classes, perClass, d, sig int, noise, nuis float64) ([][
 					f[j] = float32(nuis * r.NormFloat64())
 				}
 			}
-			if err := Normalize(f); err != nil {
+			if err := facehead.Normalize(f); err != nil {
 				panic(err)
 			}
 			feats = append(feats, f)
@@ -92,7 +94,7 @@ func verify(embs [][]float32, labels []int) (auc, acc float64) {
 	return area / float64(pos*neg), acc
 }
 
-func project(h *Head, feats [][]float32) [][]float32 {
+func project(h *facehead.Head, feats [][]float32) [][]float32 {
 	out := make([][]float32, len(feats))
 	for i, f := range feats {
 		out[i] = make([]float32, h.OutDim())
@@ -115,7 +117,7 @@ func TestTrainEachLossHeldOut(t *testing.T) {
 	t.Logf("oracle (signal dimensions only): AUC %.3f, accuracy %.3f", oAUC, oAcc)
 	for _, loss := range Losses {
 		for _, bn := range []bool{false, true} {
-			cfg := TrainConfig{Loss: loss, Epochs: 25, BatchSize: 64, LR: 1e-2, Seed: 1, BatchNorm: bn}
+			cfg := Config{Loss: loss, Epochs: 25, BatchSize: 64, LR: 1e-2, Seed: 1, BatchNorm: bn}
 			h, rep, err := Train(train, trainY, cfg)
 			if err != nil {
 				t.Fatalf("%s: %v", loss, err)
