@@ -38,7 +38,7 @@ func TestSplitOpenSet(t *testing.T) {
 	for _, f := range []string{"ann/1.jpg", "ann/2.jpg", "ann/3.jpg", "bob/1.jpg", "cy/1.jpg", "cy/2.jpg", "cy/x.txt"} {
 		p := filepath.Join(dir, f)
 		os.MkdirAll(filepath.Dir(p), 0o755)
-		os.WriteFile(p, nil, 0o644)
+		os.WriteFile(p, fixture(f), 0o644)
 	}
 	s, err := SplitOpenSet(dir, 1)
 	if err != nil {

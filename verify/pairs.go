@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/facever/facever/dataset"
 )
 
 // Pair is one labelled pair of photos to compare.
@@ -364,54 +366,43 @@ func joinRoot(root, p string) string {
 	return filepath.Join(root, p)
 }
 
-// ImageExtensions are the file extensions PairsFromDir treats as photos
-// (compared in lower case).
-var ImageExtensions = []string{".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-
-// PairsFromDir builds every pair of photos from an identity-per-folder layout:
-// each subdirectory of dir is one person and the photos directly inside it
-// (ImageExtensions; hidden files skipped) are theirs. All n·(n−1)/2 pairs are
-// returned, same-person when both photos share a folder, in a deterministic
-// order, with fold −1. maxPairs > 0 makes a larger set an error (the count
-// grows quadratically: LFW's 13,233 photos would give 87 million pairs).
+// PairsFromDir builds every pair of photos from an identity-per-folder layout
+// (dir/<person>/<photo>, read by dataset.Walk: photos decided by content,
+// hidden files and junk skipped); see PairsFromPeople.
 func PairsFromDir(dir string, maxPairs int) (*PairSet, error) {
-	ents, err := os.ReadDir(dir)
+	set, err := dataset.Walk(dir)
 	if err != nil {
 		return nil, fmt.Errorf("pairs from folders: %w", err)
 	}
+	ps, err := PairsFromPeople(set.People, maxPairs)
+	if err != nil {
+		return nil, fmt.Errorf("pairs from folders: %s: %w", dir, err)
+	}
+	return ps, nil
+}
+
+// PairsFromPeople builds every pair of the people's photos: all n·(n−1)/2
+// pairs, same-person when both photos belong to one person, in order (person
+// by person, photo by photo), with fold −1. maxPairs > 0 makes a larger set
+// an error (the count grows quadratically: LFW's 13,233 photos would give 87
+// million pairs).
+func PairsFromPeople(people []dataset.Person, maxPairs int) (*PairSet, error) {
 	type photo struct {
 		path string
 		id   int
 	}
 	var photos []photo
-	ids := 0
-	for _, e := range ents {
-		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
-			continue
-		}
-		sub := filepath.Join(dir, e.Name())
-		files, err := os.ReadDir(sub)
-		if err != nil {
-			return nil, fmt.Errorf("pairs from folders: %w", err)
-		}
-		n := 0
-		for _, f := range files {
-			if f.IsDir() || strings.HasPrefix(f.Name(), ".") || !slices.Contains(ImageExtensions, strings.ToLower(filepath.Ext(f.Name()))) {
-				continue
-			}
-			photos = append(photos, photo{filepath.Join(sub, f.Name()), ids})
-			n++
-		}
-		if n > 0 {
-			ids++
+	for id, p := range people {
+		for _, path := range p.Photos {
+			photos = append(photos, photo{path, id})
 		}
 	}
 	if len(photos) < 2 {
-		return nil, fmt.Errorf("pairs from folders: %s holds fewer than two photos in identity folders (one folder per person)", dir)
+		return nil, fmt.Errorf("fewer than two photos in identity folders (one folder per person)")
 	}
 	total := len(photos) * (len(photos) - 1) / 2
 	if maxPairs > 0 && total > maxPairs {
-		return nil, fmt.Errorf("pairs from folders: %s gives %d pairs (%d photos), more than the limit of %d", dir, total, len(photos), maxPairs)
+		return nil, fmt.Errorf("%d pairs (%d photos), more than the limit of %d", total, len(photos), maxPairs)
 	}
 	ps := &PairSet{Format: FormatFolders, Pairs: make([]Pair, 0, total)}
 	for i := range photos {

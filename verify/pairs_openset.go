@@ -1,11 +1,10 @@
 package verify
 
 import (
+	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"slices"
-	"strings"
+
+	"github.com/facever/facever/dataset"
 )
 
 // Photo is a photo and the identity (folder name) it shows.
@@ -30,47 +29,51 @@ type OpenSetSplit struct {
 }
 
 // SplitOpenSet builds the 1:N protocol of the README from dir (one folder per
-// person, photos as in PairsFromDir, in name order): every person with two or
-// more photos is enrolled with their first enroll photos (at least one photo
-// is always left as a probe) and the rest are known probes; every person with
-// a single photo is an unknown probe. On LFW (enroll = 1): 1,680 people
-// enrolled, 7,484 known probes, 4,069 unknown probes.
+// person, read by dataset.Walk); see SplitPeople.
 func SplitOpenSet(dir string, enroll int) (*OpenSetSplit, error) {
 	if enroll < 1 {
 		return nil, fmt.Errorf("open-set split: enroll %d photos per person: want ≥ 1", enroll)
 	}
-	ents, err := os.ReadDir(dir)
+	set, err := dataset.Walk(dir)
 	if err != nil {
 		return nil, fmt.Errorf("open-set split: %w", err)
 	}
+	s, err := SplitPeople(set.People, enroll)
+	if err != nil {
+		return nil, fmt.Errorf("open-set split: %s: %w", dir, err)
+	}
+	return s, nil
+}
+
+// SplitPeople builds the open-set 1:N protocol from people (in their order,
+// photos in their order): every person with two or more photos is enrolled
+// with their first enroll photos (at least one photo is always left as a
+// probe) and the rest are known probes; every person with a single photo is
+// an unknown probe. On LFW (enroll = 1): 1,680 people enrolled, 7,484 known
+// probes, 4,069 unknown probes.
+func SplitPeople(people []dataset.Person, enroll int) (*OpenSetSplit, error) {
+	if enroll < 1 {
+		return nil, fmt.Errorf("enroll %d photos per person: want ≥ 1", enroll)
+	}
 	s := &OpenSetSplit{}
-	for _, e := range ents {
-		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
-			continue
-		}
-		sub := filepath.Join(dir, e.Name())
-		files, err := os.ReadDir(sub)
-		if err != nil {
-			return nil, fmt.Errorf("open-set split: %w", err)
-		}
-		var photos []Photo
-		for _, f := range files {
-			if f.IsDir() || strings.HasPrefix(f.Name(), ".") || !slices.Contains(ImageExtensions, strings.ToLower(filepath.Ext(f.Name()))) {
-				continue
-			}
-			photos = append(photos, Photo{filepath.Join(sub, f.Name()), e.Name()})
-		}
+	for _, p := range people {
 		switch {
-		case len(photos) == 1:
-			s.Unknown = append(s.Unknown, Photo{photos[0].Path, ""})
-		case len(photos) >= 2:
-			n := min(enroll, len(photos)-1)
-			s.Gallery = append(s.Gallery, photos[:n]...)
-			s.Known = append(s.Known, photos[n:]...)
+		case len(p.Photos) == 1:
+			s.Unknown = append(s.Unknown, Photo{p.Photos[0], ""})
+		case len(p.Photos) >= 2:
+			n := min(enroll, len(p.Photos)-1)
+			for i, path := range p.Photos {
+				ph := Photo{path, p.Name}
+				if i < n {
+					s.Gallery = append(s.Gallery, ph)
+				} else {
+					s.Known = append(s.Known, ph)
+				}
+			}
 		}
 	}
 	if len(s.Gallery) == 0 {
-		return nil, fmt.Errorf("open-set split: %s has no person with two or more photos", dir)
+		return nil, errors.New("no person with two or more photos")
 	}
 	return s, nil
 }

@@ -157,7 +157,7 @@ func TestPairsFromDir(t *testing.T) {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(p, nil, 0o644); err != nil {
+		if err := os.WriteFile(p, fixture(f), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -266,4 +266,14 @@ func TestPairSetEvaluate(t *testing.T) {
 	if _, err := ps.Evaluate(scores[:3], 0); err == nil {
 		t.Error("score count mismatch accepted")
 	}
+}
+
+// fixture is the content of a test file: the first bytes of a JPEG for a
+// photo's name (the walker decides by content), a line of text otherwise.
+func fixture(name string) []byte {
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".jpg", ".jpeg", ".png":
+		return []byte{0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10, 'J', 'F', 'I', 'F', 0}
+	}
+	return []byte("some notes\n")
 }

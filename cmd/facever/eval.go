@@ -111,7 +111,15 @@ func readPairs(c *cli.Context) (*verify.PairSet, error) {
 	case c.String("pairs") != "":
 		return verify.ReadPairsFile(c.String("pairs"), c.String("root"))
 	case c.String("data") != "":
-		return verify.PairsFromDir(c.String("data"), c.Int("max-pairs"))
+		set, err := walkData(c, c.String("data"))
+		if err != nil {
+			return nil, err
+		}
+		ps, err := verify.PairsFromPeople(set.People, c.Int("max-pairs"))
+		if err != nil {
+			return nil, fmt.Errorf("pairs from folders: %s: %w", c.String("data"), err)
+		}
+		return ps, nil
 	}
 	return nil, errors.New("say which pairs to use: --pairs FILE (LFW pairs.txt or CSV path_a,path_b,same) or --data DIR (one folder per person)")
 }

@@ -3,13 +3,11 @@ package main
 import (
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
 	"sort"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/facever/facever/dataset"
 	"github.com/facever/facever/enroll"
 	"github.com/facever/facever/verify"
 )
@@ -66,7 +64,7 @@ Example (LFW: 1,680 people enrolled, 7,484 mated probes, 4,069 strangers):
 			alignedFlag, headFlag, cacheFlag, jsonFlag,
 		},
 		Action: func(c *cli.Context) error {
-			people, err := photosByPerson(c.String("data"))
+			people, err := photosByPerson(c, c.String("data"))
 			if err != nil {
 				return fail(err)
 			}
@@ -209,44 +207,33 @@ Example (LFW: 1,680 people enrolled, 7,484 mated probes, 4,069 strangers):
 	}
 }
 
-// personPhotos lists the JPEG and PNG photos of DIR/<person>, sorted.
-func personPhotos(dir, person string) ([]string, error) {
-	files, err := os.ReadDir(filepath.Join(dir, person))
-	if err != nil {
-		return nil, fmt.Errorf("photos of %s: %w", person, err)
-	}
-	var out []string
-	for _, f := range files {
-		ext := strings.ToLower(filepath.Ext(f.Name()))
-		if !f.IsDir() && (ext == ".jpg" || ext == ".jpeg" || ext == ".png") {
-			out = append(out, filepath.Join(dir, person, f.Name()))
-		}
-	}
-	sort.Strings(out)
-	return out, nil
-}
-
-// photosByPerson lists DIR/<person>/<photo> for JPEG and PNG photos.
-func photosByPerson(dir string) (map[string][]string, error) {
-	ents, err := os.ReadDir(dir)
+// photosByPerson reads a folder per person (DIR/<person>/<photo>) through
+// the one walker, and reports on stderr what it left out and why.
+func photosByPerson(c *cli.Context, dir string) (map[string][]string, error) {
+	set, err := walkData(c, dir)
 	if err != nil {
 		return nil, err
 	}
-	out := map[string][]string{}
-	for _, e := range ents {
-		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
-			continue
-		}
-		ps, err := personPhotos(dir, e.Name())
-		if err != nil {
-			return nil, err
-		}
-		if len(ps) > 0 {
-			out[e.Name()] = ps
+	return set.ByName(), nil
+}
+
+// walkData walks a --data (or --root) folder and reports the skipped files on
+// stderr: the summary and the first ten with their reasons.
+func walkData(c *cli.Context, dir string) (*dataset.Set, error) {
+	set, err := dataset.Walk(dir)
+	if err != nil {
+		return nil, err
+	}
+	if sum := set.Summary(); sum != "" {
+		w := c.App.ErrWriter
+		fmt.Fprintf(w, "%s: %s\n", dir, sum)
+		for i, k := range set.Skipped {
+			if i == 10 {
+				fmt.Fprintf(w, "  ... and %d more\n", len(set.Skipped)-10)
+				break
+			}
+			fmt.Fprintln(w, "  "+k.String())
 		}
 	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%s holds no folder of photos (expected DIR/<person>/<photo>.jpg)", dir)
-	}
-	return out, nil
+	return set, nil
 }
