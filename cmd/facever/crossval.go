@@ -76,15 +76,17 @@ Example (the README's LFW table):
 				}
 			}
 			// Every photo of every person in the pairs.
-			photos := map[string][]string{}
+			photos, err := photosByPerson(c, root)
+			if err != nil {
+				return fail(fmt.Errorf("%w (is --root the folder per person?)", err))
+			}
 			var all []string
 			for _, fp := range foldPeople {
 				for n := range fp {
-					ps, err := personPhotos(root, n)
-					if err != nil {
-						return fail(fmt.Errorf("%w (is --root the folder per person?)", err))
+					ps, ok := photos[n]
+					if !ok {
+						return fail(fmt.Errorf("%s has no photos of %s (is --root the folder per person?)", root, n))
 					}
-					photos[n] = ps
 					all = append(all, ps...)
 				}
 			}

@@ -268,7 +268,7 @@ Examples:
 			if v := c.Float64("val"); v < 0 || v >= 1 {
 				return fail(errors.New("--val must be in [0, 1)"))
 			}
-			people, err := photosByPerson(c.String("data"))
+			people, err := photosByPerson(c, c.String("data"))
 			if err != nil {
 				return fail(err)
 			}
