@@ -12,7 +12,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/facever/facever/infer"
-	"github.com/facever/facever/internal/onnxrt"
+	"github.com/facever/facever/internal/onnxproto"
 )
 
 // Session is an OpenCV DNN network. It is safe for concurrent use: Run calls
@@ -108,11 +108,11 @@ func (s *Session) Close() error {
 }
 
 // Validate checks that data is a well-formed ONNX protobuf with a graph of
-// at least one node (onnxrt.CheckWire walks the wire format without
+// at least one node (onnxproto.CheckWire walks the wire format without
 // registering any protobuf type). It rejects what makes OpenCV abort:
 // truncated or garbage files, empty graphs.
 func Validate(data []byte) error {
-	if err := onnxrt.CheckWire(data); err != nil {
+	if err := onnxproto.CheckWire(data); err != nil {
 		return fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	return nil

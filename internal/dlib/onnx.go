@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/facever/facever/internal/onnxwrite"
+	"github.com/facever/facever/internal/onnxproto"
 )
 
 // ONNX names and settings of the converted model.
@@ -48,7 +48,7 @@ func (n *Net) ONNX(sourceSHA256 string) ([]byte, error) {
 
 // graphBuilder accumulates nodes and initializers with sequential names.
 type graphBuilder struct {
-	g   onnxwrite.Graph
+	g   onnxproto.Graph
 	seq map[string]int
 }
 
@@ -58,19 +58,19 @@ func (b *graphBuilder) name(prefix string) string {
 	return fmt.Sprintf("%s%d", prefix, i)
 }
 
-func (b *graphBuilder) init(t onnxwrite.Tensor) string {
+func (b *graphBuilder) init(t onnxproto.Tensor) string {
 	b.g.Initializers = append(b.g.Initializers, t)
 	return t.Name
 }
 
 // node adds a node named after its op; its output is named after the node
 // unless out is given.
-func (b *graphBuilder) node(op, prefix, out string, in []string, attrs ...onnxwrite.Attr) string {
+func (b *graphBuilder) node(op, prefix, out string, in []string, attrs ...onnxproto.Attr) string {
 	name := b.name(prefix)
 	if out == "" {
 		out = name
 	}
-	b.g.Nodes = append(b.g.Nodes, onnxwrite.Node{Name: name, OpType: op, Inputs: in, Outputs: []string{out}, Attrs: attrs})
+	b.g.Nodes = append(b.g.Nodes, onnxproto.Node{Name: name, OpType: op, Inputs: in, Outputs: []string{out}, Attrs: attrs})
 	return out
 }
 
@@ -85,28 +85,28 @@ func (b *graphBuilder) batchNorm(prefix, x string, scale, bias []float32) string
 		ones[i] = 1
 	}
 	base := b.name(prefix + "_")
-	s := b.init(onnxwrite.FloatTensor(base+"_scale", scale, c))
-	bi := b.init(onnxwrite.FloatTensor(base+"_bias", bias, c))
-	mean := b.init(onnxwrite.FloatTensor(base+"_mean", zeros, c))
-	vr := b.init(onnxwrite.FloatTensor(base+"_var", ones, c))
-	b.g.Nodes = append(b.g.Nodes, onnxwrite.Node{
+	s := b.init(onnxproto.FloatTensor(base+"_scale", scale, c))
+	bi := b.init(onnxproto.FloatTensor(base+"_bias", bias, c))
+	mean := b.init(onnxproto.FloatTensor(base+"_mean", zeros, c))
+	vr := b.init(onnxproto.FloatTensor(base+"_var", ones, c))
+	b.g.Nodes = append(b.g.Nodes, onnxproto.Node{
 		Name: base, OpType: "BatchNormalization", Inputs: []string{x, s, bi, mean, vr}, Outputs: []string{base},
-		Attrs: []onnxwrite.Attr{onnxwrite.FloatAttr("epsilon", 0)},
+		Attrs: []onnxproto.Attr{onnxproto.FloatAttr("epsilon", 0)},
 	})
 	return base
 }
 
-func (n *Net) onnxModel(sourceSHA256 string) (*onnxwrite.Model, error) {
+func (n *Net) onnxModel(sourceSHA256 string) (*onnxproto.Model, error) {
 	if len(n.Layers) == 0 {
 		return nil, errors.New("dlib: empty network")
 	}
 	b := &graphBuilder{seq: map[string]int{}}
 	b.g.Name = "dlib_face_recognition_resnet_model_v1"
-	N := onnxwrite.Dim{Param: "N"}
-	b.g.Inputs = []onnxwrite.ValueInfo{{Name: InputName, ElemType: onnxwrite.Float,
-		Dims: []onnxwrite.Dim{N, {Value: 3}, {Value: int64(n.Rows)}, {Value: int64(n.Cols)}}}}
-	b.g.Outputs = []onnxwrite.ValueInfo{{Name: OutputName, ElemType: onnxwrite.Float,
-		Dims: []onnxwrite.Dim{N, {Value: DescriptorSize}}}}
+	N := onnxproto.Dim{Param: "N"}
+	b.g.Inputs = []onnxproto.ValueInfo{{Name: InputName, ElemType: onnxproto.Float,
+		Dims: []onnxproto.Dim{N, {Value: 3}, {Value: int64(n.Rows)}, {Value: int64(n.Cols)}}}}
+	b.g.Outputs = []onnxproto.ValueInfo{{Name: OutputName, ElemType: onnxproto.Float,
+		Dims: []onnxproto.Dim{N, {Value: DescriptorSize}}}}
 
 	// input_rgb_image_sized: (pixel − avg)/256 per channel.
 	var scale, bias [3]float32
@@ -138,14 +138,14 @@ func (n *Net) onnxModel(sourceSHA256 string) (*onnxwrite.Model, error) {
 				return nil, fmt.Errorf("dlib: layer %d (%s): weights do not match the layer", i, l)
 			}
 			base := b.name("conv")
-			w := b.init(onnxwrite.FloatTensor(base+"_W", l.Weights, int64(l.Filters), int64(l.InC), int64(l.Size), int64(l.Size)))
-			bi := b.init(onnxwrite.FloatTensor(base+"_B", l.Bias, int64(l.Filters)))
+			w := b.init(onnxproto.FloatTensor(base+"_W", l.Weights, int64(l.Filters), int64(l.InC), int64(l.Size), int64(l.Size)))
+			bi := b.init(onnxproto.FloatTensor(base+"_B", l.Bias, int64(l.Filters)))
 			p := int64(l.Pad)
-			b.g.Nodes = append(b.g.Nodes, onnxwrite.Node{Name: base, OpType: "Conv", Inputs: []string{cur, w, bi}, Outputs: []string{base},
-				Attrs: []onnxwrite.Attr{
-					onnxwrite.Ints("kernel_shape", int64(l.Size), int64(l.Size)),
-					onnxwrite.Ints("pads", p, p, p, p),
-					onnxwrite.Ints("strides", int64(l.Stride), int64(l.Stride)),
+			b.g.Nodes = append(b.g.Nodes, onnxproto.Node{Name: base, OpType: "Conv", Inputs: []string{cur, w, bi}, Outputs: []string{base},
+				Attrs: []onnxproto.Attr{
+					onnxproto.Ints("kernel_shape", int64(l.Size), int64(l.Size)),
+					onnxproto.Ints("pads", p, p, p, p),
+					onnxproto.Ints("strides", int64(l.Stride), int64(l.Stride)),
 				}})
 			cur = base
 			if shape, err = convShape(shape, l); err != nil {
@@ -173,9 +173,9 @@ func (n *Net) onnxModel(sourceSHA256 string) (*onnxwrite.Model, error) {
 			}
 			p := int64(l.Pad)
 			cur = b.node(op, prefix, "", []string{cur},
-				onnxwrite.Ints("kernel_shape", int64(l.Size), int64(l.Size)),
-				onnxwrite.Ints("pads", p, p, p, p),
-				onnxwrite.Ints("strides", int64(l.Stride), int64(l.Stride)))
+				onnxproto.Ints("kernel_shape", int64(l.Size), int64(l.Size)),
+				onnxproto.Ints("pads", p, p, p, p),
+				onnxproto.Ints("strides", int64(l.Stride), int64(l.Stride)))
 			if shape, err = convShape(shape, l); err != nil {
 				return nil, fmt.Errorf("dlib: layer %d: %w", i, err)
 			}
@@ -193,9 +193,9 @@ func (n *Net) onnxModel(sourceSHA256 string) (*onnxwrite.Model, error) {
 			if len(l.Weights) != l.InC*l.Filters || l.InC != shape.c*shape.h*shape.w || l.Filters != DescriptorSize {
 				return nil, fmt.Errorf("dlib: layer %d (%s): weights do not match the layer", i, l)
 			}
-			flat := b.node("Flatten", "flatten", "", []string{cur}, onnxwrite.Int("axis", 1))
+			flat := b.node("Flatten", "flatten", "", []string{cur}, onnxproto.Int("axis", 1))
 			base := b.name("fc")
-			w := b.init(onnxwrite.FloatTensor(base+"_W", l.Weights, int64(l.InC), int64(l.Filters)))
+			w := b.init(onnxproto.FloatTensor(base+"_W", l.Weights, int64(l.InC), int64(l.Filters)))
 			if i != len(n.Layers)-1 {
 				return nil, fmt.Errorf("dlib: layer %d: fc must be the last layer", i)
 			}
@@ -208,7 +208,7 @@ func (n *Net) onnxModel(sourceSHA256 string) (*onnxwrite.Model, error) {
 	if cur != OutputName {
 		return nil, errors.New("dlib: the network does not end with its fc layer")
 	}
-	return &onnxwrite.Model{
+	return &onnxproto.Model{
 		IRVersion:       IRVersion,
 		Opset:           Opset,
 		ProducerName:    "facever",
@@ -217,7 +217,7 @@ func (n *Net) onnxModel(sourceSHA256 string) (*onnxwrite.Model, error) {
 			"converted by facever. Input: 150×150 RGB chips aligned as dlib does (five landmarks, padding 0.25), " +
 			"pixel values 0..255. Output: 128-d descriptors; same person when the Euclidean distance is below 0.6.",
 		Graph: b.g,
-		Metadata: []onnxwrite.KV{
+		Metadata: []onnxproto.KV{
 			{Key: MetaSourceFile, Value: FileName},
 			{Key: MetaSourceSHA256, Value: sourceSHA256},
 			{Key: MetaConverter, Value: Converter},
@@ -238,9 +238,9 @@ func (b *graphBuilder) padTo(x string, from, to shape3) string {
 		return x
 	}
 	base := b.name("pad")
-	pads := b.init(onnxwrite.Int64Tensor(base+"_pads", []int64{0, 0, 0, 0, 0, int64(dc), int64(dh), int64(dw)}, 8))
-	b.g.Nodes = append(b.g.Nodes, onnxwrite.Node{Name: base, OpType: "Pad", Inputs: []string{x, pads}, Outputs: []string{base},
-		Attrs: []onnxwrite.Attr{onnxwrite.String("mode", "constant")}})
+	pads := b.init(onnxproto.Int64Tensor(base+"_pads", []int64{0, 0, 0, 0, 0, int64(dc), int64(dh), int64(dw)}, 8))
+	b.g.Nodes = append(b.g.Nodes, onnxproto.Node{Name: base, OpType: "Pad", Inputs: []string{x, pads}, Outputs: []string{base},
+		Attrs: []onnxproto.Attr{onnxproto.String("mode", "constant")}})
 	return base
 }
 

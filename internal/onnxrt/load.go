@@ -6,9 +6,9 @@
 //
 // onnx-go decodes the protobuf, the initialisers and the attributes and
 // hands the graph to this package through its onnx.Backend interface
-// (OperationCarrier + gonum graph.DirectedWeightedBuilder). A small wire
-// reader (proto.go) adds what onnx-go does not pass on: the opset, node
-// names and symbolic dimensions.
+// (OperationCarrier + gonum graph.DirectedWeightedBuilder). The project's
+// wire-format reader (internal/onnxproto, kept in proto.go) adds what
+// onnx-go does not pass on: the opset, node names and symbolic dimensions.
 package onnxrt
 
 import (
@@ -21,6 +21,8 @@ import (
 	"gonum.org/v1/gonum/graph/iterator"
 	"gonum.org/v1/gonum/graph/simple"
 	gtensor "gorgonia.org/tensor"
+
+	"github.com/facever/facever/internal/onnxproto"
 )
 
 // ErrUnsupportedOp is wrapped by the error Load returns for a model that
@@ -28,8 +30,8 @@ import (
 var ErrUnsupportedOp = errors.New("unsupported operator")
 
 // ErrMalformed is wrapped by the error Load returns for bytes that are not a
-// well-formed ONNX model.
-var ErrMalformed = errors.New("malformed ONNX model")
+// well-formed ONNX model (it is onnxproto.ErrMalformed).
+var ErrMalformed = onnxproto.ErrMalformed
 
 // ValueInfo names a graph input or output and its shape; a dynamic
 // dimension is -1. Shape is nil when the model does not declare one.
@@ -182,7 +184,7 @@ func Load(data []byte) (m *Model, err error) {
 	}()
 	pm, err := scanModel(data)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return nil, err
 	}
 	if m, err := checkOps(pm); err != nil {
 		return m, err

@@ -1,12 +1,9 @@
-// Package onnxwrite writes ONNX ModelProto files with protowire alone: it
-// registers no protobuf type, so it links beside onnx-go (which registers
-// the ONNX messages under the name "onnx").
-//
-// Output is deterministic: fields are written in a fixed order, lists in
-// the order given, repeated numbers unpacked (onnx.proto is proto2),
-// tensor values as little-endian raw_data. The same Model
-// always gives the same bytes.
-package onnxwrite
+package onnxproto
+
+// Writing. Output is deterministic: fields are written in a fixed order,
+// lists in the order given, repeated numbers unpacked (onnx.proto is
+// proto2), tensor values as little-endian raw_data. The same Model always
+// gives the same bytes.
 
 import (
 	"encoding/binary"
@@ -56,10 +53,11 @@ type Graph struct {
 	Outputs      []ValueInfo
 }
 
-// Node is an ONNX NodeProto of the default domain.
+// Node is an ONNX NodeProto. Scan leaves Attrs empty.
 type Node struct {
 	Name    string
 	OpType  string
+	Domain  string // empty (or "ai.onnx") for the default operator set
 	Inputs  []string
 	Outputs []string
 	Attrs   []Attr
@@ -102,6 +100,7 @@ func FloatAttr(name string, v float32) Attr { return Attr{Name: name, Type: Attr
 func String(name, v string) Attr { return Attr{Name: name, Type: AttrString, S: v} }
 
 // Tensor is an initializer: a float32 or int64 tensor stored as raw_data.
+// Scan fills Name, Dims and Type only.
 type Tensor struct {
 	Name string
 	Dims []int64
@@ -122,13 +121,15 @@ func Int64Tensor(name string, data []int64, dims ...int64) Tensor {
 }
 
 // Dim is one dimension of a ValueInfo: a fixed Value, or a symbolic Param
-// (such as "N") when Param is not empty.
+// (such as "N") when Param is not empty. Value is -1 for a dimension that
+// is symbolic or not given (Scan; Marshal writes such a dimension empty).
 type Dim struct {
 	Value int64
 	Param string
 }
 
-// ValueInfo is a graph input or output: a tensor of ElemType and shape Dims.
+// ValueInfo is a graph input or output: a tensor of ElemType and shape
+// Dims. Scan leaves Dims nil when the file declares no shape.
 type ValueInfo struct {
 	Name     string
 	ElemType int32
@@ -162,20 +163,20 @@ func (m *Model) Marshal() ([]byte, error) {
 
 func (m *Model) check() error {
 	if m.Opset <= 0 || m.IRVersion <= 0 {
-		return errors.New("onnxwrite: opset and IR version must be set")
+		return errors.New("onnxproto: opset and IR version must be set")
 	}
 	g := &m.Graph
 	if len(g.Nodes) == 0 || len(g.Inputs) == 0 || len(g.Outputs) == 0 {
-		return errors.New("onnxwrite: graph needs nodes, inputs and outputs")
+		return errors.New("onnxproto: graph needs nodes, inputs and outputs")
 	}
 	for _, t := range g.Initializers {
 		if t.Name == "" {
-			return errors.New("onnxwrite: initializer without a name")
+			return errors.New("onnxproto: initializer without a name")
 		}
 		n := int64(1)
 		for _, d := range t.Dims {
 			if d < 0 {
-				return fmt.Errorf("onnxwrite: initializer %s: negative dimension", t.Name)
+				return fmt.Errorf("onnxproto: initializer %s: negative dimension", t.Name)
 			}
 			n *= d
 		}
@@ -183,23 +184,23 @@ func (m *Model) check() error {
 		switch t.Type {
 		case Float:
 			if t.Int64s != nil {
-				return fmt.Errorf("onnxwrite: float initializer %s holds int64 values", t.Name)
+				return fmt.Errorf("onnxproto: float initializer %s holds int64 values", t.Name)
 			}
 		case Int64:
 			have = len(t.Int64s)
 			if t.Floats != nil {
-				return fmt.Errorf("onnxwrite: int64 initializer %s holds float values", t.Name)
+				return fmt.Errorf("onnxproto: int64 initializer %s holds float values", t.Name)
 			}
 		default:
-			return fmt.Errorf("onnxwrite: initializer %s: unsupported type %d", t.Name, t.Type)
+			return fmt.Errorf("onnxproto: initializer %s: unsupported type %d", t.Name, t.Type)
 		}
 		if int64(have) != n {
-			return fmt.Errorf("onnxwrite: initializer %s: dims %v need %d values, have %d", t.Name, t.Dims, n, have)
+			return fmt.Errorf("onnxproto: initializer %s: dims %v need %d values, have %d", t.Name, t.Dims, n, have)
 		}
 	}
 	for _, n := range g.Nodes {
 		if n.OpType == "" || len(n.Outputs) == 0 {
-			return fmt.Errorf("onnxwrite: node %q needs an op type and outputs", n.Name)
+			return fmt.Errorf("onnxproto: node %q needs an op type and outputs", n.Name)
 		}
 	}
 	return nil
@@ -236,7 +237,7 @@ func (n *Node) marshal() []byte {
 	for _, a := range n.Attrs {
 		b = appendMsg(b, 5, a.marshal())
 	}
-	return b
+	return appendString(b, 7, n.Domain)
 }
 
 func (a *Attr) marshal() []byte {
@@ -297,7 +298,7 @@ func (v *ValueInfo) marshal() []byte {
 		var e []byte
 		if d.Param != "" {
 			e = appendString(e, 2, d.Param)
-		} else {
+		} else if d.Value >= 0 {
 			e = protowire.AppendTag(e, 1, protowire.VarintType)
 			e = protowire.AppendVarint(e, uint64(d.Value))
 		}

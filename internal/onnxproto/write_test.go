@@ -1,4 +1,4 @@
-package onnxwrite_test
+package onnxproto_test
 
 import (
 	"bytes"
@@ -8,33 +8,33 @@ import (
 
 	"github.com/facever/facever/infer"
 	"github.com/facever/facever/internal/cvdnn"
+	"github.com/facever/facever/internal/onnxproto"
 	"github.com/facever/facever/internal/onnxrt"
-	"github.com/facever/facever/internal/onnxwrite"
 )
 
 // tiny is y = Relu(Conv(Pad(x)) + 1) on a 1×1×3×3 input with a 2×2 kernel
 // of ones: an initializer of each type, attributes of each kind used, a
 // dynamic batch dimension.
-func tiny() *onnxwrite.Model {
-	return &onnxwrite.Model{
+func tiny() *onnxproto.Model {
+	return &onnxproto.Model{
 		IRVersion: 6, Opset: 11, ProducerName: "test",
-		Graph: onnxwrite.Graph{
+		Graph: onnxproto.Graph{
 			Name: "tiny",
-			Nodes: []onnxwrite.Node{
-				{Name: "pad", OpType: "Pad", Inputs: []string{"x", "pads"}, Outputs: []string{"p"}, Attrs: []onnxwrite.Attr{onnxwrite.String("mode", "constant")}},
+			Nodes: []onnxproto.Node{
+				{Name: "pad", OpType: "Pad", Inputs: []string{"x", "pads"}, Outputs: []string{"p"}, Attrs: []onnxproto.Attr{onnxproto.String("mode", "constant")}},
 				{Name: "conv", OpType: "Conv", Inputs: []string{"p", "w", "b"}, Outputs: []string{"c"},
-					Attrs: []onnxwrite.Attr{onnxwrite.Ints("kernel_shape", 2, 2), onnxwrite.Ints("strides", 1, 1), onnxwrite.Ints("pads", 0, 0, 0, 0)}},
+					Attrs: []onnxproto.Attr{onnxproto.Ints("kernel_shape", 2, 2), onnxproto.Ints("strides", 1, 1), onnxproto.Ints("pads", 0, 0, 0, 0)}},
 				{Name: "relu", OpType: "Relu", Inputs: []string{"c"}, Outputs: []string{"y"}},
 			},
-			Initializers: []onnxwrite.Tensor{
-				onnxwrite.Int64Tensor("pads", []int64{0, 0, 0, 0, 0, 0, 1, 1}, 8),
-				onnxwrite.FloatTensor("w", []float32{1, 1, 1, 1}, 1, 1, 2, 2),
-				onnxwrite.FloatTensor("b", []float32{-10}, 1),
+			Initializers: []onnxproto.Tensor{
+				onnxproto.Int64Tensor("pads", []int64{0, 0, 0, 0, 0, 0, 1, 1}, 8),
+				onnxproto.FloatTensor("w", []float32{1, 1, 1, 1}, 1, 1, 2, 2),
+				onnxproto.FloatTensor("b", []float32{-10}, 1),
 			},
-			Inputs:  []onnxwrite.ValueInfo{{Name: "x", ElemType: onnxwrite.Float, Dims: []onnxwrite.Dim{{Param: "N"}, {Value: 1}, {Value: 3}, {Value: 3}}}},
-			Outputs: []onnxwrite.ValueInfo{{Name: "y", ElemType: onnxwrite.Float, Dims: []onnxwrite.Dim{{Param: "N"}, {Value: 1}, {Value: 3}, {Value: 3}}}},
+			Inputs:  []onnxproto.ValueInfo{{Name: "x", ElemType: onnxproto.Float, Dims: []onnxproto.Dim{{Param: "N"}, {Value: 1}, {Value: 3}, {Value: 3}}}},
+			Outputs: []onnxproto.ValueInfo{{Name: "y", ElemType: onnxproto.Float, Dims: []onnxproto.Dim{{Param: "N"}, {Value: 1}, {Value: 3}, {Value: 3}}}},
 		},
-		Metadata: []onnxwrite.KV{{Key: "a", Value: "1"}, {Key: "b", Value: "2"}},
+		Metadata: []onnxproto.KV{{Key: "a", Value: "1"}, {Key: "b", Value: "2"}},
 	}
 }
 
