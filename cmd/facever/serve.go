@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -24,23 +25,43 @@ func serveCommand() *cli.Command {
 		Name:  "serve",
 		Usage: "run the HTTP API: verify, enroll and identify over JSON",
 		Description: `Serves /v1/verify, /v1/identities, /v1/identities/{id}/faces, /v1/identify, and
-/openapi.json, /healthz, /metrics. Every /v1 endpoint needs an API key made with
-'facever apikey create' (stored hashed in the gallery). It listens on 127.0.0.1 only
-unless --addr says otherwise. SIGINT or SIGTERM stop it gracefully: requests in flight
-finish, then the gallery is closed.
+/openapi.json, /healthz, /metrics. Every /v1 endpoint and /metrics need an API key
+made with 'facever apikey create' (stored hashed in the gallery); --metrics-addr serves
+/metrics without a key on a listener of its own. It listens on 127.0.0.1 only unless
+--addr says otherwise. Every request is one JSON line of the access log (--access-log:
+stderr by default): time, key prefix and name, route, status, identity ids touched,
+latency; never images, templates or keys. SIGINT or SIGTERM stop it gracefully:
+requests in flight finish, then the gallery is closed.
+
+Limits (413 or 422 with a stable error code above them): --max-body, --max-pixels
+(read from the image header before decoding), --max-photos and --max-faces per request,
+--max-metadata-bytes and --max-metadata-keys; --decode-budget bounds the memory of
+decoded images of all requests together, --max-concurrent the requests with a body
+worked on at once, --request-timeout the time of one request's work (an enroll cut
+short commits nothing).
 
 Example:
    facever apikey create --gallery team.db --name my-app
-   facever serve --gallery team.db --addr 127.0.0.1:8080`,
+   facever serve --gallery team.db --addr 127.0.0.1:8080 --access-log access.jsonl`,
 		Flags: []cli.Flag{
 			galleryFlag,
 			&cli.StringFlag{Name: "addr", Value: "127.0.0.1:8080", Usage: "address to listen on"},
 			&cli.StringFlag{Name: "tls-cert", Usage: "serve HTTPS with this certificate (PEM)"},
 			&cli.StringFlag{Name: "tls-key", Usage: "the certificate's private key (PEM)"},
 			&cli.Float64Flag{Name: "threshold", Value: verify.DefaultThreshold, Usage: "default threshold of verify and identify (default: the model's)"},
+			&cli.Float64Flag{Name: "min-threshold", Value: 0, Usage: "lowest threshold a client may send (400 threshold_too_low below it)"},
 			headFlag,
-			&cli.Int64Flag{Name: "max-body", Value: 16 << 20, Usage: "largest request body in bytes (413 above)"},
-			&cli.IntFlag{Name: "max-pixels", Value: 40_000_000, Usage: "largest image, width×height (413 above)"},
+			&cli.Int64Flag{Name: "max-body", Value: server.DefaultMaxBodyBytes, Usage: "largest request body in bytes (413 too_large above)"},
+			&cli.IntFlag{Name: "max-pixels", Value: server.DefaultMaxPixels, Usage: "largest image, width×height, read from its header before decoding (413 too_large above)"},
+			&cli.IntFlag{Name: "max-photos", Value: server.DefaultMaxPhotos, Usage: "most photos in one request (413 too_many_photos above)"},
+			&cli.IntFlag{Name: "max-faces", Value: server.DefaultMaxFaces, Usage: "most faces the photos of one request may hold (422 too_many_faces above)"},
+			&cli.IntFlag{Name: "max-metadata-bytes", Value: server.DefaultMaxMetadataBytes, Usage: "largest identity metadata, keys and values together (413 metadata_too_large above)"},
+			&cli.IntFlag{Name: "max-metadata-keys", Value: server.DefaultMaxMetadataKeys, Usage: "most metadata keys of an identity (413 metadata_too_large above)"},
+			&cli.Int64Flag{Name: "decode-budget", Value: server.DefaultDecodeBudget >> 20, Usage: "MiB that decoded images of all requests may hold together (3 bytes a pixel)"},
+			&cli.IntFlag{Name: "max-concurrent", Value: server.DefaultMaxConcurrent, Usage: "requests with a body read and worked on at once (the others wait their turn)"},
+			&cli.DurationFlag{Name: "request-timeout", Value: 50 * time.Second, Usage: "longest work of one request (503 timeout; keep it under --write-timeout)"},
+			&cli.StringFlag{Name: "access-log", Value: "-", Usage: "file the JSON-lines access log is appended to (\"-\": stderr)"},
+			&cli.StringFlag{Name: "metrics-addr", Usage: "serve /metrics without a key on this address too (say 127.0.0.1:9090)"},
 			&cli.DurationFlag{Name: "read-timeout", Value: 30 * time.Second, Usage: "time to read a whole request"},
 			&cli.DurationFlag{Name: "write-timeout", Value: 60 * time.Second, Usage: "time to write a response"},
 			&cli.DurationFlag{Name: "shutdown-timeout", Value: 30 * time.Second, Usage: "how long requests in flight may take to finish at shutdown"},
@@ -69,18 +90,49 @@ Example:
 			if len(keys) == 0 {
 				return fail(fmt.Errorf("gallery %s has no API key, so no client could call the API: make one with `facever apikey create --gallery %s --name NAME`", c.String("gallery"), c.String("gallery")))
 			}
+			if c.Duration("request-timeout") >= c.Duration("write-timeout") {
+				return cli.Exit("--request-timeout must be shorter than --write-timeout, so that a request out of time still gets its answer", exitError)
+			}
+			var accessLog io.Writer = c.App.ErrWriter
+			if p := c.String("access-log"); p != "-" {
+				f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+				if err != nil {
+					return fail(fmt.Errorf("access log: %w", err))
+				}
+				defer f.Close()
+				accessLog = f
+			}
 			srv, err := server.New(server.Config{
-				Pipeline:     pipelineConfig(c),
-				Gallery:      g,
-				Threshold:    threshold(c, backbone),
-				Head:         c.String("head"),
-				MaxBodyBytes: c.Int64("max-body"),
-				MaxPixels:    c.Int("max-pixels"),
+				Pipeline:         pipelineConfig(c),
+				Gallery:          g,
+				Threshold:        threshold(c, backbone),
+				MinThreshold:     c.Float64("min-threshold"),
+				Head:             c.String("head"),
+				MaxBodyBytes:     c.Int64("max-body"),
+				MaxPixels:        c.Int("max-pixels"),
+				MaxPhotos:        c.Int("max-photos"),
+				MaxFaces:         c.Int("max-faces"),
+				MaxMetadataBytes: c.Int("max-metadata-bytes"),
+				MaxMetadataKeys:  c.Int("max-metadata-keys"),
+				DecodeBudget:     c.Int64("decode-budget") << 20,
+				MaxConcurrent:    c.Int("max-concurrent"),
+				RequestTimeout:   c.Duration("request-timeout"),
+				AccessLog:        accessLog,
 			})
 			if err != nil {
 				return fail(err)
 			}
 			defer srv.Close()
+			if addr := c.String("metrics-addr"); addr != "" {
+				mln, err := net.Listen("tcp", addr)
+				if err != nil {
+					return fail(fmt.Errorf("--metrics-addr: %w", err))
+				}
+				ms := &http.Server{Handler: srv.MetricsHandler(), ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
+				go ms.Serve(mln)
+				defer ms.Close()
+				fmt.Fprintf(c.App.ErrWriter, "facever: metrics on http://%s/metrics (no key)\n", mln.Addr())
+			}
 			hs := &http.Server{
 				Handler:           srv,
 				ReadTimeout:       c.Duration("read-timeout"),

@@ -1,17 +1,23 @@
 package server
 
 import (
+	"context"
 	"time"
 
 	"github.com/facever/facever/align"
-	"github.com/facever/facever/facehead"
 )
 
 // batcher runs the backbone for faces of requests that arrive together in
-// one batch: a request's faces wait at most window for others to join, up to
-// facehead.MaxBatch faces per run.
+// one batch: a chunk waits at most window for others to join, up to max
+// faces per run. A request's faces are cut into chunks of at most max and
+// sent one chunk at a time, each after the previous one's run, so that a
+// request of thousands of faces holds the backbone for one run at a time
+// and the chunks of other requests run in between. A chunk whose request
+// was cancelled (the client went away, the request timed out) is dropped
+// before its run.
 type batcher struct {
-	emb    *facehead.Embedder
+	embed  func([]align.Chip) ([][]float32, error)
+	max    int
 	window time.Duration
 	in     chan *embedJob
 	stop   chan struct{}
@@ -21,28 +27,43 @@ type batcher struct {
 }
 
 type embedJob struct {
+	ctx   context.Context
 	chips []align.Chip
 	out   [][]float32
 	err   error
 	done  chan struct{}
 }
 
-func newBatcher(emb *facehead.Embedder, window time.Duration, observe func(time.Duration, int)) *batcher {
-	b := &batcher{emb: emb, window: window, in: make(chan *embedJob), stop: make(chan struct{}), done: make(chan struct{}), observe: observe}
+func newBatcher(embed func([]align.Chip) ([][]float32, error), max int, window time.Duration, observe func(time.Duration, int)) *batcher {
+	b := &batcher{embed: embed, max: max, window: window, in: make(chan *embedJob), stop: make(chan struct{}), done: make(chan struct{}), observe: observe}
 	go b.loop()
 	return b
 }
 
-// embed returns the embeddings of chips, batched with concurrent callers.
-func (b *batcher) embed(chips []align.Chip) ([][]float32, error) {
-	j := &embedJob{chips: chips, done: make(chan struct{})}
-	select {
-	case b.in <- j:
-	case <-b.stop:
-		return nil, errShuttingDown
+// run returns the embeddings of chips, batched with concurrent callers, in
+// chunks of at most b.max. It returns ctx's error as soon as ctx is done.
+func (b *batcher) run(ctx context.Context, chips []align.Chip) ([][]float32, error) {
+	out := make([][]float32, 0, len(chips))
+	for start := 0; start < len(chips); start += b.max {
+		j := &embedJob{ctx: ctx, chips: chips[start:min(start+b.max, len(chips))], done: make(chan struct{})}
+		select {
+		case b.in <- j:
+		case <-b.stop:
+			return nil, errShuttingDown
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		select {
+		case <-j.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if j.err != nil {
+			return nil, j.err
+		}
+		out = append(out, j.out...)
 	}
-	<-j.done
-	return j.out, j.err
+	return out, nil
 }
 
 func (b *batcher) close() {
@@ -52,20 +73,28 @@ func (b *batcher) close() {
 
 func (b *batcher) loop() {
 	defer close(b.done)
+	var next *embedJob // a chunk that did not fit in the previous run
 	for {
-		var first *embedJob
-		select {
-		case first = <-b.in:
-		case <-b.stop:
-			return
+		first := next
+		next = nil
+		if first == nil {
+			select {
+			case first = <-b.in:
+			case <-b.stop:
+				return
+			}
 		}
 		jobs := []*embedJob{first}
 		n := len(first.chips)
 		timer := time.NewTimer(b.window)
 	collect:
-		for n < facehead.MaxBatch {
+		for n < b.max {
 			select {
 			case j := <-b.in:
+				if n+len(j.chips) > b.max {
+					next = j
+					break collect
+				}
 				jobs = append(jobs, j)
 				n += len(j.chips)
 			case <-timer.C:
@@ -74,16 +103,26 @@ func (b *batcher) loop() {
 		}
 		timer.Stop()
 		var all []align.Chip
+		live := jobs[:0]
 		for _, j := range jobs {
+			if err := j.ctx.Err(); err != nil {
+				j.err = err
+				close(j.done)
+				continue
+			}
+			live = append(live, j)
 			all = append(all, j.chips...)
 		}
+		if len(all) == 0 {
+			continue
+		}
 		start := time.Now()
-		out, err := b.emb.Embed(all)
+		out, err := b.embed(all)
 		if b.observe != nil {
 			b.observe(time.Since(start), len(all))
 		}
 		k := 0
-		for _, j := range jobs {
+		for _, j := range live {
 			if err != nil {
 				j.err = err
 			} else {

@@ -79,7 +79,7 @@ func writeHistogram(w io.Writer, name, label, value string, h *histogram) {
 }
 
 // write prints every metric in the Prometheus text exposition format 0.0.4.
-func (m *metrics) write(w io.Writer) {
+func (m *metrics) write(w io.Writer, decodeBytes int64, busy int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	fmt.Fprintln(w, "# HELP facever_http_requests_total HTTP requests by method, route and status code.")
@@ -105,6 +105,12 @@ func (m *metrics) write(w io.Writer) {
 	fmt.Fprintln(w, "# HELP facever_faces_embedded_total Faces run through the backbone.")
 	fmt.Fprintln(w, "# TYPE facever_faces_embedded_total counter")
 	fmt.Fprintf(w, "facever_faces_embedded_total %d\n", m.faces)
+	fmt.Fprintln(w, "# HELP facever_decode_budget_bytes Memory held by decoded images now (of the decode budget).")
+	fmt.Fprintln(w, "# TYPE facever_decode_budget_bytes gauge")
+	fmt.Fprintf(w, "facever_decode_budget_bytes %d\n", decodeBytes)
+	fmt.Fprintln(w, "# HELP facever_requests_working Requests with a body being read or worked on now (of MaxConcurrent).")
+	fmt.Fprintln(w, "# TYPE facever_requests_working gauge")
+	fmt.Fprintf(w, "facever_requests_working %d\n", busy)
 }
 
 func sortedKeys(m map[string]*histogram) []string {

@@ -23,13 +23,12 @@ func FuzzParseBody(f *testing.F) {
 		r.Header.Set("Content-Type", ctype)
 		w := httptest.NewRecorder()
 		r.Body = http.MaxBytesReader(w, r.Body, 1<<16)
-		q, err := parse(r, "image_a", "image_b", "image")
+		q, err := parse(r, fields{images: []string{"image_a", "image_b", "image"}, values: []string{"threshold", "largest"}}, 4)
 		if err != nil {
 			var ae *apiError
 			var mb *http.MaxBytesError
 			if !errors.As(err, &ae) && !errors.As(err, &mb) {
-				// Reading the body itself may fail (truncated multipart).
-				return
+				t.Fatalf("rejection is neither a 4xx API error nor the size limit: %v", err)
 			}
 			if ae != nil && (ae.status < 400 || ae.status >= 500 || ae.message == "") {
 				t.Fatalf("rejection %d %q", ae.status, ae.message)
@@ -42,6 +41,11 @@ func FuzzParseBody(f *testing.F) {
 				t.Fatalf("threshold error is not an API error: %v", err)
 			}
 		}
-		_ = q.bool("largest")
+		if _, err := q.bool("largest"); err != nil {
+			var ae *apiError
+			if !errors.As(err, &ae) {
+				t.Fatalf("largest error is not an API error: %v", err)
+			}
+		}
 	})
 }

@@ -128,7 +128,7 @@ func errCode(doc map[string]any) string {
 }
 
 func TestAuth(t *testing.T) {
-	f := newFixture(t, nil)
+	f, _ := newFakeFixture(t, &fakeRecognizer{}, nil)
 	if code, doc := f.do(t, "GET", "/v1/identities", "", nil, ""); code != 401 || errCode(doc) != "unauthorized" {
 		t.Fatalf("no key: %d %v", code, doc)
 	}
@@ -184,7 +184,7 @@ func TestVerifyEndpoint(t *testing.T) {
 }
 
 func TestLimits(t *testing.T) {
-	f := newFixture(t, func(c *Config) { c.MaxBodyBytes = 50_000; c.MaxPixels = 10_000 })
+	f, _ := newFakeFixture(t, &fakeRecognizer{}, func(c *Config) { c.MaxBodyBytes = 50_000; c.MaxPixels = 10_000 })
 	simm := johns(t, "John_Simm")
 	code, doc := f.do(t, "POST", "/v1/verify", "application/json", jsonBody(map[string]any{"image_a": b64(simm[0]), "image_b": b64(simm[1])}), f.key)
 	if code != 413 || !strings.Contains(doc["error"].(map[string]any)["message"].(string), "megapixels") {
@@ -239,7 +239,9 @@ func TestMetrics(t *testing.T) {
 	f := newFixture(t, nil)
 	simm := johns(t, "John_Simm")
 	f.do(t, "POST", "/v1/verify", "application/json", jsonBody(map[string]any{"image_a": b64(simm[0]), "image_b": b64(simm[1])}), f.key)
-	resp, err := http.Get(f.http.URL + "/metrics")
+	req, _ := http.NewRequest("GET", f.http.URL+"/metrics", nil)
+	req.Header.Set("X-API-Key", f.key)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,12 +353,12 @@ func TestLoad(t *testing.T) {
 // TestGracefulShutdown: requests in flight when Shutdown starts finish with
 // their answers; new connections are refused; the gallery stays consistent.
 func TestGracefulShutdown(t *testing.T) {
-	gal, err := enroll.Open(filepath.Join(t.TempDir(), "g.db"), enroll.Options{Model: models.Feature.SHA256})
+	gal, err := enroll.Open(filepath.Join(t.TempDir(), "g.db"), enroll.Options{Model: "fake-model-sha"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer gal.Close()
-	s, err := New(Config{Pipeline: pipeline.Config{ModelsDir: filepath.Join("..", "..", "models")}, Gallery: gal, NoAuth: true})
+	s, err := New(Config{Recognizer: &fakeRecognizer{detectDelay: 20 * time.Millisecond}, Gallery: gal, NoAuth: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,7 +369,6 @@ func TestGracefulShutdown(t *testing.T) {
 	hs := &http.Server{Handler: s}
 	go hs.Serve(ln)
 	url := "http://" + ln.Addr().String()
-	simm := johns(t, "John_Simm")
 	resp, err := http.Post(url+"/v1/identities", "application/json", bytes.NewReader(jsonBody(map[string]any{"name": "simm"})))
 	if err != nil {
 		t.Fatal(err)
@@ -377,7 +378,7 @@ func TestGracefulShutdown(t *testing.T) {
 	results := make(chan int, inflight)
 	for i := 0; i < inflight; i++ {
 		go func(i int) {
-			body := jsonBody(map[string]any{"images": []string{b64(simm[i]), b64(simm[i+1])}})
+			body := jsonBody(map[string]any{"images": []string{b64(photo(t, 1, 1, 32)), b64(photo(t, 1, 1, 40))}})
 			resp, err := http.Post(url+"/v1/identities/1/faces", "application/json", bytes.NewReader(body))
 			if err != nil {
 				results <- -1
