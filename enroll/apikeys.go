@@ -40,7 +40,8 @@ func keyHash(key string) []byte {
 // CreateAPIKey makes a new random key (256 bits) for name, stores its
 // sha256, and returns the key: it cannot be recovered later.
 func (g *Gallery) CreateAPIKey(name string) (string, APIKey, error) {
-	if err := checkName(name); err != nil {
+	name, err := NormalizeName(name)
+	if err != nil {
 		return "", APIKey{}, err
 	}
 	var raw [32]byte
@@ -72,7 +73,7 @@ func (g *Gallery) CheckAPIKey(key string) (APIKey, error) {
 		return APIKey{}, ErrBadKey
 	}
 	var rec APIKey
-	err := g.db.View(func(tx *bolt.Tx) error {
+	err := g.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketAPIKeys)
 		if b == nil {
 			return ErrBadKey
@@ -89,7 +90,7 @@ func (g *Gallery) CheckAPIKey(key string) (APIKey, error) {
 // APIKeys lists the keys (without the keys themselves).
 func (g *Gallery) APIKeys() ([]APIKey, error) {
 	var out []APIKey
-	err := g.db.View(func(tx *bolt.Tx) error {
+	err := g.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketAPIKeys)
 		if b == nil {
 			return nil

@@ -45,13 +45,16 @@ import (
 	"io/fs"
 	"math"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/text/unicode/norm"
 )
 
 // SchemaVersion is the layout version this package writes.
@@ -86,8 +89,11 @@ var (
 	ErrSchema = errors.New("enroll: unsupported gallery schema")
 	// ErrReadOnly: a write through a gallery opened read-only.
 	ErrReadOnly = errors.New("enroll: gallery opened read-only")
-	// ErrInvalid: an invalid name, embedding or photo hash.
+	// ErrInvalid: an invalid name, metadata, embedding or photo hash.
 	ErrInvalid = errors.New("enroll: invalid input")
+	// ErrTooLarge: metadata over Options.MaxMetadataKeys or
+	// Options.MaxMetadataBytes (an HTTP server answers 413).
+	ErrTooLarge = errors.New("enroll: metadata too large")
 )
 
 var (
@@ -115,6 +121,66 @@ type Options struct {
 	// Timeout bounds the wait for another process's lock: 0 means
 	// DefaultTimeout, a negative value waits forever.
 	Timeout time.Duration
+	// MaxMetadataKeys bounds the number of metadata keys of one identity
+	// (0: DefaultMaxMetadataKeys; negative: no limit). Enroll checks it on
+	// the merged metadata; over it, the write fails with ErrTooLarge.
+	MaxMetadataKeys int
+	// MaxMetadataBytes bounds the total length of one identity's metadata
+	// keys and values, in bytes (0: DefaultMaxMetadataBytes; negative: no
+	// limit); over it, ErrTooLarge.
+	MaxMetadataBytes int
+}
+
+// Default metadata limits (see Options). An identity record is read whole
+// by every lookup and every enroll of that person, so its size bounds their
+// cost: at the defaults a record stays under about 20 KB.
+const (
+	DefaultMaxMetadataKeys  = 64
+	DefaultMaxMetadataBytes = 16 << 10
+	// MaxMetadataKey is the longest metadata key, in bytes.
+	MaxMetadataKey = 256
+)
+
+// limits are the metadata limits in force (negative: none).
+type limits struct{ keys, bytes int }
+
+func (g *Gallery) limits() limits {
+	l := limits{g.opts.MaxMetadataKeys, g.opts.MaxMetadataBytes}
+	if l.keys == 0 {
+		l.keys = DefaultMaxMetadataKeys
+	}
+	if l.bytes == 0 {
+		l.bytes = DefaultMaxMetadataBytes
+	}
+	return l
+}
+
+// checkMetadata validates metadata against l: keys non-empty, at most
+// MaxMetadataKey bytes, without control characters; keys and values valid
+// UTF-8 (JSON would silently replace invalid bytes).
+func checkMetadata(md map[string]string, l limits) error {
+	if l.keys >= 0 && len(md) > l.keys {
+		return fmt.Errorf("%w: %d metadata keys, at most %d", ErrTooLarge, len(md), l.keys)
+	}
+	total := 0
+	for k, v := range md {
+		total += len(k) + len(v)
+		if k == "" || len(k) > MaxMetadataKey || !utf8.ValidString(k) {
+			return fmt.Errorf("%w: metadata key %q (want 1–%d bytes of UTF-8)", ErrInvalid, k, MaxMetadataKey)
+		}
+		for _, r := range k {
+			if unicode.IsControl(r) {
+				return fmt.Errorf("%w: metadata key %q has a control character", ErrInvalid, k)
+			}
+		}
+		if !utf8.ValidString(v) {
+			return fmt.Errorf("%w: metadata value of %q is not valid UTF-8", ErrInvalid, k)
+		}
+	}
+	if l.bytes >= 0 && total > l.bytes {
+		return fmt.Errorf("%w: %d bytes of metadata keys and values, at most %d", ErrTooLarge, total, l.bytes)
+	}
+	return nil
 }
 
 // Meta describes a gallery.
@@ -170,7 +236,10 @@ type Gallery struct {
 
 	mu    sync.Mutex
 	meta  Meta
-	index *Index // cached by Search, dropped on every write
+	txid  uint64 // the newest transaction this Gallery has seen committed
+	index *Index // cached by Search; used only while index.version >= txid
+
+	loading sync.Mutex // one index load at a time (the others wait and share it)
 }
 
 // Open opens the gallery at path, creating it (mode 0600) unless
@@ -219,7 +288,7 @@ func (g *Gallery) init() error {
 	var version int
 	var foreign bool
 	var hasModel bool
-	err := g.db.View(func(tx *bolt.Tx) error {
+	err := g.view(func(tx *bolt.Tx) error {
 		version, foreign = schemaOf(tx)
 		if b := tx.Bucket(bucketMeta); b != nil {
 			hasModel = len(b.Get([]byte("model"))) > 0
@@ -243,7 +312,7 @@ func (g *Gallery) init() error {
 		if g.opts.ReadOnly {
 			return fmt.Errorf("%w: schema %d needs migrating to %d: open it read-write once", ErrSchema, version, latest)
 		}
-		err := g.db.Update(func(tx *bolt.Tx) error {
+		err := g.update(func(tx *bolt.Tx) error {
 			if err := migrate(tx); err != nil {
 				return err
 			}
@@ -261,8 +330,9 @@ func (g *Gallery) init() error {
 			return err
 		}
 	}
-	return g.db.View(func(tx *bolt.Tx) error {
+	return g.view(func(tx *bolt.Tx) error {
 		g.meta = readMeta(tx)
+		g.txid = uint64(tx.ID())
 		return g.checkModel()
 	})
 }
@@ -400,19 +470,65 @@ func (g *Gallery) Meta() Meta {
 	return g.meta
 }
 
-// update runs a write transaction, drops the cached index and refreshes meta.
+// update runs a write transaction and, once it has committed, records its
+// id (so that no index older than it is used from then on: read-your-writes)
+// and the new meta data, before returning to the caller.
 func (g *Gallery) update(fn func(tx *bolt.Tx) error) error {
 	if g.opts.ReadOnly {
 		return ErrReadOnly
 	}
-	err := g.db.Update(fn)
+	var txid uint64
+	var meta Meta
+	err := guard(func() error {
+		return g.db.Update(func(tx *bolt.Tx) error {
+			if err := fn(tx); err != nil {
+				return err
+			}
+			txid = uint64(tx.ID())
+			if tx.Bucket(bucketMeta) != nil {
+				meta = readMeta(tx)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
 	g.mu.Lock()
-	g.index = nil
-	if err == nil {
-		_ = g.db.View(func(tx *bolt.Tx) error { g.meta = readMeta(tx); return nil })
+	if txid > g.txid {
+		g.txid = txid
+		g.meta = meta
+	}
+	if g.index != nil && g.index.version < g.txid {
+		g.index = nil // stale: free it now
 	}
 	g.mu.Unlock()
-	return err
+	return nil
+}
+
+// view runs a read transaction (see guard).
+func (g *Gallery) view(fn func(tx *bolt.Tx) error) error {
+	return guard(func() error { return g.db.View(fn) })
+}
+
+// ErrCorrupt: the gallery file is damaged (a record's checksum, a page of
+// the file, its meta pages or its committed-transaction counter). The error
+// says what is damaged; `facever gallery check` reports everything, and a
+// backup can be restored with `facever gallery restore`.
+var ErrCorrupt = errors.New("enroll: gallery file is damaged")
+
+// guard runs fn, turning a panic (bbolt panics on many kinds of damage) and
+// a memory fault (a page beyond the end of a truncated file, read through
+// bbolt's mmap) into an ErrCorrupt error instead of a crash. bbolt's View
+// and Update roll their transaction back on the way out.
+func guard(fn func() error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: %v (run `facever gallery check`; restore a backup with `facever gallery restore`)", ErrCorrupt, p)
+		}
+	}()
+	return fn()
 }
 
 func u64(v uint64) []byte {
@@ -421,18 +537,66 @@ func u64(v uint64) []byte {
 	return b[:]
 }
 
-// checkName validates an identity name: non-empty UTF-8, no control
-// characters, at most 256 bytes, no leading or trailing space.
-func checkName(name string) error {
-	if name == "" || len(name) > 256 || !utf8.ValidString(name) || strings.TrimSpace(name) != name {
-		return fmt.Errorf("%w: name %q (want 1–256 bytes of UTF-8, no surrounding spaces)", ErrInvalid, name)
+// MaxName is the longest identity name, in bytes (after normalisation).
+const MaxName = 256
+
+// NormalizeName returns name as the gallery stores and looks it up: in
+// Unicode normal form C, so that "José" typed with a precomposed é and with
+// e + U+0301 is one person. It refuses (ErrInvalid, with a message that says
+// why) names that are empty, longer than MaxName bytes, not UTF-8, with
+// leading or trailing spaces, or with a character that is invisible or
+// changes how the text around it is shown: control characters (C0, C1),
+// format characters (zero-width space U+200B, bidi controls U+202A–U+202E
+// and U+2066–U+2069, soft hyphen, BOM...), line and paragraph separators,
+// private-use, surrogate and unassigned code points, and the other
+// default-ignorable ones (e.g. U+3164 Hangul filler). Zero-width joiner and
+// non-joiner (U+200D, U+200C) are kept between two letters, where Persian
+// and Indic names need them.
+func NormalizeName(name string) (string, error) {
+	if !utf8.ValidString(name) {
+		return "", fmt.Errorf("%w: name %q is not valid UTF-8", ErrInvalid, name)
 	}
-	for _, r := range name {
-		if r < 0x20 || r == 0x7f {
-			return fmt.Errorf("%w: name %q has a control character", ErrInvalid, name)
+	n := norm.NFC.String(name)
+	if n == "" || len(n) > MaxName || strings.TrimSpace(n) != n {
+		return "", fmt.Errorf("%w: name %q (want 1–%d bytes of UTF-8, no surrounding spaces)", ErrInvalid, name, MaxName)
+	}
+	rs := []rune(n)
+	for i, r := range rs {
+		if !nameRune(r) {
+			if (r == 0x200c || r == 0x200d) && i > 0 && i < len(rs)-1 && unicode.IsLetter(rs[i-1]) && unicode.IsLetter(rs[i+1]) {
+				continue
+			}
+			what := "an invisible or formatting character"
+			if unicode.IsControl(r) {
+				what = "a control character"
+			}
+			return "", fmt.Errorf("%w: name %q has %s (U+%04X at byte %d): type the name without it", ErrInvalid, name, what, r, len(string(rs[:i])))
 		}
 	}
-	return nil
+	return n, nil
+}
+
+// nameRune reports whether r may appear in a name: letters, marks, numbers,
+// punctuation, symbols and spaces (Zs), minus the default-ignorable ones.
+func nameRune(r rune) bool {
+	return unicode.In(r, unicode.L, unicode.M, unicode.N, unicode.P, unicode.S, unicode.Zs) &&
+		!unicode.Is(unicode.Other_Default_Ignorable_Code_Point, r) &&
+		!unicode.Is(unicode.Variation_Selector, r) && r != 0x034f // combining grapheme joiner
+}
+
+// lookupName finds name's id in the names bucket: its normal form first,
+// then the bytes as given (a name stored before normalisation).
+func lookupName(tx *bolt.Tx, name string) []byte {
+	names := tx.Bucket(bucketNames)
+	if n, err := NormalizeName(name); err == nil {
+		if v := names.Get([]byte(n)); v != nil {
+			return v
+		}
+	}
+	if name == "" {
+		return nil
+	}
+	return names.Get([]byte(name))
 }
 
 type identityRecord struct {
@@ -466,8 +630,12 @@ func putIdentity(tx *bolt.Tx, it Identity) error {
 	return tx.Bucket(bucketIdentities).Put(u64(it.ID), v)
 }
 
-func createIdentity(tx *bolt.Tx, name string, metadata map[string]string) (Identity, error) {
-	if err := checkName(name); err != nil {
+func createIdentity(tx *bolt.Tx, name string, metadata map[string]string, l limits) (Identity, error) {
+	name, err := NormalizeName(name)
+	if err != nil {
+		return Identity{}, err
+	}
+	if err := checkMetadata(metadata, l); err != nil {
 		return Identity{}, err
 	}
 	names := tx.Bucket(bucketNames)
@@ -486,12 +654,13 @@ func createIdentity(tx *bolt.Tx, name string, metadata map[string]string) (Ident
 }
 
 // AddIdentity creates an identity with no template. Names are unique
-// (ErrExists).
+// (ErrExists) after normalisation (see NormalizeName); metadata is bounded
+// (ErrTooLarge, see Options).
 func (g *Gallery) AddIdentity(name string, metadata map[string]string) (Identity, error) {
 	var it Identity
 	err := g.update(func(tx *bolt.Tx) error {
 		var err error
-		it, err = createIdentity(tx, name, metadata)
+		it, err = createIdentity(tx, name, metadata, g.limits())
 		return err
 	})
 	return it, err
@@ -516,13 +685,15 @@ func (g *Gallery) AddTemplates(id uint64, ts []Template) ([]Template, error) {
 // Enroll adds templates to the identity called name, creating it (with
 // metadata) when there is none, all in one transaction: concurrent enrolls
 // of one name from several processes end in one identity. Metadata of an
-// existing identity is merged (new keys win).
+// existing identity is merged (new keys win), and the merged metadata must
+// fit the limits (ErrTooLarge, see Options). The name is normalised (see
+// NormalizeName).
 func (g *Gallery) Enroll(name string, metadata map[string]string, ts []Template) (Identity, []Template, error) {
 	var it Identity
 	var out []Template
 	err := g.update(func(tx *bolt.Tx) error {
 		var err error
-		if v := tx.Bucket(bucketNames).Get([]byte(name)); v != nil {
+		if v := lookupName(tx, name); v != nil {
 			if it, err = getIdentity(tx, binary.BigEndian.Uint64(v)); err != nil {
 				return err
 			}
@@ -532,7 +703,10 @@ func (g *Gallery) Enroll(name string, metadata map[string]string, ts []Template)
 			for k, v := range metadata {
 				it.Metadata[k] = v
 			}
-		} else if it, err = createIdentity(tx, name, metadata); err != nil {
+			if err := checkMetadata(it.Metadata, g.limits()); err != nil {
+				return fmt.Errorf("identity %q: %w", it.Name, err)
+			}
+		} else if it, err = createIdentity(tx, name, metadata, g.limits()); err != nil {
 			return err
 		}
 		out, err = g.addTemplates(tx, &it, ts)
@@ -702,7 +876,7 @@ func decodeTemplate(key, v []byte, emb []float32) (Template, error) {
 // List returns every identity, by id.
 func (g *Gallery) List() ([]Identity, error) {
 	var out []Identity
-	err := g.db.View(func(tx *bolt.Tx) error {
+	err := g.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketIdentities).ForEach(func(k, v []byte) error {
 			it, err := decodeIdentity(binary.BigEndian.Uint64(k), v)
 			if err != nil {
@@ -715,10 +889,51 @@ func (g *Gallery) List() ([]Identity, error) {
 	return out, err
 }
 
+// MaxPage is the most identities one ListPage call returns.
+const MaxPage = 1000
+
+// ListPage returns up to limit identities (1..MaxPage; 0 or more than
+// MaxPage means MaxPage) whose ids come after after, by id, and the cursor
+// of the next page: pass next as after to continue, until next is 0. Each
+// page is one short read transaction, so a server can stream a list of any
+// length in bounded memory; a page reflects the gallery when it was read
+// (identities enrolled meanwhile with higher ids appear in later pages).
+func (g *Gallery) ListPage(after uint64, limit int) (page []Identity, next uint64, err error) {
+	if limit <= 0 || limit > MaxPage {
+		limit = MaxPage
+	}
+	err = g.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketIdentities).Cursor()
+		k, v := c.Seek(u64(after + 1))
+		if after == math.MaxUint64 {
+			k = nil
+		}
+		for ; k != nil; k, v = c.Next() {
+			if len(page) == limit {
+				next = page[len(page)-1].ID
+				return nil
+			}
+			if len(k) != 8 {
+				return fmt.Errorf("%w: identity key %x", ErrCorrupt, k)
+			}
+			it, err := decodeIdentity(binary.BigEndian.Uint64(k), v)
+			if err != nil {
+				return err
+			}
+			page = append(page, it)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return page, next, nil
+}
+
 // Get returns identity id (ErrNotFound).
 func (g *Gallery) Get(id uint64) (Identity, error) {
 	var it Identity
-	err := g.db.View(func(tx *bolt.Tx) error {
+	err := g.view(func(tx *bolt.Tx) error {
 		var err error
 		it, err = getIdentity(tx, id)
 		return err
@@ -729,8 +944,8 @@ func (g *Gallery) Get(id uint64) (Identity, error) {
 // GetByName returns the identity called name (ErrNotFound).
 func (g *Gallery) GetByName(name string) (Identity, error) {
 	var it Identity
-	err := g.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketNames).Get([]byte(name))
+	err := g.view(func(tx *bolt.Tx) error {
+		v := lookupName(tx, name)
 		if v == nil {
 			return fmt.Errorf("%w: %q", ErrNotFound, name)
 		}
@@ -757,7 +972,7 @@ func (g *Gallery) Resolve(ref string) (Identity, error) {
 // Templates returns the templates of identity id, in enrolment order.
 func (g *Gallery) Templates(id uint64) ([]Template, error) {
 	var out []Template
-	err := g.db.View(func(tx *bolt.Tx) error {
+	err := g.view(func(tx *bolt.Tx) error {
 		if _, err := getIdentity(tx, id); err != nil {
 			return err
 		}
@@ -783,7 +998,7 @@ func (g *Gallery) FindPhoto(sha256hex string) ([]Template, error) {
 		return nil, fmt.Errorf("%w: photo sha256 %q is not 64 hex digits", ErrInvalid, sha256hex)
 	}
 	var out []Template
-	err = g.db.View(func(tx *bolt.Tx) error {
+	err = g.view(func(tx *bolt.Tx) error {
 		pb := tx.Bucket(bucketPhotos)
 		if pb == nil {
 			return nil
@@ -834,9 +1049,11 @@ func (g *Gallery) Remove(id uint64) error {
 	})
 }
 
-// Rename gives identity id a new, unused name.
+// Rename gives identity id a new, unused name (normalised: see
+// NormalizeName).
 func (g *Gallery) Rename(id uint64, name string) error {
-	if err := checkName(name); err != nil {
+	name, err := NormalizeName(name)
+	if err != nil {
 		return err
 	}
 	return g.update(func(tx *bolt.Tx) error {
@@ -864,12 +1081,15 @@ func (g *Gallery) Rename(id uint64, name string) error {
 
 // LoadIndex reads every template into an in-memory Index for search
 // (normalised float32 rows, one contiguous matrix).
+//
+// The index is tied to the transaction it was read in (Index.Version).
 func (g *Gallery) LoadIndex() (*Index, error) {
 	var ix *Index
-	err := g.db.View(func(tx *bolt.Tx) error {
+	err := g.view(func(tx *bolt.Tx) error {
 		meta := readMeta(tx)
 		n := tx.Bucket(bucketTemplates).Stats().KeyN
 		ix = NewIndex(meta.Dim, n)
+		ix.version = uint64(tx.ID())
 		names := map[uint64]string{}
 		if err := tx.Bucket(bucketIdentities).ForEach(func(k, v []byte) error {
 			it, err := decodeIdentity(binary.BigEndian.Uint64(k), v)
@@ -896,21 +1116,62 @@ func (g *Gallery) LoadIndex() (*Index, error) {
 	return ix, nil
 }
 
-// Search returns the best k identities for query (see Searcher.Search),
-// using an index loaded on first use and reloaded after writes. For many
-// queries without allocation use LoadIndex and a Searcher.
-func (g *Gallery) Search(query []float32, k int) ([]Match, error) {
+// Version is the id of the newest transaction this Gallery has committed or
+// seen at Open: every write through it raises it before returning.
+func (g *Gallery) Version() uint64 {
 	g.mu.Lock()
-	ix := g.index
-	g.mu.Unlock()
-	if ix == nil {
-		var err error
-		if ix, err = g.LoadIndex(); err != nil {
-			return nil, err
-		}
-		g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.txid
+}
+
+// Index returns an index of the gallery as of Version or later: after a
+// write through this Gallery has returned, the index Index returns holds it
+// (read-your-writes: a removed identity is gone, an enrolled one is there).
+// The index is cached and shared until the next write; loads run one at a
+// time, and an index is never installed over a newer one. The caller must
+// not Add to it.
+func (g *Gallery) Index() (*Index, error) {
+	if ix := g.fresh(); ix != nil {
+		return ix, nil
+	}
+	g.loading.Lock()
+	defer g.loading.Unlock()
+	if ix := g.fresh(); ix != nil { // loaded while we waited
+		return ix, nil
+	}
+	ix, err := g.LoadIndex()
+	if err != nil {
+		return nil, err
+	}
+	g.mu.Lock()
+	// The load's transaction began after every write that had returned
+	// before this call, so ix serves this call; it is cached only if no
+	// write committed since (and never over a newer one).
+	if ix.version >= g.txid && (g.index == nil || ix.version > g.index.version) {
 		g.index = ix
-		g.mu.Unlock()
+	}
+	g.mu.Unlock()
+	return ix, nil
+}
+
+// fresh returns the cached index if it is as new as the newest write.
+func (g *Gallery) fresh() *Index {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.index != nil && g.index.version >= g.txid {
+		return g.index
+	}
+	return nil
+}
+
+// Search returns the best k identities for query (see Searcher.Search),
+// using the index of Index: a write that has returned is seen by every
+// later Search. For many queries without allocation use Index (or
+// LoadIndex) and a Searcher.
+func (g *Gallery) Search(query []float32, k int) ([]Match, error) {
+	ix, err := g.Index()
+	if err != nil {
+		return nil, err
 	}
 	s := ix.NewSearcher()
 	defer s.Close()

@@ -29,6 +29,8 @@ type Index struct {
 	ids   []uint64  // identity id of each slot
 	names []string  // identity name of each slot
 	slot  map[uint64]int32
+
+	version uint64 // the gallery transaction it was read in (0: built by hand)
 }
 
 // NewIndex returns an empty float32 index for embeddings of length dim, with
@@ -100,13 +102,17 @@ func (ix *Index) Quantize() *Index {
 	// The identity tables are shared, clipped so that an Add to either index
 	// reallocates instead of writing into the other's arrays.
 	ix.owner, ix.tids, ix.ids, ix.names = slices.Clip(ix.owner), slices.Clip(ix.tids), slices.Clip(ix.ids), slices.Clip(ix.names)
-	q := &Index{dim: ix.dim, int8: true, owner: ix.owner, tids: ix.tids, ids: ix.ids, names: ix.names, slot: maps.Clone(ix.slot),
+	q := &Index{dim: ix.dim, int8: true, version: ix.version, owner: ix.owner, tids: ix.tids, ids: ix.ids, names: ix.names, slot: maps.Clone(ix.slot),
 		q8: make([]int8, 0, len(ix.data)), scale: make([]float32, 0, len(ix.tids))}
 	for r := range ix.tids {
 		q.appendInt8(ix.data[r*ix.dim:(r+1)*ix.dim], 1)
 	}
 	return q
 }
+
+// Version is the id of the gallery transaction the index was read in (see
+// Gallery.Version; 0 for an index built with NewIndex).
+func (ix *Index) Version() uint64 { return ix.version }
 
 // Dim is the embedding length.
 func (ix *Index) Dim() int { return ix.dim }

@@ -1,0 +1,5 @@
+//go:build !race
+
+package enroll
+
+const raceEnabled = false
