@@ -10,8 +10,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	fv "github.com/facever/facever"
 	"github.com/facever/facever/align"
-	"github.com/facever/facever/internal/pipeline"
 	"github.com/facever/facever/internal/session"
 	"github.com/facever/facever/verify"
 )
@@ -26,19 +26,15 @@ var alignedFlag = &cli.BoolFlag{Name: "aligned", Usage: "the photos are already 
 
 var scoreFlag = &cli.Float64Flag{Name: "min-score", Value: float64(align.DefaultOptions.Score), Usage: "detector score below which a box is not a face"}
 
-// openPipeline loads the models named by the global flags.
-func openPipeline(c *cli.Context, embed bool) (*pipeline.Pipeline, error) {
-	p, err := pipeline.Open(pipelineConfig(c), embed)
-	if err != nil {
-		return nil, err
-	}
-	if embed && c.String("head") != "" {
-		if err := useHead(c, p); err != nil {
-			p.Close()
-			return nil, err
-		}
-	}
-	return p, nil
+// openRecognizer loads the models named by the global flags and the
+// command's --head, --aligned and --min-score.
+func openRecognizer(c *cli.Context) (*fv.Recognizer, error) {
+	cfg := pipelineConfig(c)
+	return fv.Open(fv.Options{
+		ModelsDir: cfg.ModelsDir, Runtime: cfg.Runtime, Model: cfg.Model, Detect: cfg.Detect,
+		Head: c.String("head"), Aligned: c.Bool("aligned"),
+		Workers: 1, // the commands handle one photo at a time
+	})
 }
 
 // faceError turns a pipeline error into an exit-2 error with advice.
@@ -96,22 +92,18 @@ Examples:
 			if c.NArg() != 2 {
 				return cli.Exit("verify needs exactly two photos: facever verify PHOTO_A PHOTO_B", exitError)
 			}
-			p, err := openPipeline(c, true)
+			r, err := openRecognizer(c)
 			if err != nil {
 				return fail(err)
 			}
-			defer p.Close()
-			var photos [2]*pipeline.Photo
+			defer r.Close()
+			var photos [2]*fv.Photo
 			for i := 0; i < 2; i++ {
-				if photos[i], err = p.Face(c.Args().Get(i), c.Bool("aligned")); err != nil {
+				if photos[i], err = r.EmbedFile(c.Args().Get(i), fv.Largest); err != nil {
 					return faceError(err)
 				}
 			}
-			embs, err := p.Embedder.Embed([]align.Chip{photos[0].Chip, photos[1].Chip})
-			if err != nil {
-				return fail(err)
-			}
-			d := verify.Decide(embs[0], embs[1], threshold(c, p.Backbone))
+			d := verify.Decide(photos[0].Faces[0].Embedding, photos[1].Faces[0].Embedding, threshold(c, r.Backbone()))
 			w := c.App.Writer
 			if c.Bool("json") {
 				type photoJSON struct {
@@ -125,11 +117,11 @@ Examples:
 					Model   string       `json:"model"`
 					Head    string       `json:"head,omitempty"`
 					Runtime string       `json:"runtime"`
-				}{Decision: d, Model: p.Backbone.Name, Head: c.String("head"), Runtime: c.String("runtime")}
+				}{Decision: d, Model: r.Backbone().Name, Head: c.String("head"), Runtime: c.String("runtime")}
 				for i, ph := range photos {
-					out.Photos[i] = photoJSON{Path: ph.Path, Faces: len(ph.Faces)}
-					if len(ph.Faces) > 0 {
-						out.Photos[i].Face = boxJSON(ph.Faces[0])
+					out.Photos[i] = photoJSON{Path: ph.Path, Faces: ph.Detected}
+					if ph.Detected > 0 {
+						out.Photos[i].Face = boxJSON(ph.Faces[0].Face)
 					}
 				}
 				if err := writeJSON(w, out); err != nil {
@@ -137,8 +129,8 @@ Examples:
 				}
 			} else {
 				for _, ph := range photos {
-					if len(ph.Faces) > 1 {
-						fmt.Fprintf(w, "%s: %d faces, using the largest\n", ph.Path, len(ph.Faces))
+					if ph.Detected > 1 {
+						fmt.Fprintf(w, "%s: %d faces, using the largest\n", ph.Path, ph.Detected)
 					}
 				}
 				verdict := "different person"
@@ -171,11 +163,11 @@ Example:
 			if c.NArg() == 0 {
 				return cli.Exit("detect needs at least one photo", exitError)
 			}
-			p, err := openPipeline(c, false)
+			r, err := openRecognizer(c)
 			if err != nil {
 				return fail(err)
 			}
-			defer p.Close()
+			defer r.Close()
 			type result struct {
 				Path   string           `json:"path"`
 				Width  int              `json:"width"`
@@ -188,7 +180,7 @@ Example:
 				if err != nil {
 					return fail(err)
 				}
-				faces, err := p.Aligner.Detect(im)
+				faces, err := r.Detect(im)
 				r := result{Path: path, Width: im.Width(), Height: im.Height(), Faces: []map[string]any{}}
 				im.Close()
 				if err != nil {
@@ -245,18 +237,18 @@ Example:
 			if err := os.MkdirAll(out, 0o755); err != nil {
 				return fail(err)
 			}
-			p, err := openPipeline(c, false)
+			r, err := openRecognizer(c)
 			if err != nil {
 				return fail(err)
 			}
-			defer p.Close()
+			defer r.Close()
 			var written []string
 			for _, path := range c.Args().Slice() {
 				im, err := align.Load(path)
 				if err != nil {
 					return fail(err)
 				}
-				faces, err := p.Aligner.Detect(im)
+				faces, err := r.Detect(im)
 				if err != nil {
 					im.Close()
 					return fail(fmt.Errorf("%s: %w", path, err))
@@ -266,7 +258,7 @@ Example:
 				}
 				base := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
 				for i, f := range faces {
-					chip, err := p.Align(im, f)
+					chip, err := r.AlignFace(im, f)
 					if err != nil {
 						im.Close()
 						return fail(err)
@@ -318,11 +310,11 @@ Example:
 			if c.NArg() == 0 {
 				return cli.Exit("embed needs at least one photo", exitError)
 			}
-			p, err := openPipeline(c, true)
+			r, err := openRecognizer(c)
 			if err != nil {
 				return fail(err)
 			}
-			defer p.Close()
+			defer r.Close()
 			type result struct {
 				Path      string    `json:"path"`
 				Faces     int       `json:"faces"`
@@ -330,15 +322,12 @@ Example:
 			}
 			var results []result
 			for _, path := range c.Args().Slice() {
-				ph, err := p.Face(path, c.Bool("aligned"))
+				ph, err := r.EmbedFile(path, fv.Largest)
 				if err != nil {
 					return faceError(err)
 				}
-				e, err := p.Embedder.Embed([]align.Chip{ph.Chip})
-				if err != nil {
-					return fail(err)
-				}
-				results = append(results, result{Path: path, Faces: len(ph.Faces), Embedding: e[0]})
+				e := [][]float32{ph.Faces[0].Embedding}
+				results = append(results, result{Path: path, Faces: ph.Detected, Embedding: e[0]})
 				if !c.Bool("json") {
 					var sb strings.Builder
 					for i, v := range e[0] {
@@ -351,7 +340,7 @@ Example:
 				}
 			}
 			if c.Bool("json") {
-				return writeJSONOrFail(c, map[string]any{"model": p.Backbone.Name, "head": c.String("head"), "dim": p.Embedder.Dim(), "photos": results})
+				return writeJSONOrFail(c, map[string]any{"model": r.Backbone().Name, "head": c.String("head"), "dim": r.Dim(), "photos": results})
 			}
 			return nil
 		},

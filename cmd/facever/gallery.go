@@ -5,13 +5,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
+	fv "github.com/facever/facever"
 	"github.com/facever/facever/align"
 	"github.com/facever/facever/enroll"
 	"github.com/facever/facever/internal/pipeline"
@@ -198,18 +198,12 @@ func checkPhoto(c *cli.Context, p *pipeline.Pipeline, path string) (photoOutcome
 		return o, align.Chip{}
 	}
 	o.Faces = len(faces)
-	switch {
-	case len(faces) == 0:
-		o.Reason = "no face found"
-		return o, align.Chip{}
-	case len(faces) > 1 && !c.Bool("largest"):
-		o.Reason = fmt.Sprintf("%d faces found: crop the photo to one person, or pass --largest to enroll the largest face", len(faces))
-		return o, align.Chip{}
+	f, err := fv.CheckEnrollFaces(faces, enrollPolicy(c))
+	if err == nil || errors.Is(err, fv.ErrFaceTooSmall) {
+		o.Face = boxJSON(f)
 	}
-	f := faces[0]
-	o.Face = boxJSON(f)
-	if side := math.Min(f.Width(), f.Height()); side < float64(c.Int("min-face")) {
-		o.Reason = fmt.Sprintf("face is %.0f pixels across, below --min-face %d: use a sharper, closer photo", side, c.Int("min-face"))
+	if err != nil {
+		o.Reason = enrollReason(c, err)
 		return o, align.Chip{}
 	}
 	chip, err := p.Align(im, f)
