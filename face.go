@@ -74,10 +74,10 @@ func (r *Recognizer) DetectFile(path string) ([]align.Face, error) {
 	return faces, nil
 }
 
-// AlignFace warps face f of im onto the chip the backbone expects (the
+// Align warps face f of im onto the chip the backbone expects (the
 // ArcFace five-point template at 112×112 for fr_feature, dlib's 150×150
 // chip for dlib_resnet_v1).
-func (r *Recognizer) AlignFace(im *align.Image, f align.Face) (align.Chip, error) {
+func (r *Recognizer) Align(im *align.Image, f align.Face) (align.Chip, error) {
 	if r.backbone.Chip == "dlib150" {
 		return align.AlignDlib(im, f)
 	}
@@ -106,7 +106,7 @@ func (r *Recognizer) Embed(im *align.Image, which Which) (*Photo, error) {
 				found = found[:1]
 			}
 			for _, f := range found {
-				chip, err := r.AlignFace(im, f)
+				chip, err := r.Align(im, f)
 				if err != nil {
 					return err
 				}
@@ -147,7 +147,7 @@ func (r *Recognizer) EmbedFile(path string, which Which) (*Photo, error) {
 	return ph, nil
 }
 
-// EmbedChips embeds aligned chips (made by AlignFace, or aligned photos
+// EmbedChips embeds aligned chips (made by Align, or aligned photos
 // through align.ChipFromImageSize), in backbone runs of up to
 // facehead.MaxBatch chips.
 func (r *Recognizer) EmbedChips(chips []align.Chip) ([][]float32, error) {

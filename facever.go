@@ -204,6 +204,9 @@ func (r *Recognizer) Close() error {
 // input size, default threshold).
 func (r *Recognizer) Backbone() models.Model { return r.backbone }
 
+// Model is the backbone's name (Backbone().Name).
+func (r *Recognizer) Model() string { return r.backbone.Name }
+
 // HeadID is the hex sha256 of the head file's content ("" without a head):
 // what galleries record to tell heads apart.
 func (r *Recognizer) HeadID() string { return r.headID }

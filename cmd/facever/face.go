@@ -258,7 +258,7 @@ Example:
 				}
 				base := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
 				for i, f := range faces {
-					chip, err := r.AlignFace(im, f)
+					chip, err := r.Align(im, f)
 					if err != nil {
 						im.Close()
 						return fail(err)
