@@ -154,7 +154,7 @@ var ErrBackboneMismatch = errors.New("head was trained on another backbone")
 
 // Save writes the head to path atomically (a temporary file in the same
 // folder, synced, then renamed over path). The backbone's sha256 must have
-// been recorded (TrainConfig.BackboneSHA256 or SetBackbone).
+// been recorded (train.Config.BackboneSHA256, NewHead or SetBackbone).
 func (h *Head) Save(path string) (err error) {
 	if !isSHA256(h.meta.BackboneSHA256) {
 		return fmt.Errorf("save head %s: backbone sha256 %q is not 64 hex digits", path, h.meta.BackboneSHA256)

@@ -16,6 +16,61 @@ type CenterLoss struct {
 	centers [][]float64
 	lastX   []float64 // the features of the last forward pass, N×D
 	lastY   []int     // and their labels
+	// alpha is the centre rate AfterStep applies; stepped says that New
+	// built the loss for training (with alpha) rather than NewCenterLoss.
+	alpha   float64
+	stepped bool
+}
+
+// newTrainCenter returns the Center loss New builds: λ ≥ 0, the centre rate
+// α ∈ [0, 1] that AfterStep applies, and no centres until InitClasses.
+func newTrainCenter(lambda, alpha float64) (*CenterLoss, error) {
+	if !finite(lambda) || lambda < 0 {
+		return nil, fmt.Errorf("margin: center loss needs a finite λ ≥ 0, got %v", lambda)
+	}
+	if !finite(alpha) || alpha < 0 || alpha > 1 {
+		return nil, fmt.Errorf("margin: center loss needs a centre rate α in [0, 1], got %v", alpha)
+	}
+	return &CenterLoss{lambda: lambda, alpha: alpha, stepped: true}, nil
+}
+
+// InitClasses implements ClassInitializer: the centres start as the class
+// means (C×D, finite), which the loss keeps (not a copy).
+func (h *CenterLoss) InitClasses(means [][]float64) error {
+	if err := checkCenters(means); err != nil {
+		return err
+	}
+	h.centers = means
+	return nil
+}
+
+// BeforeStep implements Stepper; it does nothing.
+func (h *CenterLoss) BeforeStep(int) error { return nil }
+
+// AfterStep implements Stepper: for a loss built by New, the centres move
+// towards the last batch's features with rate α (UpdateLastBatch). With
+// λ = 0 the centres play no part and stay.
+func (h *CenterLoss) AfterStep() error {
+	if !h.stepped || h.lambda == 0 {
+		return nil
+	}
+	return h.UpdateLastBatch(h.alpha)
+}
+
+func checkCenters(centers [][]float64) error {
+	if len(centers) == 0 || len(centers[0]) == 0 {
+		return fmt.Errorf("margin: center loss needs C×D centres, got none")
+	}
+	d := len(centers[0])
+	for j, c := range centers {
+		if len(c) != d {
+			return fmt.Errorf("margin: centre %d has %d values, centre 0 has %d", j, len(c), d)
+		}
+		if !finite(c...) {
+			return fmt.Errorf("margin: centre %d is not finite", j)
+		}
+	}
+	return nil
 }
 
 // NewCenterLoss returns a Center-loss head with λ ≥ 0 and one centre per class
@@ -25,17 +80,8 @@ func NewCenterLoss(lambda float64, centers [][]float64) (*CenterLoss, error) {
 	if !finite(lambda) || lambda < 0 {
 		return nil, fmt.Errorf("margin: center loss needs a finite λ ≥ 0, got %v", lambda)
 	}
-	if len(centers) == 0 || len(centers[0]) == 0 {
-		return nil, fmt.Errorf("margin: center loss needs C×D centres, got none")
-	}
-	d := len(centers[0])
-	for j, c := range centers {
-		if len(c) != d {
-			return nil, fmt.Errorf("margin: centre %d has %d values, centre 0 has %d", j, len(c), d)
-		}
-		if !finite(c...) {
-			return nil, fmt.Errorf("margin: centre %d is not finite", j)
-		}
+	if err := checkCenters(centers); err != nil {
+		return nil, err
 	}
 	return &CenterLoss{lambda: lambda, centers: centers}, nil
 }
@@ -43,8 +89,14 @@ func NewCenterLoss(lambda float64, centers [][]float64) (*CenterLoss, error) {
 // Name implements Loss.
 func (*CenterLoss) Name() string { return "center" }
 
-// Params implements Loss.
-func (h *CenterLoss) Params() map[string]float64 { return map[string]float64{"lambda": h.lambda} }
+// Params implements Loss; a loss built by New also reports its centre rate
+// "alpha".
+func (h *CenterLoss) Params() map[string]float64 {
+	if h.stepped {
+		return map[string]float64{"lambda": h.lambda, "alpha": h.alpha}
+	}
+	return map[string]float64{"lambda": h.lambda}
+}
 
 // Centers returns the centres the head reads (not a copy).
 func (h *CenterLoss) Centers() [][]float64 { return h.centers }
@@ -53,6 +105,9 @@ func (h *CenterLoss) Centers() [][]float64 { return h.centers }
 func (h *CenterLoss) Build(x, w *gorgonia.Node, labels *Labels) (*gorgonia.Node, error) {
 	if err := checkNodes(x, w, labels); err != nil {
 		return nil, err
+	}
+	if len(h.centers) == 0 {
+		return nil, fmt.Errorf("margin: center loss has no centres yet (InitClasses sets them)")
 	}
 	if len(h.centers) != labels.Classes() || len(h.centers[0]) != x.Shape()[1] {
 		return nil, fmt.Errorf("margin: %d×%d centres for %d classes of dimension %d",

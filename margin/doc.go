@@ -12,6 +12,13 @@
 // SoftTriple (Qian et al. 2019). WeightRows says how many rows of w a loss
 // reads; CheckBatch whether it is defined on a batch's labels.
 //
+// New builds any of them by name from Params, the registry (Specs, Lookup)
+// owning each loss's hyper-parameters, their defaults and their checks; a
+// command line takes its flags, help texts and defaults from it. Losses built
+// by New are ready to train: SphereFace anneals its λ and Center loss moves
+// its centres through Stepper, Center loss starts from the class means
+// through ClassInitializer.
+//
 // A Loss adds its mean over a batch to the graph that holds the features
 // x (N×D) and the class weights w (C×D); the batch's labels live in a Labels
 // value the graph reads at run time, so one graph serves every batch. The

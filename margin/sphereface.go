@@ -17,7 +17,34 @@ import (
 type SphereFace struct {
 	m      int
 	lambda float64
+	anneal *Anneal // the schedule BeforeStep follows; nil: λ stays as set
 }
+
+// newAnnealedSphereFace returns the SphereFace loss New builds: λ follows
+// the schedule a, starting at a.Lambda(0).
+func newAnnealedSphereFace(m int, a Anneal) (*SphereFace, error) {
+	if a.Base < 0 || a.Min < 0 || a.Gamma < 0 || !finite(a.Base, a.Min, a.Gamma, a.Power) {
+		return nil, fmt.Errorf("margin: sphereface: bad annealing %+v (base, γ and min must be finite and ≥ 0)", a)
+	}
+	h, err := NewSphereFace(m, a.Lambda(0))
+	if err != nil {
+		return nil, err
+	}
+	h.anneal = &a
+	return h, nil
+}
+
+// BeforeStep implements Stepper: for a loss built by New, λ takes its
+// schedule's value at step iter.
+func (h *SphereFace) BeforeStep(iter int) error {
+	if h.anneal == nil {
+		return nil
+	}
+	return h.SetLambda(h.anneal.Lambda(iter))
+}
+
+// AfterStep implements Stepper; it does nothing.
+func (h *SphereFace) AfterStep() error { return nil }
 
 // NewSphereFace returns a SphereFace head with m ∈ {1, 2, 3, 4} and a fixed
 // λ ≥ 0 (change it between steps with SetLambda).
@@ -47,9 +74,14 @@ func (h *SphereFace) Lambda() float64 { return h.lambda }
 // Name implements Loss.
 func (*SphereFace) Name() string { return "sphereface" }
 
-// Params implements Loss.
+// Params implements Loss: m and the current λ, and the schedule of a loss
+// built by New.
 func (h *SphereFace) Params() map[string]float64 {
-	return map[string]float64{"m": float64(h.m), "lambda": h.lambda}
+	p := map[string]float64{"m": float64(h.m), "lambda": h.lambda}
+	if a := h.anneal; a != nil {
+		p["anneal_base"], p["anneal_gamma"], p["anneal_power"], p["anneal_min"] = a.Base, a.Gamma, a.Power, a.Min
+	}
+	return p
 }
 
 // SpherePsi returns ψ(θ) = (−1)^k·cos(mθ) − 2k for cos θ = c, θ ∈ [kπ/m,

@@ -14,68 +14,169 @@ import (
 	"github.com/facever/facever/facehead/train"
 	"github.com/facever/facever/internal/pipeline"
 	"github.com/facever/facever/internal/progress"
+	"github.com/facever/facever/margin"
 	"github.com/facever/facever/models"
 	"github.com/facever/facever/verify"
 )
 
-// lossFlags are the hyper-parameters of the training losses, defaulting to the
-// papers' values (see train.Config).
+// lossFlags are the training flags: --loss, one flag per hyper-parameter
+// role of margin's registry (a role several losses share, such as --margin,
+// shows each loss's default), and the training settings.
 func lossFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.StringFlag{Name: "loss", Value: "arcface", Usage: "training loss: " + strings.Join(train.Losses, ", ")},
-		&cli.Float64Flag{Name: "scale", Usage: "s of arcface, cosface and combined; proxynca's scale", DefaultText: "64; proxynca 9"},
-		&cli.Float64Flag{Name: "margin", Usage: "margin of arcface, cosface, triplet, lifted, multisimilarity (λ) or proxyanchor (δ)",
-			DefaultText: "arcface 0.5, cosface 0.35, triplet 0.1, lifted 1, multisimilarity 0.5, proxyanchor 0.1"},
-		&cli.BoolFlag{Name: "easy-margin", Usage: "ArcFace's easy_margin variant"},
-		&cli.Float64Flag{Name: "m1", Value: 1, Usage: "combined margin m1 (cos(m1·θ + m2) − m3)"},
-		&cli.Float64Flag{Name: "m2", Value: 0.3, Usage: "combined margin m2"},
-		&cli.Float64Flag{Name: "m3", Value: 0.2, Usage: "combined margin m3"},
-		&cli.IntFlag{Name: "sphere-m", Value: 4, Usage: "SphereFace's m (1–4)"},
-		&cli.Float64Flag{Name: "center-lambda", Value: 0.003, Usage: "Center loss weight λ"},
-		&cli.Float64Flag{Name: "center-alpha", Value: 0.5, Usage: "Center loss centre learning rate α"},
-		&cli.Float64Flag{Name: "pos-margin", Value: 1, Usage: "contrastive: positives more similar than this cosine cost nothing"},
-		&cli.Float64Flag{Name: "neg-margin", Value: 0.5, Usage: "contrastive: negatives less similar than this cosine cost nothing"},
-		&cli.StringFlag{Name: "mining", Value: "semi-hard", Usage: "triplet mining: all, hard (batch hard) or semi-hard (FaceNet)"},
-		&cli.StringFlag{Name: "npair", Value: "mc", Usage: "N-pair variant: mc (multi-class) or ovo (one-vs-one)"},
-		&cli.Float64Flag{Name: "alpha", Usage: "α of multisimilarity or proxyanchor", DefaultText: "multisimilarity 2, proxyanchor 32"},
-		&cli.Float64Flag{Name: "beta", Value: 50, Usage: "β of multisimilarity"},
-		&cli.Float64Flag{Name: "ms-mining", Usage: "multisimilarity: mine informative pairs with margin ε (the paper's 0.1); 0 uses every pair"},
-		&cli.IntFlag{Name: "softtriple-k", Value: 2, Usage: "SoftTriple centres per class"},
-		&cli.Float64Flag{Name: "softtriple-gamma", Value: 0.1, Usage: "SoftTriple entropy temperature γ"},
-		&cli.Float64Flag{Name: "softtriple-lambda", Value: 20, Usage: "SoftTriple scale λ"},
-		&cli.Float64Flag{Name: "softtriple-delta", Value: 0.01, Usage: "SoftTriple margin δ"},
-		&cli.Float64Flag{Name: "softtriple-tau", Value: 0.2, Usage: "SoftTriple centre regulariser weight τ"},
-		&cli.IntFlag{Name: "per-identity", Value: 4, Usage: "pair losses (" + strings.Join(train.PairLosses, ", ") + "): photos per person in a batch, K; a batch holds batch-size/K people"},
+	flags := []cli.Flag{
+		&cli.StringFlag{Name: "loss", Value: "arcface", Usage: "training loss: " + strings.Join(margin.Names(), ", ")},
+	}
+	for _, lf := range lossParamFlags() {
+		flags = append(flags, lf.flag())
+	}
+	return append(flags,
+		&cli.IntFlag{Name: "per-identity", Value: train.DefaultPerIdentity, Usage: "pair losses (" + strings.Join(margin.NamesOf(margin.Pair), ", ") + "): photos per person in a batch, K; a batch holds batch-size/K people"},
 		&cli.IntFlag{Name: "out-dim", Usage: "embedding size of the head", DefaultText: "the backbone's, 512"},
 		&cli.BoolFlag{Name: "batch-norm", Usage: "a BatchNorm layer after the projection (folded into it after training)"},
-		&cli.IntFlag{Name: "epochs", Value: 20, Usage: "passes over the training photos"},
-		&cli.IntFlag{Name: "batch-size", Value: 128, Usage: "mini-batch size"},
-		&cli.Float64Flag{Name: "lr", Value: 1e-3, Usage: "AdamW learning rate (cosine-decayed)"},
-		&cli.Float64Flag{Name: "weight-decay", Value: 5e-4, Usage: "AdamW weight decay"},
+		&cli.IntFlag{Name: "epochs", Value: train.DefaultEpochs, Usage: "passes over the training photos"},
+		&cli.IntFlag{Name: "batch-size", Value: train.DefaultBatchSize, Usage: "mini-batch size"},
+		&cli.Float64Flag{Name: "lr", Value: train.DefaultLR, Usage: "AdamW learning rate (cosine-decayed)"},
+		&cli.Float64Flag{Name: "weight-decay", Value: train.DefaultWeightDecay, Usage: "AdamW weight decay"},
 		&cli.Float64Flag{Name: "proxy-lr-scale", Value: 1, Usage: "multiplies the learning rate of the class weights and proxies (Proxy Anchor's paper uses 100)"},
 		&cli.Int64Flag{Name: "seed", Value: 1, Usage: "random seed: the same data, flags and seed give the same head"},
 		&cli.StringSliceFlag{Name: "augment", Usage: "add altered copies of each training photo: flip, jitter, blur (repeatable)"},
+	)
+}
+
+// lossParamFlag is one command-line flag and the losses' hyper-parameters
+// it sets.
+type lossParamFlag struct {
+	name  string
+	uses  []lossParamUse // in the registry's order
+	param margin.Param   // the first use's, for the flag's type
+}
+
+type lossParamUse struct {
+	loss  string
+	param margin.Param
+}
+
+// lossParamFlags groups the registry's hyper-parameters by flag, in the
+// order they first appear.
+func lossParamFlags() []lossParamFlag {
+	var out []lossParamFlag
+	at := map[string]int{}
+	for _, s := range margin.Specs() {
+		for _, p := range s.Params {
+			if p.Flag == "" {
+				continue
+			}
+			i, ok := at[p.Flag]
+			if !ok {
+				i = len(out)
+				at[p.Flag] = i
+				out = append(out, lossParamFlag{name: p.Flag, param: p})
+			}
+			out[i].uses = append(out[i].uses, lossParamUse{loss: s.Name, param: p})
+		}
 	}
+	return out
+}
+
+// flag returns the cli flag: its usage and default from the registry, one
+// default per loss where the losses that share it differ.
+func (lf lossParamFlag) flag() cli.Flag {
+	usage := lf.param.Usage
+	if len(lf.uses) > 1 {
+		usage = grouped(lf.uses, func(p margin.Param) string { return p.Usage }, ": ", "; ")
+	}
+	same := true
+	for _, u := range lf.uses {
+		same = same && u.param.Default == lf.param.Default
+	}
+	text := ""
+	if !same {
+		text = grouped(lf.uses, margin.Param.DefaultString, " ", ", ")
+	}
+	p := lf.param
+	switch {
+	case len(p.Choices) > 0:
+		return &cli.StringFlag{Name: lf.name, Value: p.DefaultString(), Usage: usage, DefaultText: text}
+	case p.Bool:
+		return &cli.BoolFlag{Name: lf.name, Usage: usage}
+	case p.Int:
+		if !same {
+			return &cli.IntFlag{Name: lf.name, Usage: usage, DefaultText: text}
+		}
+		return &cli.IntFlag{Name: lf.name, Value: int(p.Default), Usage: usage}
+	}
+	if !same {
+		return &cli.Float64Flag{Name: lf.name, Usage: usage, DefaultText: text}
+	}
+	return &cli.Float64Flag{Name: lf.name, Value: p.Default, Usage: usage}
+}
+
+// grouped writes "a, b<sep>v1<join>c<sep>v2": the losses that share a value
+// of key, in order of first appearance.
+func grouped(uses []lossParamUse, key func(margin.Param) string, sep, join string) string {
+	var vals []string
+	losses := map[string][]string{}
+	for _, u := range uses {
+		v := key(u.param)
+		if _, ok := losses[v]; !ok {
+			vals = append(vals, v)
+		}
+		losses[v] = append(losses[v], u.loss)
+	}
+	parts := make([]string, len(vals))
+	for i, v := range vals {
+		parts[i] = strings.Join(losses[v], ", ") + sep + v
+	}
+	return strings.Join(parts, join)
+}
+
+// lossParams reads the flags of the chosen loss's hyper-parameters; those
+// not given take the registry's defaults.
+func lossParams(c *cli.Context, spec margin.Spec) (margin.Params, error) {
+	out := margin.Params{}
+	for _, p := range spec.Params {
+		if p.Flag == "" || !c.IsSet(p.Flag) {
+			continue
+		}
+		switch {
+		case len(p.Choices) > 0:
+			v, err := p.Parse(c.String(p.Flag))
+			if err != nil {
+				return nil, fmt.Errorf("--%s: %w", p.Flag, err)
+			}
+			out[p.Key] = v
+		case p.Bool:
+			out[p.Key] = 0
+			if c.Bool(p.Flag) {
+				out[p.Key] = 1
+			}
+		case p.Int:
+			out[p.Key] = float64(c.Int(p.Flag))
+		default:
+			out[p.Key] = c.Float64(p.Flag)
+		}
+	}
+	return out, nil
 }
 
 // trainConfig reads the loss flags.
 func trainConfig(c *cli.Context) (train.Config, error) {
 	loss := c.String("loss")
-	ok := false
-	for _, l := range train.Losses {
-		ok = ok || l == loss
-	}
+	spec, ok := margin.Lookup(loss)
 	if !ok {
-		return train.Config{}, fmt.Errorf("--loss %q: choose one of %s", loss, strings.Join(train.Losses, ", "))
+		return train.Config{}, fmt.Errorf("--loss %q: choose one of %s", loss, strings.Join(margin.Names(), ", "))
+	}
+	params, err := lossParams(c, spec)
+	if err != nil {
+		return train.Config{}, err
+	}
+	// Build the loss once here, so that a bad value is refused before any
+	// photo is read.
+	if _, err := margin.New(loss, params); err != nil {
+		return train.Config{}, err
 	}
 	cfg := train.Config{
-		Loss: loss, Scale: c.Float64("scale"), Margin: c.Float64("margin"), EasyMargin: c.Bool("easy-margin"),
-		M1: c.Float64("m1"), M2: c.Float64("m2"), M3: c.Float64("m3"), SphereM: c.Int("sphere-m"),
-		CenterLambda: c.Float64("center-lambda"), CenterAlpha: c.Float64("center-alpha"),
-		PosMargin: c.Float64("pos-margin"), NegMargin: c.Float64("neg-margin"), Mining: c.String("mining"), NPairVariant: c.String("npair"),
-		Alpha: c.Float64("alpha"), Beta: c.Float64("beta"), MSMining: c.Float64("ms-mining"), SoftTripleK: c.Int("softtriple-k"),
-		SoftTripleGamma: c.Float64("softtriple-gamma"), SoftTripleLambda: c.Float64("softtriple-lambda"),
-		SoftTripleDelta: c.Float64("softtriple-delta"), SoftTripleTau: c.Float64("softtriple-tau"), PerIdentity: c.Int("per-identity"), ProxyLRScale: c.Float64("proxy-lr-scale"),
+		Loss: loss, LossParams: params, PerIdentity: c.Int("per-identity"), ProxyLRScale: c.Float64("proxy-lr-scale"),
 		OutDim: c.Int("out-dim"), BatchNorm: c.Bool("batch-norm"), Epochs: c.Int("epochs"), BatchSize: c.Int("batch-size"),
 		LR: c.Float64("lr"), WeightDecay: c.Float64("weight-decay"), Seed: c.Int64("seed"),
 	}
@@ -235,11 +336,11 @@ func trainCommand() *cli.Command {
 		Description: `Learns a projection of the backbone's features (Linear d→d′, optionally BatchNorm)
 with a training loss, on a folder with one sub-folder of photos per person
 (the layout of LFW, CASIA-WebFace, VGGFace2). The losses:
-   margin heads    softmax, center, sphereface, cosface, arcface, combined
-   pair losses     contrastive, triplet, npair, lifted, multisimilarity
+   margin heads    ` + strings.Join(margin.NamesOf(margin.Classification), ", ") + `
+   pair losses     ` + strings.Join(margin.NamesOf(margin.Pair), ", ") + `
                    (batches of batch-size/K people × K photos, K = --per-identity;
                    only people with two or more photos are drawn)
-   proxy losses    proxynca, proxyanchor, softtriple
+   proxy losses    ` + strings.Join(margin.NamesOf(margin.Proxy), ", ") + `
 
 Features are cached, so a second run skips the detector and backbone. A share of
 the people (--val) is held out: at the end the raw backbone and the trained head

@@ -132,3 +132,27 @@ func TestTrainPairAndProxyLosses(t *testing.T) {
 		}
 	}
 }
+
+// TestTrainHelpShowsLossDefaults checks that train's and crossval's --help
+// take each loss's defaults from margin's registry: a flag that several
+// losses share shows each one's default, a flag of one loss shows its own.
+func TestTrainHelpShowsLossDefaults(t *testing.T) {
+	for _, cmd := range []string{"train", "crossval"} {
+		code, out, errs := facever(t, cmd, "--help")
+		if code != exitOK {
+			t.Fatalf("%s --help: exit %d %s", cmd, code, errs)
+		}
+		for _, want := range []string{
+			"cosface 0.35", "arcface, multisimilarity 0.5", "lifted 1", // --margin
+			"cosface, arcface, combined 64, proxynca 9", // --scale
+			"multisimilarity 2, proxyanchor 32",         // --alpha
+			`--mining value`, `(default: "semi-hard")`, `(default: "mc")`,
+			"SphereFace's m (1–4) (default: 4)", "SoftTriple centres per class (default: 2)",
+			"training loss: softmax, center, sphereface, cosface, arcface, combined, contrastive, triplet, npair, lifted, multisimilarity, proxynca, proxyanchor, softtriple",
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s --help lacks %q", cmd, want)
+			}
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/facever/facever/facehead"
+	"github.com/facever/facever/margin"
 )
 
 // TestPKSamplerBatches checks that the pair losses' batches hold P distinct
@@ -77,24 +78,24 @@ func TestPairLossNeedsRepeatedIdentities(t *testing.T) {
 	for _, l := range labels2 {
 		labels = append(labels, l+100)
 	}
-	for _, loss := range PairLosses {
+	for _, loss := range margin.NamesOf(margin.Pair) {
 		_, _, err := Train(feats, labels, Config{Loss: loss, Epochs: 1})
 		if err == nil || !strings.Contains(err.Error(), "at least 2 identities with 2 or more photos") {
 			t.Errorf("%s: error %v", loss, err)
 		}
 	}
 	feats, labels = synth(5, 4, 3, 8, 4, 0.1, 0.1)
-	if _, _, err := Train(feats, labels, Config{Loss: LossTriplet, Epochs: 1, PerIdentity: 1}); err == nil || !strings.Contains(err.Error(), "K ≥ 2") {
+	if _, _, err := Train(feats, labels, Config{Loss: "triplet", Epochs: 1, PerIdentity: 1}); err == nil || !strings.Contains(err.Error(), "K ≥ 2") {
 		t.Errorf("K=1: error %v", err)
 	}
-	if _, _, err := Train(feats, labels, Config{Loss: LossTriplet, Epochs: 1, Mining: "easy"}); err == nil || !strings.Contains(err.Error(), "semi-hard") {
-		t.Errorf("mining easy: error %v", err)
+	if _, _, err := Train(feats, labels, Config{Loss: "triplet", Epochs: 1, LossParams: margin.Params{"mining": 3}}); err == nil || !strings.Contains(err.Error(), "semi-hard") {
+		t.Errorf("mining 3: error %v", err)
 	}
-	if _, _, err := Train(feats, labels, Config{Loss: LossNPair, Epochs: 1, NPairVariant: "x"}); err == nil || !strings.Contains(err.Error(), "mc or ovo") {
-		t.Errorf("variant x: error %v", err)
+	if _, _, err := Train(feats, labels, Config{Loss: "npair", Epochs: 1, LossParams: margin.Params{"variant": 2}}); err == nil || !strings.Contains(err.Error(), "mc or ovo") {
+		t.Errorf("variant 2: error %v", err)
 	}
 	// A proxy loss trains on the same data without P×K batches.
-	if _, rep, err := Train(feats, labels, Config{Loss: LossSoftTriple, Epochs: 2, BatchSize: 4}); err != nil || rep.Steps != 6 {
+	if _, rep, err := Train(feats, labels, Config{Loss: "softtriple", Epochs: 2, BatchSize: 4}); err != nil || rep.Steps != 6 {
 		t.Errorf("softtriple: %v, %d steps", err, rep.Steps)
 	}
 }
@@ -108,7 +109,7 @@ func TestProxyLRScale(t *testing.T) {
 	rawAUC, _ := verify(test, testY)
 	var heads []*facehead.Head
 	for _, scale := range []float64{1, 10} {
-		h, rep, err := Train(train, trainY, Config{Loss: LossProxyAnchor, Epochs: 10, BatchSize: 64, LR: 1e-2, ProxyLRScale: scale, Seed: 3})
+		h, rep, err := Train(train, trainY, Config{Loss: "proxyanchor", Epochs: 10, BatchSize: 64, LR: 1e-2, ProxyLRScale: scale, Seed: 3})
 		if err != nil {
 			t.Fatal(err)
 		}

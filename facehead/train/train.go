@@ -8,7 +8,6 @@ import (
 	"sort"
 	"time"
 
-	"gonum.org/v1/gonum/mat"
 	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
@@ -16,93 +15,22 @@ import (
 	"github.com/facever/facever/margin"
 )
 
-// Loss names accepted by Config.Loss.
-const (
-	LossSoftmax    = "softmax"
-	LossArcFace    = "arcface"
-	LossCosFace    = "cosface"
-	LossSphereFace = "sphereface"
-	LossCenter     = "center"
-	LossCombined   = "combined"
-
-	LossContrastive     = "contrastive"
-	LossTriplet         = "triplet"
-	LossNPair           = "npair"
-	LossLifted          = "lifted"
-	LossMultiSimilarity = "multisimilarity"
-	LossProxyNCA        = "proxynca"
-	LossProxyAnchor     = "proxyanchor"
-	LossSoftTriple      = "softtriple"
-)
-
-// Losses lists the losses Train accepts: the classification (margin) heads
-// in the order the papers came out (softmax first as the baseline), then the
-// pair losses, then the proxy losses.
-var Losses = []string{
-	LossSoftmax, LossCenter, LossSphereFace, LossCosFace, LossArcFace, LossCombined,
-	LossContrastive, LossTriplet, LossNPair, LossLifted, LossMultiSimilarity,
-	LossProxyNCA, LossProxyAnchor, LossSoftTriple,
-}
-
-// PairLosses lists the losses that compare the batch's samples with one
-// another and read no class weights; Train draws their batches as P
-// identities × K photos (Config.PerIdentity).
-var PairLosses = []string{LossContrastive, LossTriplet, LossNPair, LossLifted, LossMultiSimilarity}
-
-// Config configures Train. Zero values select the defaults named on
-// each field (the papers' where there is one); DefaultConfig returns
-// them filled in.
+// Config configures Train. Zero values select the defaults named on each
+// field; the loss's hyper-parameters are margin's (margin.New).
 type Config struct {
-	// Loss is one of Losses.
+	// Loss is the loss's name, one of margin.Names().
 	Loss string
+	// LossParams are its hyper-parameters by key (margin.Spec.Params);
+	// those left out take margin's defaults for the loss.
+	LossParams margin.Params
 
-	// Scale is s of arcface, cosface and combined (default 64) and the
-	// scale of proxynca (default 9).
-	Scale float64
-	// Margin is m of arcface (default 0.5, Deng et al. 2019), cosface
-	// (default 0.35, Wang et al. 2018), triplet (0.1), lifted (1),
-	// multisimilarity (λ, 0.5) and proxyanchor (δ, 0.1).
-	Margin float64
-	// EasyMargin selects ArcFace's easy_margin variant.
-	EasyMargin bool
-	// M1, M2, M3 are the combined margin's (ArcFace paper, eq. 4); all zero
-	// selects (1, 0.3, 0.2), the paper's "CM1" row of Table 1.
-	M1, M2, M3 float64
-	// SphereM is SphereFace's m ∈ {1, 2, 3, 4} (default 4, Liu et al. 2017).
-	SphereM int
-	// Anneal is SphereFace's λ schedule, one value per training step
-	// (default margin.DefaultAnneal(): base 1000, γ 0.12, power 1, min 5).
-	Anneal margin.Anneal
-	// CenterLambda is the Center loss weight λ (default 0.003) and
-	// CenterAlpha the centre learning rate α (default 0.5), Wen et al. 2016.
-	CenterLambda, CenterAlpha float64
-
-	// PosMargin and NegMargin are the contrastive loss's m_p (default 1)
-	// and m_n (default 0.5), as cosines.
-	PosMargin, NegMargin float64
-	// Mining is the triplet loss's: "all", "hard" or "semi-hard" (default).
-	Mining string
-	// NPairVariant is the N-pair loss's: "mc" (default) or "ovo".
-	NPairVariant string
-	// Alpha and Beta are multisimilarity's α (default 2) and β (50); Alpha
-	// is also proxyanchor's α (default 32).
-	Alpha, Beta float64
-	// MSMining is multisimilarity's pair-mining ε (Wang et al. 2019, §4.2;
-	// the paper uses 0.1); 0, the default, uses every pair.
-	MSMining float64
-	// SoftTripleK is SoftTriple's number of centres per class (default 2:
-	// a face identity is one mode; the paper's 10 suits fine-grained
-	// categories). SoftTripleGamma, SoftTripleLambda, SoftTripleDelta and
-	// SoftTripleTau default to the paper's γ 0.1, λ 20, δ 0.01, τ 0.2.
-	SoftTripleK                                                       int
-	SoftTripleGamma, SoftTripleLambda, SoftTripleDelta, SoftTripleTau float64
+	// PerIdentity is K, the photos per identity in the batches of the pair
+	// losses (default 4): each batch holds BatchSize/K identities × K photos.
+	PerIdentity int
 	// ProxyLRScale multiplies the learning rate of the class weights and
 	// proxies (default 1). Proxy Anchor's paper trains its proxies 100×
 	// faster than the network (Kim et al. 2020, §5.1).
 	ProxyLRScale float64
-	// PerIdentity is K, the photos per identity in the batches of the pair
-	// losses (default 4): each batch holds BatchSize/K identities × K photos.
-	PerIdentity int
 
 	// OutDim is the embedding size d′ ≤ d (default d). With d′ = d the
 	// projection starts as the identity, with d′ < d as the top-d′ principal
@@ -135,156 +63,81 @@ type Config struct {
 	Progress func(Progress)
 }
 
-// DefaultConfig returns the defaults for a loss.
-func DefaultConfig(loss string) Config {
-	c := Config{Loss: loss}
-	c.fill(0)
-	return c
-}
+// Defaults of Config's training settings.
+const (
+	DefaultPerIdentity = 4
+	DefaultEpochs      = 20
+	DefaultBatchSize   = 128
+	DefaultLR          = 1e-3
+	DefaultWeightDecay = 5e-4
+)
 
+// fill sets the zero fields to their defaults for features of dimension d.
 func (c *Config) fill(d int) {
-	if c.Scale == 0 {
-		c.Scale = margin.DefaultScale
-		if c.Loss == LossProxyNCA {
-			c.Scale = margin.DefaultProxyNCAScale
-		}
-	}
-	if c.Margin == 0 {
-		switch c.Loss {
-		case LossArcFace:
-			c.Margin = margin.DefaultArcFaceMargin
-		case LossCosFace:
-			c.Margin = margin.DefaultCosFaceMargin
-		case LossTriplet:
-			c.Margin = margin.DefaultTripletMargin
-		case LossLifted:
-			c.Margin = margin.DefaultLiftedMargin
-		case LossMultiSimilarity:
-			c.Margin = margin.DefaultMSMargin
-		case LossProxyAnchor:
-			c.Margin = margin.DefaultProxyAnchorMargin
-		}
-	}
-	if c.PosMargin == 0 && c.NegMargin == 0 {
-		c.PosMargin, c.NegMargin = margin.DefaultContrastivePosMargin, margin.DefaultContrastiveNegMargin
-	}
-	if c.Mining == "" {
-		c.Mining = "semi-hard"
-	}
-	if c.NPairVariant == "" {
-		c.NPairVariant = "mc"
-	}
-	if c.Alpha == 0 {
-		c.Alpha = margin.DefaultMSAlpha
-		if c.Loss == LossProxyAnchor {
-			c.Alpha = margin.DefaultProxyAnchorAlpha
-		}
-	}
-	if c.Beta == 0 {
-		c.Beta = margin.DefaultMSBeta
-	}
-	if c.SoftTripleK == 0 {
-		c.SoftTripleK = 2
-	}
-	if c.SoftTripleGamma == 0 {
-		c.SoftTripleGamma = margin.DefaultSoftTripleGamma
-	}
-	if c.SoftTripleLambda == 0 {
-		c.SoftTripleLambda = margin.DefaultSoftTripleLambda
-	}
-	if c.SoftTripleDelta == 0 {
-		c.SoftTripleDelta = margin.DefaultSoftTripleDelta
-	}
-	if c.SoftTripleTau == 0 {
-		c.SoftTripleTau = margin.DefaultSoftTripleTau
-	}
 	if c.PerIdentity == 0 {
-		c.PerIdentity = 4
+		c.PerIdentity = DefaultPerIdentity
 	}
 	if c.ProxyLRScale == 0 {
 		c.ProxyLRScale = 1
-	}
-	if c.M1 == 0 && c.M2 == 0 && c.M3 == 0 {
-		c.M1, c.M2, c.M3 = 1, 0.3, 0.2
-	}
-	if c.SphereM == 0 {
-		c.SphereM = margin.DefaultSphereFaceM
-	}
-	if c.Anneal == (margin.Anneal{}) {
-		c.Anneal = margin.DefaultAnneal()
-	}
-	if c.CenterLambda == 0 {
-		c.CenterLambda = margin.DefaultCenterLambda
-	}
-	if c.CenterAlpha == 0 {
-		c.CenterAlpha = margin.DefaultCenterAlpha
 	}
 	if c.OutDim == 0 {
 		c.OutDim = d
 	}
 	if c.Epochs == 0 {
-		c.Epochs = 20
+		c.Epochs = DefaultEpochs
 	}
 	if c.BatchSize == 0 {
-		c.BatchSize = 128
+		c.BatchSize = DefaultBatchSize
 	}
 	if c.LR == 0 {
-		c.LR = 1e-3
+		c.LR = DefaultLR
 	}
 	if c.WeightDecay == 0 {
-		c.WeightDecay = 5e-4
+		c.WeightDecay = DefaultWeightDecay
 	}
 	if c.WeightDecay < 0 {
 		c.WeightDecay = 0
 	}
 }
 
-// head builds the margin head for the config; classes and centres are only
-// used by the Center loss.
-func (c *Config) head(centers [][]float64) (margin.Loss, error) {
-	switch c.Loss {
-	case LossSoftmax:
-		return margin.NewSoftmax(), nil
-	case LossArcFace:
-		return margin.NewArcFace(c.Scale, c.Margin, c.EasyMargin)
-	case LossCosFace:
-		return margin.NewCosFace(c.Scale, c.Margin)
-	case LossSphereFace:
-		return margin.NewSphereFace(c.SphereM, c.Anneal.Lambda(0))
-	case LossCenter:
-		return margin.NewCenterLoss(c.CenterLambda, centers)
-	case LossCombined:
-		return margin.NewCombined(c.Scale, c.M1, c.M2, c.M3)
-	case LossContrastive:
-		return margin.NewContrastive(c.PosMargin, c.NegMargin)
-	case LossTriplet:
-		mining, err := margin.ParseMining(c.Mining)
-		if err != nil {
-			return nil, err
-		}
-		return margin.NewTriplet(c.Margin, mining)
-	case LossNPair:
-		v, err := margin.ParseNPairVariant(c.NPairVariant)
-		if err != nil {
-			return nil, err
-		}
-		return margin.NewNPair(v)
-	case LossLifted:
-		return margin.NewLiftedStructure(c.Margin)
-	case LossMultiSimilarity:
-		h, err := margin.NewMultiSimilarity(c.Alpha, c.Beta, c.Margin)
-		if err != nil || c.MSMining == 0 {
-			return h, err
-		}
-		return h.WithMining(c.MSMining)
-	case LossProxyNCA:
-		return margin.NewProxyNCA(c.Scale)
-	case LossProxyAnchor:
-		return margin.NewProxyAnchor(c.Alpha, c.Margin)
-	case LossSoftTriple:
-		return margin.NewSoftTriple(c.SoftTripleK, c.SoftTripleGamma, c.SoftTripleLambda, c.SoftTripleDelta, c.SoftTripleTau)
+// validate checks the training settings (the loss's are margin.New's).
+func (c *Config) validate(spec margin.Spec, d int) error {
+	if c.OutDim < 1 || c.OutDim > d {
+		return fmt.Errorf("output dimension %d not in [1, %d]", c.OutDim, d)
 	}
-	return nil, fmt.Errorf("unknown loss %q (want one of %v)", c.Loss, Losses)
+	if c.Epochs < 1 || c.BatchSize < 1 {
+		return fmt.Errorf("epochs %d and batch size %d must be positive", c.Epochs, c.BatchSize)
+	}
+	if math.IsNaN(c.LR) || math.IsInf(c.LR, 0) || c.LR <= 0 {
+		return fmt.Errorf("learning rate %v", c.LR)
+	}
+	if math.IsNaN(c.WeightDecay) || math.IsInf(c.WeightDecay, 0) || c.WeightDecay*c.LR >= 1 {
+		return fmt.Errorf("weight decay %v", c.WeightDecay)
+	}
+	if spec.Kind == margin.Pair && c.PerIdentity < 2 {
+		return fmt.Errorf("photos per identity K = %d: the pair losses need K ≥ 2", c.PerIdentity)
+	}
+	if math.IsNaN(c.ProxyLRScale) || math.IsInf(c.ProxyLRScale, 0) || c.ProxyLRScale < 0 || c.ProxyLRScale*c.LR*c.WeightDecay >= 1 {
+		return fmt.Errorf("proxy learning-rate scale %v", c.ProxyLRScale)
+	}
+	return nil
+}
+
+// record returns the loss's hyper-parameters and the training settings.
+func (c *Config) record(kind margin.Kind, l margin.Loss) map[string]float64 {
+	p := map[string]float64{}
+	for k, v := range l.Params() {
+		p[k] = v
+	}
+	if kind == margin.Pair {
+		p["per_identity"] = float64(c.PerIdentity)
+	}
+	p["epochs"], p["batch_size"], p["lr"], p["weight_decay"] = float64(c.Epochs), float64(c.BatchSize), c.LR, c.WeightDecay
+	p["out_dim"], p["seed"] = float64(c.OutDim), float64(c.Seed)
+	if c.ProxyLRScale != 1 {
+		p["proxy_lr_scale"] = c.ProxyLRScale
+	}
+	return p
 }
 
 // Progress is what Train reports after each step.
@@ -306,11 +159,11 @@ type EpochStats struct {
 	Accuracy float64 `json:"accuracy"` // mean over the epoch's steps
 }
 
-// Report summarises a training run. Accuracy is the fraction of
-// training samples whose own class has the largest logit, margin included
-// for the margin losses; for the proxy losses, whose nearest proxy is of
-// their class; for the pair losses, whose most similar other sample in the
-// batch is of their identity (in-batch recall@1).
+// Report summarises a training run. Accuracy is the fraction of training
+// samples whose own class has the largest logit, margin included for the
+// margin losses; for the proxy losses, whose nearest proxy is of their
+// class; for the pair losses, whose most similar other sample in the batch
+// is of their identity (in-batch recall@1).
 type Report struct {
 	Loss          string             `json:"loss"`            // Config.Loss
 	Params        map[string]float64 `json:"params"`          // as recorded in the head
@@ -341,246 +194,30 @@ type Report struct {
 // centres per class as that mean plus a little noise). Optimisation is AdamW
 // (Loshchilov & Hutter, ICLR 2019) on shuffled mini-batches, the last
 // incomplete batch of each epoch dropped; the pair losses draw P identities
-// × K photos per batch instead (see PairLosses), as many batches per epoch
-// as the shuffled ones would be. The result is deterministic for a given
-// seed.
+// × K photos per batch instead, as many batches per epoch as the shuffled
+// ones would be. The result is deterministic for a given seed.
+//
+// The steps: prepare checks the data and draws the batches' plan; newModel
+// sets the parameters' starting values and builds the loss's graph;
+// epochs runs the optimiser; summarise fills the report from it; and
+// writeHead folds the projection into the head.
 func Train(features [][]float32, labels []int, cfg Config) (*facehead.Head, Report, error) {
 	start := time.Now()
-	var rep Report
-	if len(features) == 0 {
-		return nil, rep, fmt.Errorf("train: no features")
-	}
-	if len(labels) != len(features) {
-		return nil, rep, fmt.Errorf("train: %d labels for %d features", len(labels), len(features))
-	}
-	d := len(features[0])
-	if d == 0 {
-		return nil, rep, fmt.Errorf("train: empty features")
-	}
-	for i, f := range features {
-		if len(f) != d {
-			return nil, rep, fmt.Errorf("train: feature %d has %d values, feature 0 has %d", i, len(f), d)
-		}
-		for _, v := range f {
-			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-				return nil, rep, fmt.Errorf("train: feature %d is not finite", i)
-			}
-		}
-	}
-	cfg.fill(d)
-	if err := cfg.validate(d); err != nil {
-		return nil, rep, fmt.Errorf("train: %w", err)
-	}
-	y, classes := remap(labels)
-	if classes < 2 {
-		return nil, rep, fmt.Errorf("train: %d identities; need at least 2", classes)
-	}
-	n, dOut := len(features), cfg.OutDim
-	batch := min(cfg.BatchSize, n)
-	var pk *pkSampler
-	if slices.Contains(PairLosses, cfg.Loss) {
-		var err error
-		if pk, err = newPKSampler(y, classes, cfg.BatchSize, cfg.PerIdentity); err != nil {
-			return nil, rep, fmt.Errorf("train: %s: %w", cfg.Loss, err)
-		}
-		batch = pk.p * pk.k
-	}
-	if cfg.BatchNorm && batch < 2 {
-		return nil, rep, fmt.Errorf("train: BatchNorm needs batches of at least 2 samples")
-	}
-	steps := max(n/batch, 1)
-	rng := rand.New(rand.NewPCG(uint64(cfg.Seed), 0x9e3779b97f4a7c15))
-
-	// Parameters: projection P (d′×(d+1), last column the bias), optional
-	// BatchNorm γ, β, class weights W (C×d′).
-	proj := initProjection(features, dOut)
-	var gamma, beta []float32
-	if cfg.BatchNorm {
-		gamma, beta = make([]float32, dOut), make([]float32, dOut)
-		for j := range gamma {
-			gamma[j] = 1
-		}
-	}
-	emb := embedAll(features, proj, dOut, gamma, beta)
-	means := classMeans(emb, y, classes, dOut)
-	mh, err := cfg.head(means)
+	data, err := prepare(features, labels, &cfg)
 	if err != nil {
-		return nil, rep, fmt.Errorf("train: %w", err)
+		return nil, Report{}, fmt.Errorf("train: %w", err)
 	}
-	// K rows of W per class (SoftTriple's centres), none for pair losses.
-	perClass := margin.WeightRows(mh, 1)
-	wInit := make([]float32, classes*perClass*dOut)
-	for c, m := range means {
-		if perClass == 0 {
-			break
-		}
-		norm := 0.0
-		for _, v := range m {
-			norm += v * v
-		}
-		// Unit rows for the normalised heads; ‖W_j‖ = 10 for the losses on
-		// raw logits W·x (softmax, Center loss), so that their initial
-		// logits span about ±10.
-		k := 1 / math.Sqrt(max(norm, 1e-24))
-		if cfg.Loss == LossSoftmax || cfg.Loss == LossCenter {
-			k *= 10
-		}
-		for t := 0; t < perClass; t++ {
-			row := wInit[(c*perClass+t)*dOut : (c*perClass+t+1)*dOut]
-			for j, v := range m {
-				row[j] = float32(v * k)
-			}
-			if perClass > 1 {
-				// SoftTriple's centres of one class start apart (noise of
-				// norm about 0.1): identical centres would get identical
-				// gradients and never separate.
-				sd := 0.1 / math.Sqrt(float64(dOut))
-				for j := range row {
-					row[j] += float32(sd * rng.NormFloat64())
-				}
-			}
-		}
-	}
-	sphere, _ := mh.(*margin.SphereFace)
-	center, _ := mh.(*margin.CenterLoss)
-
-	g := gorgonia.NewGraph()
-	xbuf := make([]float32, batch*(d+1))
-	x := gorgonia.NewMatrix(g, tensor.Float32, gorgonia.WithShape(batch, d+1), gorgonia.WithName("x"),
-		gorgonia.WithValue(tensor.New(tensor.WithShape(batch, d+1), tensor.WithBacking(xbuf))))
-	pN := gorgonia.NewMatrix(g, tensor.Float32, gorgonia.WithShape(dOut, d+1), gorgonia.WithName("proj"),
-		gorgonia.WithValue(tensor.New(tensor.WithShape(dOut, d+1), tensor.WithBacking(proj))))
-	learn := gorgonia.Nodes{pN}
-	decay := []bool{true}
-	lrScale := []float64{1}
-	var wN *gorgonia.Node
-	if perClass > 0 {
-		rows := classes * perClass
-		wN = gorgonia.NewMatrix(g, tensor.Float32, gorgonia.WithShape(rows, dOut), gorgonia.WithName("w"),
-			gorgonia.WithValue(tensor.New(tensor.WithShape(rows, dOut), tensor.WithBacking(wInit))))
-		learn, decay, lrScale = append(learn, wN), append(decay, true), append(lrScale, cfg.ProxyLRScale)
-	}
-	z, err := margin.MatMulT(x, pN, true)
+	m, err := newModel(data, &cfg)
 	if err != nil {
-		return nil, rep, fmt.Errorf("train: %w", err)
+		return nil, Report{}, fmt.Errorf("train: %w", err)
 	}
-	if cfg.BatchNorm {
-		gN := gorgonia.NewVector(g, tensor.Float32, gorgonia.WithShape(dOut), gorgonia.WithName("bn_gamma"),
-			gorgonia.WithValue(tensor.New(tensor.WithShape(dOut), tensor.WithBacking(gamma))))
-		bN := gorgonia.NewVector(g, tensor.Float32, gorgonia.WithShape(dOut), gorgonia.WithName("bn_beta"),
-			gorgonia.WithValue(tensor.New(tensor.WithShape(dOut), tensor.WithBacking(beta))))
-		if z, err = batchNorm(z, gN, bN); err != nil {
-			return nil, rep, fmt.Errorf("train: %w", err)
-		}
-		learn = append(learn, gN, bN)
-		decay = append(decay, false, false)
-		lrScale = append(lrScale, 1, 1)
-	}
-	lab := margin.NewLabels(classes)
-	cost, err := mh.Build(z, wN, lab)
+	defer m.close()
+	hist, loopTime, err := m.epochs(data, &cfg, start)
 	if err != nil {
-		return nil, rep, fmt.Errorf("train: %w", err)
+		return nil, Report{}, fmt.Errorf("train: %w", err)
 	}
-	if _, err := gorgonia.Grad(cost, learn...); err != nil {
-		return nil, rep, fmt.Errorf("train: gradient: %w", err)
-	}
-	vm := gorgonia.NewTapeMachine(g, gorgonia.BindDualValues(learn...))
-	defer vm.Close()
-
-	opt := newAdamW(learn, decay, lrScale, cfg.WeightDecay)
-	order := make([]int, n)
-	for i := range order {
-		order[i] = i
-	}
-	by := make([]int, batch)
-	total := cfg.Epochs * steps
-	iter := 0
-	loopStart := time.Now()
-	for epoch := 1; epoch <= cfg.Epochs; epoch++ {
-		if pk == nil {
-			rng.Shuffle(n, func(i, j int) { order[i], order[j] = order[j], order[i] })
-		}
-		var sumLoss float64
-		var correct, seen int
-		for s := 0; s < steps; s++ {
-			var idx []int
-			if pk != nil {
-				idx = pk.draw(rng)
-			} else {
-				idx = order[s*batch:]
-			}
-			for k := 0; k < batch; k++ {
-				i := idx[k]
-				row := xbuf[k*(d+1) : (k+1)*(d+1)]
-				copy(row, features[i])
-				row[d] = 1
-				by[k] = y[i]
-			}
-			if err := lab.Set(by); err != nil {
-				return nil, rep, fmt.Errorf("train: %w", err)
-			}
-			lambda := 0.0
-			if sphere != nil {
-				lambda = cfg.Anneal.Lambda(iter)
-				if err := sphere.SetLambda(lambda); err != nil {
-					return nil, rep, fmt.Errorf("train: %w", err)
-				}
-			}
-			if err := vm.RunAll(); err != nil {
-				return nil, rep, fmt.Errorf("train: step %d: %w", iter, err)
-			}
-			loss := float64(cost.Value().Data().(float32))
-			if math.IsNaN(loss) || math.IsInf(loss, 0) {
-				return nil, rep, fmt.Errorf("train: loss diverged (%v) at epoch %d step %d; lower the learning rate", loss, epoch, s+1)
-			}
-			lr := cfg.LR * (0.01 + 0.99*0.5*(1+math.Cos(math.Pi*float64(iter)/float64(total))))
-			if err := opt.step(lr); err != nil {
-				return nil, rep, fmt.Errorf("train: %w", err)
-			}
-			if center != nil {
-				if err := center.UpdateLastBatch(cfg.CenterAlpha); err != nil {
-					return nil, rep, fmt.Errorf("train: %w", err)
-				}
-			}
-			vm.Reset()
-			iter++
-			sumLoss += loss
-			correct += lab.Correct()
-			seen += batch
-			if cfg.Progress != nil {
-				el := time.Since(start)
-				cfg.Progress(Progress{
-					Epoch: epoch, Epochs: cfg.Epochs, Step: s + 1, StepsPerEpoch: steps,
-					Loss: sumLoss / float64(s+1), Accuracy: float64(correct) / float64(seen),
-					SamplesPerSec: float64(iter*batch) / time.Since(loopStart).Seconds(), LR: lr, Lambda: lambda, Elapsed: el,
-					EpochDone: s == steps-1, TrainDone: s == steps-1 && epoch == cfg.Epochs,
-				})
-			}
-		}
-		rep.History = append(rep.History, EpochStats{Epoch: epoch, Loss: sumLoss / float64(steps), Accuracy: float64(correct) / float64(seen)})
-	}
-
-	loopTime := time.Since(loopStart)
-	rep.Loss = cfg.Loss
-	rep.Params = cfg.record(mh)
-	rep.Identities, rep.Samples = classes, n
-	if pk != nil {
-		// Only identities with two or more photos are drawn.
-		rep.Identities, rep.Samples = len(pk.ids), 0
-		for _, id := range pk.ids {
-			rep.Samples += len(pk.photos[id])
-		}
-	}
-	rep.InDim, rep.OutDim = d, dOut
-	rep.Epochs, rep.Steps = cfg.Epochs, iter
-	last := rep.History[len(rep.History)-1]
-	rep.FinalLoss, rep.FinalAccuracy = last.Loss, last.Accuracy
-	rep.SamplesPerSec = float64(iter*batch) / loopTime.Seconds()
-	rep.GEMM = margin.GEMMBackend()
-	h, err := fold(features, proj, dOut, gamma, beta, facehead.HeadMeta{
-		BackboneSHA256: cfg.BackboneSHA256, Loss: cfg.Loss, Params: rep.Params, BatchNorm: cfg.BatchNorm,
-		Identities: rep.Identities, Samples: rep.Samples, FinalLoss: rep.FinalLoss, FinalAccuracy: rep.FinalAccuracy,
-	})
+	rep := m.summarise(data, &cfg, hist, loopTime)
+	h, err := m.writeHead(data, &cfg, rep)
 	if err != nil {
 		return nil, rep, fmt.Errorf("train: %w", err)
 	}
@@ -588,65 +225,73 @@ func Train(features [][]float32, labels []int, cfg Config) (*facehead.Head, Repo
 	return h, rep, nil
 }
 
-func (c *Config) validate(d int) error {
-	if !slices.Contains(Losses, c.Loss) {
-		return fmt.Errorf("unknown loss %q (want one of %v)", c.Loss, Losses)
-	}
-	if c.OutDim < 1 || c.OutDim > d {
-		return fmt.Errorf("output dimension %d not in [1, %d]", c.OutDim, d)
-	}
-	if c.Epochs < 1 || c.BatchSize < 1 {
-		return fmt.Errorf("epochs %d and batch size %d must be positive", c.Epochs, c.BatchSize)
-	}
-	if math.IsNaN(c.LR) || math.IsInf(c.LR, 0) || c.LR <= 0 {
-		return fmt.Errorf("learning rate %v", c.LR)
-	}
-	if math.IsNaN(c.WeightDecay) || math.IsInf(c.WeightDecay, 0) || c.WeightDecay*c.LR >= 1 {
-		return fmt.Errorf("weight decay %v", c.WeightDecay)
-	}
-	if math.IsNaN(c.Scale + c.Margin + c.M1 + c.M2 + c.M3 + c.CenterLambda + c.CenterAlpha) {
-		return fmt.Errorf("NaN hyper-parameter")
-	}
-	if slices.Contains(PairLosses, c.Loss) && c.PerIdentity < 2 {
-		return fmt.Errorf("photos per identity K = %d: the pair losses need K ≥ 2", c.PerIdentity)
-	}
-	if math.IsNaN(c.ProxyLRScale) || math.IsInf(c.ProxyLRScale, 0) || c.ProxyLRScale < 0 || c.ProxyLRScale*c.LR*c.WeightDecay >= 1 {
-		return fmt.Errorf("proxy learning-rate scale %v", c.ProxyLRScale)
-	}
-	if c.SoftTripleK < 1 {
-		return fmt.Errorf("SoftTriple needs K ≥ 1 centres per class, got %d", c.SoftTripleK)
-	}
-	if c.CenterAlpha < 0 || c.CenterAlpha > 1 {
-		return fmt.Errorf("centre rate α %v not in [0, 1]", c.CenterAlpha)
-	}
-	a := c.Anneal
-	if a.Base < 0 || a.Min < 0 || a.Gamma < 0 || math.IsNaN(a.Base+a.Min+a.Gamma+a.Power) {
-		return fmt.Errorf("bad SphereFace annealing %+v", a)
-	}
-	return nil
+// dataset is the checked training data and how its batches are drawn.
+type dataset struct {
+	features [][]float32
+	y        []int // labels remapped onto 0..classes−1
+	classes  int
+	n, d     int
+	spec     margin.Spec
+	loss     margin.Loss
+	batch    int        // samples per step
+	steps    int        // steps per epoch
+	pk       *pkSampler // the pair losses' P×K batches; nil: shuffled batches
+	rng      *rand.Rand // every random draw of training, in order
 }
 
-// record returns the loss's hyper-parameters and the training settings.
-func (c *Config) record(h margin.Loss) map[string]float64 {
-	p := map[string]float64{}
-	for k, v := range h.Params() {
-		p[k] = v
+// prepare checks the features, labels and config (filling its defaults),
+// builds the loss and plans the batches.
+func prepare(features [][]float32, labels []int, cfg *Config) (*dataset, error) {
+	if len(features) == 0 {
+		return nil, fmt.Errorf("no features")
 	}
-	if c.Loss == LossSphereFace {
-		p["anneal_base"], p["anneal_gamma"], p["anneal_power"], p["anneal_min"] = c.Anneal.Base, c.Anneal.Gamma, c.Anneal.Power, c.Anneal.Min
+	if len(labels) != len(features) {
+		return nil, fmt.Errorf("%d labels for %d features", len(labels), len(features))
 	}
-	if c.Loss == LossCenter {
-		p["alpha"] = c.CenterAlpha
+	d := len(features[0])
+	if d == 0 {
+		return nil, fmt.Errorf("empty features")
 	}
-	if slices.Contains(PairLosses, c.Loss) {
-		p["per_identity"] = float64(c.PerIdentity)
+	for i, f := range features {
+		if len(f) != d {
+			return nil, fmt.Errorf("feature %d has %d values, feature 0 has %d", i, len(f), d)
+		}
+		for _, v := range f {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				return nil, fmt.Errorf("feature %d is not finite", i)
+			}
+		}
 	}
-	p["epochs"], p["batch_size"], p["lr"], p["weight_decay"] = float64(c.Epochs), float64(c.BatchSize), c.LR, c.WeightDecay
-	p["out_dim"], p["seed"] = float64(c.OutDim), float64(c.Seed)
-	if c.ProxyLRScale != 1 {
-		p["proxy_lr_scale"] = c.ProxyLRScale
+	spec, ok := margin.Lookup(cfg.Loss)
+	if !ok {
+		return nil, fmt.Errorf("unknown loss %q (want one of %v)", cfg.Loss, margin.Names())
 	}
-	return p
+	cfg.fill(d)
+	if err := cfg.validate(spec, d); err != nil {
+		return nil, err
+	}
+	loss, err := margin.New(cfg.Loss, cfg.LossParams)
+	if err != nil {
+		return nil, err
+	}
+	y, classes := remap(labels)
+	if classes < 2 {
+		return nil, fmt.Errorf("%d identities; need at least 2", classes)
+	}
+	ds := &dataset{features: features, y: y, classes: classes, n: len(features), d: d, spec: spec, loss: loss,
+		batch: min(cfg.BatchSize, len(features))}
+	if spec.Kind == margin.Pair {
+		if ds.pk, err = newPKSampler(y, classes, cfg.BatchSize, cfg.PerIdentity); err != nil {
+			return nil, fmt.Errorf("%s: %w", cfg.Loss, err)
+		}
+		ds.batch = ds.pk.p * ds.pk.k
+	}
+	if cfg.BatchNorm && ds.batch < 2 {
+		return nil, fmt.Errorf("BatchNorm needs batches of at least 2 samples")
+	}
+	ds.steps = max(ds.n/ds.batch, 1)
+	ds.rng = rand.New(rand.NewPCG(uint64(cfg.Seed), 0x9e3779b97f4a7c15))
+	return ds, nil
 }
 
 // remap maps labels onto 0..C−1 in increasing label order.
@@ -665,178 +310,255 @@ func remap(labels []int) ([]int, int) {
 	return out, len(uniq)
 }
 
-// initProjection returns P (d′×(d+1), bias column zero): the identity when
-// d′ = d, else the top-d′ principal axes of the features (uncentred second
-// moment, so that cosines are preserved as well as they can be).
-func initProjection(features [][]float32, dOut int) []float32 {
-	d := len(features[0])
-	p := make([]float32, dOut*(d+1))
-	if dOut == d {
-		for i := 0; i < d; i++ {
-			p[i*(d+1)+i] = 1
-		}
-		return p
-	}
-	m := mat.NewSymDense(d, nil)
-	row := make([]float64, d)
-	for _, f := range features {
-		for j, v := range f {
-			row[j] = float64(v)
-		}
-		m.SymRankOne(m, 1/float64(len(features)), mat.NewVecDense(d, row))
-	}
-	var eig mat.EigenSym
-	if !eig.Factorize(m, true) {
-		// Fall back to the first d′ axes.
-		for i := 0; i < dOut; i++ {
-			p[i*(d+1)+i] = 1
-		}
-		return p
-	}
-	var vecs mat.Dense
-	eig.VectorsTo(&vecs)
-	// Eigenvalues come in increasing order: take the last d′ columns, with
-	// a deterministic sign (largest component positive).
-	for i := 0; i < dOut; i++ {
-		col := d - 1 - i
-		sign, best := 1.0, 0.0
-		for j := 0; j < d; j++ {
-			if v := vecs.At(j, col); math.Abs(v) > best {
-				best, sign = math.Abs(v), math.Copysign(1, v)
-			}
-		}
-		for j := 0; j < d; j++ {
-			p[i*(d+1)+j] = float32(sign * vecs.At(j, col))
-		}
-	}
-	return p
+// model is the parameters and the graph that trains them: the projection P
+// (d′×(d+1), last column the bias), BatchNorm's γ and β, the class weights
+// or proxies W, and the loss on a batch x (batch×(d+1), last column 1).
+type model struct {
+	proj, gamma, beta []float32
+	xbuf              []float32 // x's values: the batch's features
+	lab               *margin.Labels
+	cost              *gorgonia.Node
+	learn             gorgonia.Nodes
+	vm                gorgonia.VM
+	opt               *adamW
 }
 
-// embedAll returns P·[x; 1] for every feature, BatchNorm-standardised with
-// the population statistics when gamma is set.
-func embedAll(features [][]float32, proj []float32, dOut int, gamma, beta []float32) [][]float64 {
-	d := len(features[0])
-	out := make([][]float64, len(features))
-	if isIdentity(proj, d, dOut) {
-		for i, f := range features {
-			o := make([]float64, d)
-			for j, v := range f {
-				o[j] = float64(v)
-			}
-			out[i] = o
-		}
-	} else {
-		// [x 1]·Pᵀ for all samples at once (gonum's blocked, parallel GEMM).
-		xs := mat.NewDense(len(features), d+1, nil)
-		for i, f := range features {
-			row := xs.RawRowView(i)
-			for j, v := range f {
-				row[j] = float64(v)
-			}
-			row[d] = 1
-		}
-		ps := mat.NewDense(dOut, d+1, nil)
-		for k, v := range proj {
-			ps.RawMatrix().Data[k] = float64(v)
-		}
-		var z mat.Dense
-		z.Mul(xs, ps.T())
-		for i := range out {
-			out[i] = z.RawRowView(i)
-		}
+// newModel sets the parameters' starting values (initParams) and builds the
+// graph of the loss and its gradients (buildGraph).
+func newModel(ds *dataset, cfg *Config) (*model, error) {
+	m := &model{}
+	w, err := m.initParams(ds, cfg)
+	if err != nil {
+		return nil, err
 	}
-	if gamma != nil {
-		mean, inv := popStats(out, dOut)
-		for _, o := range out {
-			for j := range o {
-				o[j] = float64(gamma[j])*(o[j]-mean[j])*inv[j] + float64(beta[j])
-			}
-		}
+	if err := m.buildGraph(ds, cfg, w); err != nil {
+		return nil, err
 	}
-	return out
+	return m, nil
 }
 
-// isIdentity reports whether proj is [I 0] (the initial projection with d′ = d).
-func isIdentity(proj []float32, d, dOut int) bool {
-	if d != dOut {
-		return false
+// initParams starts P as the identity or the principal axes, γ = 1 and
+// β = 0, and returns W's starting rows: each class's mean embedding,
+// normalised to the loss's WeightNorm (K rows per class for SoftTriple, a
+// little noise keeping them apart; none for the pair losses). A loss that
+// starts from the class means (Center loss's centres) gets them.
+func (m *model) initParams(ds *dataset, cfg *Config) ([]float32, error) {
+	dOut := cfg.OutDim
+	m.proj = initProjection(ds.features, dOut)
+	if cfg.BatchNorm {
+		m.gamma, m.beta = make([]float32, dOut), make([]float32, dOut)
+		for j := range m.gamma {
+			m.gamma[j] = 1
+		}
 	}
-	for r := 0; r < dOut; r++ {
-		for j := 0; j <= d; j++ {
-			want := float32(0)
-			if j == r {
-				want = 1
+	emb := embedAll(ds.features, m.proj, dOut, m.gamma, m.beta)
+	means := classMeans(emb, ds.y, ds.classes, dOut)
+	if ci, ok := ds.loss.(margin.ClassInitializer); ok {
+		if err := ci.InitClasses(means); err != nil {
+			return nil, err
+		}
+	}
+	perClass := margin.WeightRows(ds.loss, 1)
+	w := make([]float32, ds.classes*perClass*dOut)
+	for c, mc := range means {
+		if perClass == 0 {
+			break
+		}
+		norm := 0.0
+		for _, v := range mc {
+			norm += v * v
+		}
+		k := ds.spec.WeightNorm / math.Sqrt(max(norm, 1e-24))
+		for t := 0; t < perClass; t++ {
+			row := w[(c*perClass+t)*dOut : (c*perClass+t+1)*dOut]
+			for j, v := range mc {
+				row[j] = float32(v * k)
 			}
-			if proj[r*(d+1)+j] != want {
-				return false
+			if perClass > 1 {
+				// SoftTriple's centres of one class start apart (noise of
+				// norm about 0.1): identical centres would get identical
+				// gradients and never separate.
+				sd := 0.1 / math.Sqrt(float64(dOut))
+				for j := range row {
+					row[j] += float32(sd * ds.rng.NormFloat64())
+				}
 			}
 		}
 	}
-	return true
+	return w, nil
 }
 
-func popStats(z [][]float64, dOut int) (mean, inv []float64) {
-	mean, inv = make([]float64, dOut), make([]float64, dOut)
-	for _, o := range z {
-		for j, v := range o {
-			mean[j] += v
+// buildGraph builds z = [x 1]·Pᵀ (then BatchNorm), the loss on z and W, its
+// gradients with respect to every parameter, the tape machine that runs
+// them and the optimiser over them (decay on P and W, W's learning rate
+// scaled by ProxyLRScale).
+func (m *model) buildGraph(ds *dataset, cfg *Config, w []float32) error {
+	d, dOut, batch := ds.d, cfg.OutDim, ds.batch
+	g := gorgonia.NewGraph()
+	m.xbuf = make([]float32, batch*(d+1))
+	matrix := func(name string, rows, cols int, back []float32) *gorgonia.Node {
+		return gorgonia.NewMatrix(g, tensor.Float32, gorgonia.WithShape(rows, cols), gorgonia.WithName(name),
+			gorgonia.WithValue(tensor.New(tensor.WithShape(rows, cols), tensor.WithBacking(back))))
+	}
+	vector := func(name string, back []float32) *gorgonia.Node {
+		return gorgonia.NewVector(g, tensor.Float32, gorgonia.WithShape(len(back)), gorgonia.WithName(name),
+			gorgonia.WithValue(tensor.New(tensor.WithShape(len(back)), tensor.WithBacking(back))))
+	}
+	x := matrix("x", batch, d+1, m.xbuf)
+	pN := matrix("proj", dOut, d+1, m.proj)
+	m.learn = gorgonia.Nodes{pN}
+	decay := []bool{true}
+	lrScale := []float64{1}
+	var wN *gorgonia.Node
+	if len(w) > 0 {
+		wN = matrix("w", len(w)/dOut, dOut, w)
+		m.learn, decay, lrScale = append(m.learn, wN), append(decay, true), append(lrScale, cfg.ProxyLRScale)
+	}
+	z, err := margin.MatMulT(x, pN, true)
+	if err != nil {
+		return err
+	}
+	if cfg.BatchNorm {
+		gN, bN := vector("bn_gamma", m.gamma), vector("bn_beta", m.beta)
+		if z, err = batchNorm(z, gN, bN); err != nil {
+			return err
 		}
+		m.learn = append(m.learn, gN, bN)
+		decay = append(decay, false, false)
+		lrScale = append(lrScale, 1, 1)
 	}
-	for j := range mean {
-		mean[j] /= float64(len(z))
+	m.lab = margin.NewLabels(ds.classes)
+	if m.cost, err = ds.loss.Build(z, wN, m.lab); err != nil {
+		return err
 	}
-	for _, o := range z {
-		for j, v := range o {
-			inv[j] += (v - mean[j]) * (v - mean[j])
-		}
+	if _, err := gorgonia.Grad(m.cost, m.learn...); err != nil {
+		return fmt.Errorf("gradient: %w", err)
 	}
-	for j := range inv {
-		inv[j] = 1 / math.Sqrt(inv[j]/float64(len(z))+bnEps)
-	}
-	return mean, inv
+	m.vm = gorgonia.NewTapeMachine(g, gorgonia.BindDualValues(m.learn...))
+	m.opt = newAdamW(m.learn, decay, lrScale, cfg.WeightDecay)
+	return nil
 }
 
-func classMeans(emb [][]float64, y []int, classes, dOut int) [][]float64 {
-	means := make([][]float64, classes)
-	counts := make([]int, classes)
-	for c := range means {
-		means[c] = make([]float64, dOut)
+func (m *model) close() {
+	if m.vm != nil {
+		m.vm.Close()
 	}
-	for i, e := range emb {
-		for j, v := range e {
-			means[y[i]][j] += v
-		}
-		counts[y[i]]++
-	}
-	for c, m := range means {
-		for j := range m {
-			m[j] /= float64(max(counts[c], 1))
-		}
-	}
-	return means
 }
 
-// fold returns the inference head: W = diag(γ·inv)·P, b = γ·inv·(p_b − μ) + β
-// with BatchNorm's population statistics over the training features (exact,
-// rather than a running average), or P and its bias column without it.
-func fold(features [][]float32, proj []float32, dOut int, gamma, beta []float32, meta facehead.HeadMeta) (*facehead.Head, error) {
-	d := len(features[0])
-	w, b := make([]float32, dOut*d), make([]float32, dOut)
-	var mean, inv []float64
-	if gamma != nil {
-		mean, inv = popStats(embedAll(features, proj, dOut, nil, nil), dOut)
+// epochs runs cfg.Epochs passes of ds.steps steps each and returns each
+// epoch's statistics and the time the steps took.
+func (m *model) epochs(ds *dataset, cfg *Config, start time.Time) ([]EpochStats, time.Duration, error) {
+	order := make([]int, ds.n)
+	for i := range order {
+		order[i] = i
 	}
-	for r := 0; r < dOut; r++ {
-		pr := proj[r*(d+1) : (r+1)*(d+1)]
-		k, br := 1.0, float64(pr[d])
-		if gamma != nil {
-			k = float64(gamma[r]) * inv[r]
-			br = k*(br-mean[r]) + float64(beta[r])
+	by := make([]int, ds.batch)
+	stepper, _ := ds.loss.(margin.Stepper)
+	sphere, _ := ds.loss.(*margin.SphereFace)
+	total := cfg.Epochs * ds.steps
+	var hist []EpochStats
+	iter := 0
+	loopStart := time.Now()
+	for epoch := 1; epoch <= cfg.Epochs; epoch++ {
+		if ds.pk == nil {
+			ds.rng.Shuffle(ds.n, func(i, j int) { order[i], order[j] = order[j], order[i] })
 		}
-		for j := 0; j < d; j++ {
-			w[r*d+j] = float32(k * float64(pr[j]))
+		var sumLoss float64
+		var correct, seen int
+		for s := 0; s < ds.steps; s++ {
+			idx := order[s*ds.batch:]
+			if ds.pk != nil {
+				idx = ds.pk.draw(ds.rng)
+			}
+			lr := cfg.LR * (0.01 + 0.99*0.5*(1+math.Cos(math.Pi*float64(iter)/float64(total))))
+			loss, err := m.step(ds, idx, by, stepper, iter, lr)
+			if err != nil {
+				return nil, 0, fmt.Errorf("epoch %d step %d: %w", epoch, s+1, err)
+			}
+			iter++
+			sumLoss += loss
+			correct += m.lab.Correct()
+			seen += ds.batch
+			if cfg.Progress != nil {
+				lambda := 0.0
+				if sphere != nil {
+					lambda = sphere.Lambda()
+				}
+				cfg.Progress(Progress{
+					Epoch: epoch, Epochs: cfg.Epochs, Step: s + 1, StepsPerEpoch: ds.steps,
+					Loss: sumLoss / float64(s+1), Accuracy: float64(correct) / float64(seen),
+					SamplesPerSec: float64(iter*ds.batch) / time.Since(loopStart).Seconds(), LR: lr, Lambda: lambda,
+					Elapsed:   time.Since(start),
+					EpochDone: s == ds.steps-1, TrainDone: s == ds.steps-1 && epoch == cfg.Epochs,
+				})
+			}
 		}
-		b[r] = float32(br)
+		hist = append(hist, EpochStats{Epoch: epoch, Loss: sumLoss / float64(ds.steps), Accuracy: float64(correct) / float64(seen)})
 	}
-	return facehead.NewHead(d, dOut, w, b, meta)
+	return hist, time.Since(loopStart), nil
+}
+
+// step runs one optimiser step on the samples idx[:batch] at learning rate
+// lr and returns the batch's loss.
+func (m *model) step(ds *dataset, idx, by []int, stepper margin.Stepper, iter int, lr float64) (float64, error) {
+	d := ds.d
+	for k := range by {
+		i := idx[k]
+		row := m.xbuf[k*(d+1) : (k+1)*(d+1)]
+		copy(row, ds.features[i])
+		row[d] = 1
+		by[k] = ds.y[i]
+	}
+	if err := m.lab.Set(by); err != nil {
+		return 0, err
+	}
+	if stepper != nil {
+		if err := stepper.BeforeStep(iter); err != nil {
+			return 0, err
+		}
+	}
+	if err := m.vm.RunAll(); err != nil {
+		return 0, fmt.Errorf("iteration %d: %w", iter, err)
+	}
+	loss := float64(m.cost.Value().Data().(float32))
+	if math.IsNaN(loss) || math.IsInf(loss, 0) {
+		return 0, fmt.Errorf("loss diverged (%v); lower the learning rate", loss)
+	}
+	if err := m.opt.step(lr); err != nil {
+		return 0, err
+	}
+	if stepper != nil {
+		if err := stepper.AfterStep(); err != nil {
+			return 0, err
+		}
+	}
+	m.vm.Reset()
+	return loss, nil
+}
+
+// summarise fills the report from the run: what was trained on, with what,
+// and how the loss and accuracy ended.
+func (m *model) summarise(ds *dataset, cfg *Config, hist []EpochStats, loopTime time.Duration) Report {
+	rep := Report{Loss: cfg.Loss, Params: cfg.record(ds.spec.Kind, ds.loss), Identities: ds.classes, Samples: ds.n,
+		InDim: ds.d, OutDim: cfg.OutDim, Epochs: cfg.Epochs, Steps: cfg.Epochs * ds.steps, History: hist, GEMM: margin.GEMMBackend()}
+	if ds.pk != nil {
+		// Only identities with two or more photos are drawn.
+		rep.Identities, rep.Samples = len(ds.pk.ids), 0
+		for _, id := range ds.pk.ids {
+			rep.Samples += len(ds.pk.photos[id])
+		}
+	}
+	last := hist[len(hist)-1]
+	rep.FinalLoss, rep.FinalAccuracy = last.Loss, last.Accuracy
+	rep.SamplesPerSec = float64(rep.Steps*ds.batch) / loopTime.Seconds()
+	return rep
+}
+
+// writeHead folds the trained projection (and BatchNorm) into the head,
+// with the training record.
+func (m *model) writeHead(ds *dataset, cfg *Config, rep Report) (*facehead.Head, error) {
+	return fold(ds.features, m.proj, cfg.OutDim, m.gamma, m.beta, facehead.HeadMeta{
+		BackboneSHA256: cfg.BackboneSHA256, Loss: cfg.Loss, Params: rep.Params, BatchNorm: cfg.BatchNorm,
+		Identities: rep.Identities, Samples: rep.Samples, FinalLoss: rep.FinalLoss, FinalAccuracy: rep.FinalAccuracy,
+	})
 }

@@ -2,6 +2,8 @@ package train
 
 import (
 	"testing"
+
+	"github.com/facever/facever/margin"
 )
 
 // BenchmarkTrain measures training speed on cached 512-d features: 8 192
@@ -11,7 +13,7 @@ import (
 // at N = 256, C = 10 000 (see margin's benchmarks for that size).
 func BenchmarkTrain(b *testing.B) {
 	feats, y := synth(11, 1000, 8, 512, 64, 0.2, 0.05)
-	for _, loss := range Losses {
+	for _, loss := range margin.Names() {
 		for _, bn := range []bool{false, true} {
 			name := loss
 			if bn {

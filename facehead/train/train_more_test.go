@@ -14,6 +14,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/facever/facever/facehead"
+	"github.com/facever/facever/margin"
 )
 
 const testSHA = "87aacdfe57510db2af90c0251df680e8eec88f122ee94712121d09bcaaaf3581"
@@ -21,7 +22,7 @@ const testSHA = "87aacdfe57510db2af90c0251df680e8eec88f122ee94712121d09bcaaaf358
 func TestTrainDeterministic(t *testing.T) {
 	feats, y := synth(3, 10, 12, 24, 8, 0.2, 0.3)
 	run := func(seed int64) []byte {
-		h, _, err := Train(feats, y, Config{Loss: LossArcFace, Epochs: 3, BatchSize: 16, Seed: seed, BatchNorm: true, BackboneSHA256: testSHA})
+		h, _, err := Train(feats, y, Config{Loss: "arcface", Epochs: 3, BatchSize: 16, Seed: seed, BatchNorm: true, BackboneSHA256: testSHA})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -48,7 +49,7 @@ func TestTrainPCAOutDimAndProgress(t *testing.T) {
 	feats, y := synth(4, 30, 10, 32, 8, 0.15, 0.35)
 	var calls, epochsDone int
 	var last Progress
-	h, rep, err := Train(feats, y, Config{Loss: LossCosFace, OutDim: 8, Epochs: 6, BatchSize: 32, LR: 1e-2,
+	h, rep, err := Train(feats, y, Config{Loss: "cosface", OutDim: 8, Epochs: 6, BatchSize: 32, LR: 1e-2,
 		Progress: func(p Progress) {
 			calls++
 			if p.EpochDone {
@@ -79,7 +80,7 @@ func TestTrainPCAOutDimAndProgress(t *testing.T) {
 func TestTrainSphereFaceAnnealsLambda(t *testing.T) {
 	feats, y := synth(6, 5, 8, 16, 4, 0.2, 0.3)
 	var lambdas []float64
-	_, rep, err := Train(feats, y, Config{Loss: LossSphereFace, Epochs: 2, BatchSize: 8,
+	_, rep, err := Train(feats, y, Config{Loss: "sphereface", Epochs: 2, BatchSize: 8,
 		Progress: func(p Progress) { lambdas = append(lambdas, p.Lambda) }})
 	if err != nil {
 		t.Fatal(err)
@@ -97,26 +98,35 @@ func TestTrainBadArguments(t *testing.T) {
 	nanFeats := [][]float32{{1, 0}, {float32(math.NaN()), 1}}
 	cases := map[string]func() error{
 		"unknown loss": func() error { _, _, err := Train(feats, y, Config{Loss: "circle"}); return err },
-		"no features":  func() error { _, _, err := Train(nil, nil, Config{Loss: LossArcFace}); return err },
-		"labels count": func() error { _, _, err := Train(feats, y[1:], Config{Loss: LossArcFace}); return err },
+		"no features":  func() error { _, _, err := Train(nil, nil, Config{Loss: "arcface"}); return err },
+		"labels count": func() error { _, _, err := Train(feats, y[1:], Config{Loss: "arcface"}); return err },
 		"ragged": func() error {
-			_, _, err := Train([][]float32{{1, 0}, {1}}, []int{0, 1}, Config{Loss: LossArcFace})
+			_, _, err := Train([][]float32{{1, 0}, {1}}, []int{0, 1}, Config{Loss: "arcface"})
 			return err
 		},
-		"NaN":          func() error { _, _, err := Train(nanFeats, []int{0, 1}, Config{Loss: LossArcFace}); return err },
-		"one identity": func() error { _, _, err := Train(feats[:4], y[:4], Config{Loss: LossArcFace}); return err },
-		"out dim":      func() error { _, _, err := Train(feats, y, Config{Loss: LossArcFace, OutDim: 9}); return err },
-		"margin":       func() error { _, _, err := Train(feats, y, Config{Loss: LossArcFace, Margin: 4}); return err },
-		"sphere m":     func() error { _, _, err := Train(feats, y, Config{Loss: LossSphereFace, SphereM: 5}); return err },
-		"negative lr":  func() error { _, _, err := Train(feats, y, Config{Loss: LossCosFace, LR: -1}); return err },
-		"alpha":        func() error { _, _, err := Train(feats, y, Config{Loss: LossCenter, CenterAlpha: 2}); return err },
-		"epochs":       func() error { _, _, err := Train(feats, y, Config{Loss: LossCenter, Epochs: -1}); return err },
+		"NaN":          func() error { _, _, err := Train(nanFeats, []int{0, 1}, Config{Loss: "arcface"}); return err },
+		"one identity": func() error { _, _, err := Train(feats[:4], y[:4], Config{Loss: "arcface"}); return err },
+		"out dim":      func() error { _, _, err := Train(feats, y, Config{Loss: "arcface", OutDim: 9}); return err },
+		"margin": func() error {
+			_, _, err := Train(feats, y, Config{Loss: "arcface", LossParams: margin.Params{"m": 4}})
+			return err
+		},
+		"sphere m": func() error {
+			_, _, err := Train(feats, y, Config{Loss: "sphereface", LossParams: margin.Params{"m": 5}})
+			return err
+		},
+		"negative lr": func() error { _, _, err := Train(feats, y, Config{Loss: "cosface", LR: -1}); return err },
+		"alpha": func() error {
+			_, _, err := Train(feats, y, Config{Loss: "center", LossParams: margin.Params{"alpha": 2}})
+			return err
+		},
+		"epochs": func() error { _, _, err := Train(feats, y, Config{Loss: "center", Epochs: -1}); return err },
 		"proxy lr scale": func() error {
-			_, _, err := Train(feats, y, Config{Loss: LossProxyAnchor, ProxyLRScale: -1})
+			_, _, err := Train(feats, y, Config{Loss: "proxyanchor", ProxyLRScale: -1})
 			return err
 		},
 		"bn batch 1": func() error {
-			_, _, err := Train(feats, y, Config{Loss: LossCenter, BatchSize: 1, BatchNorm: true})
+			_, _, err := Train(feats, y, Config{Loss: "center", BatchSize: 1, BatchNorm: true})
 			return err
 		},
 	}
@@ -221,7 +231,7 @@ func TestFoldBatchNorm(t *testing.T) {
 
 func TestProjectNoAllocAndUnit(t *testing.T) {
 	feats, y := synth(9, 4, 6, 512, 32, 0.2, 0.1)
-	h, _, err := Train(feats, y, Config{Loss: LossArcFace, Epochs: 1, BatchSize: 24})
+	h, _, err := Train(feats, y, Config{Loss: "arcface", Epochs: 1, BatchSize: 24})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +254,7 @@ func TestProjectNoAllocAndUnit(t *testing.T) {
 // trained one.
 func TestTrainedHeadRecord(t *testing.T) {
 	feats, y := synth(10, 4, 6, 16, 8, 0.2, 0.1)
-	h, _, err := Train(feats, y, Config{Loss: LossCenter, Epochs: 2, BatchSize: 8, BatchNorm: true})
+	h, _, err := Train(feats, y, Config{Loss: "center", Epochs: 2, BatchSize: 8, BatchNorm: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +273,7 @@ func TestTrainedHeadRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := g.Meta()
-	if m.Loss != LossCenter || !m.BatchNorm || m.Identities != 4 || m.Samples != 24 || m.Note != "synthetic" ||
+	if m.Loss != "center" || !m.BatchNorm || m.Identities != 4 || m.Samples != 24 || m.Note != "synthetic" ||
 		m.Params["lambda"] != 0.003 || m.Params["alpha"] != 0.5 || m.BackboneSHA256 != testSHA {
 		t.Errorf("meta %+v", m)
 	}

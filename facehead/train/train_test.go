@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/facever/facever/facehead"
+	"github.com/facever/facever/margin"
 )
 
 // synth returns unit-length features of the given classes: each class has a
@@ -115,7 +116,7 @@ func TestTrainEachLossHeldOut(t *testing.T) {
 	}
 	oAUC, oAcc := verify(oracle, testY)
 	t.Logf("oracle (signal dimensions only): AUC %.3f, accuracy %.3f", oAUC, oAcc)
-	for _, loss := range Losses {
+	for _, loss := range margin.Names() {
 		for _, bn := range []bool{false, true} {
 			cfg := Config{Loss: loss, Epochs: 25, BatchSize: 64, LR: 1e-2, Seed: 1, BatchNorm: bn}
 			h, rep, err := Train(train, trainY, cfg)
