@@ -103,46 +103,48 @@ func (ps *PairSet) Counts() (genuine, impostor int) {
 // ErrPairsFormat is wrapped by every syntax error of a pairs file.
 var ErrPairsFormat = errors.New("malformed pairs file")
 
-// maxPairsLine bounds one line of a pairs file.
-const maxPairsLine = 64 << 10
+// Limits on a pairs file, so that a wrong or hostile file costs bounded memory
+// and time: a pairs file is read as a stream, line by line, never whole.
+const (
+	// maxPairsLine bounds one line of a pairs file (bytes).
+	maxPairsLine = 64 << 10
+	// maxPairsPrefix bounds the blank and comment lines before the first
+	// line that says the format (bytes).
+	maxPairsPrefix = 1 << 20
+	// maxPairs bounds the pairs of one file (LFW's header is held to it too).
+	maxPairs = 10_000_000
+)
 
-// ReadPairsFile reads a pairs file (see ParsePairs). Relative photo paths are
-// joined to root; an empty root means the directory of the pairs file for CSV
-// and, for LFW, its "images" subdirectory when there is one (the layout of
-// the LFW distribution: pairs.txt beside images/), else the directory itself.
+// ReadPairsFile reads a pairs file (see ParsePairs), as a stream. Relative
+// photo paths are joined to root; an empty root means the directory of the
+// pairs file for CSV and, for LFW, its "images" subdirectory when there is
+// one (the layout of the LFW distribution: pairs.txt beside images/), else
+// the directory itself.
 func ReadPairsFile(path, root string) (*PairSet, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read pairs: %w", err)
 	}
-	if root == "" {
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.IsDir() {
+		return nil, fmt.Errorf("read pairs: %s is a folder, not a pairs file", path)
+	}
+	ps, err := parsePairs(f, func(format PairsFormat) string {
+		if root != "" {
+			return root
+		}
 		dir := filepath.Dir(path)
-		root = dir
-		if detectFormat(data) == FormatLFW {
+		if format == FormatLFW {
 			if st, err := os.Stat(filepath.Join(dir, "images")); err == nil && st.IsDir() {
-				root = filepath.Join(dir, "images")
+				return filepath.Join(dir, "images")
 			}
 		}
-	}
-	ps, err := ParsePairs(bytes.NewReader(data), root)
+		return dir
+	})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return ps, nil
-}
-
-// detectFormat: a first non-blank line holding a comma is CSV, else LFW.
-func detectFormat(data []byte) PairsFormat {
-	for line := range strings.SplitSeq(string(data), "\n") {
-		if strings.TrimSpace(line) == "" || strings.HasPrefix(strings.TrimSpace(line), "#") {
-			continue
-		}
-		if strings.Contains(line, ",") {
-			return FormatCSV
-		}
-		return FormatLFW
-	}
-	return FormatLFW
 }
 
 // ParsePairs reads a pairs file, detecting its format from the first
@@ -159,17 +161,127 @@ func detectFormat(data []byte) PairsFormat {
 //     1/0, true/false, same/different, yes/no (any case). Lines starting with
 //     '#' are comments. Pairs get fold −1.
 //
-// Errors name the line and wrap ErrPairsFormat.
+// The file is UTF-8 text (a byte-order mark is allowed); UTF-16 (what
+// Windows calls "Unicode"), binary files, lines over 64 KiB and more than
+// 10 million pairs are refused. It is read as a stream: memory stays bounded
+// whatever the input. Errors name the line and wrap ErrPairsFormat.
 func ParsePairs(r io.Reader, root string) (*PairSet, error) {
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return nil, fmt.Errorf("read pairs: %w", err)
+	return parsePairs(r, func(PairsFormat) string { return root })
+}
+
+// parsePairs detects the format from the first lines, then parses the whole
+// stream with the root that rootFor gives for that format.
+func parsePairs(r io.Reader, rootFor func(PairsFormat) string) (*PairSet, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	head, _ := br.Peek(4)
+	if bytes.HasPrefix(head, []byte{0xFF, 0xFE}) || bytes.HasPrefix(head, []byte{0xFE, 0xFF}) {
+		return nil, fmt.Errorf("%w: %s", ErrPairsFormat, utf16Advice("the file starts with a UTF-16 byte-order mark"))
 	}
-	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // UTF-8 BOM (spreadsheet exports)
-	if detectFormat(data) == FormatCSV {
-		return ParseCSVPairs(bytes.NewReader(data), root)
+	if bytes.HasPrefix(head, []byte("\xef\xbb\xbf")) { // UTF-8 BOM (spreadsheet exports)
+		br.Discard(3)
 	}
-	return ParseLFWPairs(bytes.NewReader(data), root)
+	// The first lines, up to the one that says the format, are kept to be
+	// parsed again.
+	g := newLineGuard(br)
+	var prefix []byte
+	format := FormatLFW
+	for {
+		line, err := g.readLine()
+		if err != nil && err != io.EOF {
+			return nil, err
+		}
+		prefix = append(prefix, line...)
+		if t := strings.TrimSpace(string(line)); t != "" && !strings.HasPrefix(t, "#") {
+			if strings.Contains(t, ",") {
+				format = FormatCSV
+			}
+			break
+		}
+		if err == io.EOF {
+			break
+		}
+		if len(prefix) > maxPairsPrefix {
+			return nil, fmt.Errorf("%w: more than %d KiB of blank lines and comments before the first pair: not a pairs file", ErrPairsFormat, maxPairsPrefix>>10)
+		}
+	}
+	rest := io.MultiReader(bytes.NewReader(prefix), g.buf) // g.buf holds what was read ahead
+	if format == FormatCSV {
+		return ParseCSVPairs(rest, rootFor(format))
+	}
+	return ParseLFWPairs(rest, rootFor(format))
+}
+
+func utf16Advice(what string) string {
+	return what + ": this looks like UTF-16 text (what Windows calls \"Unicode\") or a binary file; facever reads pairs files as UTF-8 text: save it again as UTF-8 (Excel: \"CSV UTF-8\"; Notepad: Save as, Encoding UTF-8; or iconv -f UTF-16 -t UTF-8)"
+}
+
+// lineGuard passes a stream through while counting lines, and fails it at
+// the first line longer than maxPairsLine or holding a NUL byte, so that the
+// parsers reading from it never buffer more than one bounded line.
+type lineGuard struct {
+	r    io.Reader
+	line int // 1-based line of the next byte
+	run  int // bytes since the last newline
+	err  error
+	buf  *bufio.Reader // for readLine
+}
+
+func newLineGuard(r io.Reader) *lineGuard {
+	if g, ok := r.(*lineGuard); ok {
+		return g
+	}
+	return &lineGuard{r: r, line: 1}
+}
+
+// Read implements io.Reader.
+func (g *lineGuard) Read(p []byte) (int, error) {
+	if g.err != nil {
+		return 0, g.err
+	}
+	n, err := g.r.Read(p)
+	if errors.Is(err, ErrPairsFormat) { // an inner guard's
+		g.err = err
+	}
+	for i := 0; i < n; {
+		j := bytes.IndexByte(p[i:n], '\n')
+		end := n
+		if j >= 0 {
+			end = i + j
+		}
+		if k := bytes.IndexByte(p[i:end], 0); k >= 0 {
+			g.err = fmt.Errorf("%w: line %d: %s", ErrPairsFormat, g.line, utf16Advice("it holds a NUL byte"))
+			return i + k, g.err
+		}
+		g.run += end - i
+		if g.run > maxPairsLine {
+			g.err = fmt.Errorf("%w: line %d is longer than %d KiB: not a pairs file (one pair per line)", ErrPairsFormat, g.line, maxPairsLine>>10)
+			return end - (g.run - maxPairsLine), g.err
+		}
+		if j < 0 {
+			break
+		}
+		g.line++
+		g.run = 0
+		i = end + 1
+	}
+	return n, err
+}
+
+// readLine returns the next line with its newline (without one at the end
+// of the stream, with io.EOF).
+func (g *lineGuard) readLine() ([]byte, error) {
+	if g.buf == nil {
+		g.buf = bufio.NewReaderSize(g, 4096)
+	}
+	var line []byte
+	for {
+		chunk, err := g.buf.ReadSlice('\n')
+		line = append(line, chunk...)
+		if err == bufio.ErrBufferFull {
+			continue // bounded: the guard fails a line past maxPairsLine
+		}
+		return line, err
+	}
 }
 
 func lineErr(line int, format string, args ...any) error {
@@ -202,8 +314,17 @@ func LFWPath(root, name string, n int) string {
 // the lines match the header: each fold is N same-person lines then N
 // different-person lines.
 func ParseLFWPairs(r io.Reader, root string) (*PairSet, error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 4096), maxPairsLine)
+	g := newLineGuard(r)
+	// fail prefers the guard's error: a line cut at the limit is not a
+	// malformed pair.
+	fail := func(err error) (*PairSet, error) {
+		if g.err != nil {
+			return nil, g.err
+		}
+		return nil, err
+	}
+	sc := bufio.NewScanner(g)
+	sc.Buffer(make([]byte, 4096), maxPairsLine+2) // the guard refuses longer lines first, with the clearer message
 	ps := &PairSet{Format: FormatLFW}
 	line, per := 0, 0
 	header := false
@@ -226,57 +347,60 @@ func ParseLFWPairs(r io.Reader, root string) (*PairSet, error) {
 					per, err = strconv.Atoi(f[1])
 				}
 			default:
-				return nil, lineErr(line, "header must be \"folds pairs-per-class\" (e.g. \"10 300\"), got %d fields", len(f))
+				return fail(lineErr(line, "header must be \"folds pairs-per-class\" (e.g. \"10 300\"), got %d fields", len(f)))
 			}
 			if err != nil || ps.Folds < 1 || per < 1 || ps.Folds > 1000 || per > 10_000_000/ps.Folds {
-				return nil, lineErr(line, "header must be two positive numbers \"folds pairs-per-class\" (e.g. \"10 300\"), got %q", sc.Text())
+				return fail(lineErr(line, "header must be two positive numbers \"folds pairs-per-class\" (e.g. \"10 300\"), got %q", sc.Text()))
 			}
 			ps.Pairs = make([]Pair, 0, min(2*per*ps.Folds, 1<<16))
 			continue
 		}
 		i := len(ps.Pairs)
 		if i >= 2*per*ps.Folds {
-			return nil, lineErr(line, "more pairs than the header's %d folds × 2 × %d", ps.Folds, per)
+			return fail(lineErr(line, "more pairs than the header's %d folds × 2 × %d", ps.Folds, per))
 		}
 		fold, wantSame := i/(2*per), i%(2*per) < per
 		p := Pair{Fold: fold, Same: wantSame, Line: line}
 		switch {
 		case wantSame && len(f) == 3:
 			if err := lfwName(f[0]); err != nil {
-				return nil, lineErr(line, "%v", err)
+				return fail(lineErr(line, "%v", err))
 			}
 			n1, err := lfwIndex(f[1])
 			if err != nil {
-				return nil, lineErr(line, "%v", err)
+				return fail(lineErr(line, "%v", err))
 			}
 			n2, err := lfwIndex(f[2])
 			if err != nil {
-				return nil, lineErr(line, "%v", err)
+				return fail(lineErr(line, "%v", err))
 			}
 			p.A, p.B = LFWPath(root, f[0], n1), LFWPath(root, f[0], n2)
 		case !wantSame && len(f) == 4:
 			for _, name := range []string{f[0], f[2]} {
 				if err := lfwName(name); err != nil {
-					return nil, lineErr(line, "%v", err)
+					return fail(lineErr(line, "%v", err))
 				}
 			}
 			n1, err := lfwIndex(f[1])
 			if err != nil {
-				return nil, lineErr(line, "%v", err)
+				return fail(lineErr(line, "%v", err))
 			}
 			n2, err := lfwIndex(f[3])
 			if err != nil {
-				return nil, lineErr(line, "%v", err)
+				return fail(lineErr(line, "%v", err))
 			}
 			p.A, p.B = LFWPath(root, f[0], n1), LFWPath(root, f[2], n2)
 		case wantSame:
-			return nil, lineErr(line, "pair %d of fold %d should be a same-person line \"name n1 n2\", got %d fields", i%(2*per)+1, fold+1, len(f))
+			return fail(lineErr(line, "pair %d of fold %d should be a same-person line \"name n1 n2\", got %d fields", i%(2*per)+1, fold+1, len(f)))
 		default:
-			return nil, lineErr(line, "pair %d of fold %d should be a different-person line \"name1 n1 name2 n2\", got %d fields", i%(2*per)+1, fold+1, len(f))
+			return fail(lineErr(line, "pair %d of fold %d should be a different-person line \"name1 n1 name2 n2\", got %d fields", i%(2*per)+1, fold+1, len(f)))
 		}
 		ps.Pairs = append(ps.Pairs, p)
 	}
 	if err := sc.Err(); err != nil {
+		if errors.Is(err, ErrPairsFormat) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("%w: line %d: %v", ErrPairsFormat, line+1, err)
 	}
 	if !header {
@@ -302,7 +426,7 @@ func parseSame(s string) (same bool, ok bool) {
 // ParseCSVPairs reads the CSV pairs format "path_a,path_b,same" (see
 // ParsePairs). Relative paths are joined to root.
 func ParseCSVPairs(r io.Reader, root string) (*PairSet, error) {
-	cr := csv.NewReader(r)
+	cr := csv.NewReader(newLineGuard(r))
 	cr.Comment = '#'
 	cr.FieldsPerRecord = -1
 	cr.TrimLeadingSpace = true
@@ -315,6 +439,9 @@ func ParseCSVPairs(r io.Reader, root string) (*PairSet, error) {
 			break
 		}
 		if err != nil {
+			if errors.Is(err, ErrPairsFormat) { // from the line guard
+				return nil, err
+			}
 			var pe *csv.ParseError
 			if errors.As(err, &pe) {
 				return nil, lineErr(pe.Line, "%v", pe.Err)
@@ -343,6 +470,9 @@ func ParseCSVPairs(r io.Reader, root string) (*PairSet, error) {
 		}
 		if strings.ContainsRune(a, 0) || strings.ContainsRune(b, 0) {
 			return nil, lineErr(line, "NUL byte in a photo path")
+		}
+		if len(ps.Pairs) == maxPairs {
+			return nil, lineErr(line, "more than %d pairs: split the file", maxPairs)
 		}
 		ps.Pairs = append(ps.Pairs, Pair{A: joinRoot(root, a), B: joinRoot(root, b), Same: same, Fold: -1, Line: line})
 	}

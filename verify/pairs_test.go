@@ -2,11 +2,14 @@ package verify
 
 import (
 	"errors"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseLFWPairs(t *testing.T) {
@@ -204,6 +207,13 @@ func FuzzParsePairs(f *testing.F) {
 		"path_a,path_b,same\na.jpg,b.jpg,1\nc,d,different\n",
 		"a,\"b\"\"c\",true\n",
 		"# x\n\n1\n",
+		"\xef\xbb\xbf1 1\r\nA 1 2\r\nA 1 B 1\r\n",
+		"\xff\xfe1\x00 \x001\x00\n\x00",        // UTF-16LE with its BOM
+		"\xfe\xff\x001\x00 \x001\x00\n",        // UTF-16BE with its BOM
+		"p\x00a\x00,\x00b\x00,\x001\x00\n\x00", // UTF-16LE without a BOM
+		"a.jpg,b.jpg,1\n" + strings.Repeat("x", maxPairsLine+1) + ",b,1\n",
+		strings.Repeat("\n", 100) + "a,b,1\n",
+		"a,b,1\n\x00\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -276,4 +286,134 @@ func fixture(name string) []byte {
 		return []byte{0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10, 'J', 'F', 'I', 'F', 0}
 	}
 	return []byte("some notes\n")
+}
+
+// endless yields n bytes of a repeated pattern without holding them, and
+// counts what was read.
+type endless struct {
+	pattern []byte
+	n, read int64
+}
+
+func (e *endless) Read(p []byte) (int, error) {
+	if e.read >= e.n {
+		return 0, io.EOF
+	}
+	k := int(min(int64(len(p)), e.n-e.read))
+	for i := range k {
+		p[i] = e.pattern[(e.read+int64(i))%int64(len(e.pattern))]
+	}
+	e.read += int64(k)
+	return k, nil
+}
+
+// TestPairsHugeLine: a pairs file with a 1 GiB line (a file that is not a
+// pairs file at all, or a broken export) is refused after reading little of
+// it, in bounded memory and time: the file is streamed with a line limit,
+// never read whole (it was: a 1 GB line cost 11.6 GB RSS).
+func TestPairsHugeLine(t *testing.T) {
+	for _, tc := range []struct {
+		name, first string
+		pattern     string
+		want        string
+	}{
+		{"LFW", "10 300\n", "Aaron_Eckhart ", "line 2 is longer than 64 KiB"},
+		{"CSV", "a.jpg,b.jpg,1\n", "x", "line 2 is longer than 64 KiB"},
+		{"first line", "", "y", "line 1 is longer than 64 KiB"},
+		{"quoted CSV field", "a.jpg,\"", "z", "line 1 is longer than 64 KiB"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := &endless{pattern: []byte(tc.pattern), n: 1 << 30}
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			start := time.Now()
+			_, err := ParsePairs(io.MultiReader(strings.NewReader(tc.first), src), "")
+			took := time.Since(start)
+			runtime.ReadMemStats(&after)
+			if err == nil || !errors.Is(err, ErrPairsFormat) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			}
+			alloc := after.TotalAlloc - before.TotalAlloc
+			t.Logf("%v after reading %d KiB, %d KiB allocated, %v", err, src.read>>10, alloc>>10, took)
+			if src.read > 1<<20 || alloc > 4<<20 || took > 5*time.Second {
+				t.Errorf("read %d bytes, allocated %d bytes, took %v: want ≤ 1 MiB read, ≤ 4 MiB allocated", src.read, alloc, took)
+			}
+		})
+	}
+	// A line just under the limit is a line.
+	long := strings.Repeat("d", maxPairsLine-20)
+	if ps, err := ParsePairs(strings.NewReader("a.jpg,"+long+",1\n"), ""); err != nil || ps.Pairs[0].B != long {
+		t.Errorf("a long but legal line: %v", err)
+	}
+	// Blank lines before the first pair are bounded too.
+	src := &endless{pattern: []byte("\n"), n: 1 << 30}
+	if _, err := ParsePairs(src, ""); err == nil || !strings.Contains(err.Error(), "blank lines") || src.read > 2<<20 {
+		t.Errorf("endless blank lines: %v after %d bytes", err, src.read)
+	}
+}
+
+// TestPairsUTF16: UTF-16 files (Excel's and Notepad's "Unicode text") are
+// refused with a message that says what to do, whether or not they start
+// with a byte-order mark; a UTF-8 one is read.
+func TestPairsUTF16(t *testing.T) {
+	utf16le := func(s string, bom bool) string {
+		var b strings.Builder
+		if bom {
+			b.WriteString("\xff\xfe")
+		}
+		for _, r := range s {
+			b.WriteRune(r)
+			b.WriteByte(0)
+		}
+		return b.String()
+	}
+	utf16be := func(s string) string {
+		var b strings.Builder
+		b.WriteString("\xfe\xff")
+		for _, r := range s {
+			b.WriteByte(0)
+			b.WriteRune(r)
+		}
+		return b.String()
+	}
+	csvText := "path_a,path_b,same\r\na.jpg,b.jpg,1\r\n"
+	for name, in := range map[string]string{
+		"UTF-16LE with BOM":    utf16le(csvText, true),
+		"UTF-16LE without BOM": utf16le(csvText, false),
+		"UTF-16BE with BOM":    utf16be(csvText),
+		"LFW in UTF-16LE":      utf16le("1 1\nA 1 2\nA 1 B 1\n", true),
+		"LFW UTF-16 no BOM":    utf16le("1 1\nA 1 2\nA 1 B 1\n", false),
+		"NUL on line 3":        "a.jpg,b.jpg,1\nc.jpg,d.jpg,0\ne.jpg,f\x00.jpg,1\n",
+	} {
+		_, err := ParsePairs(strings.NewReader(in), "")
+		if err == nil || !errors.Is(err, ErrPairsFormat) || !strings.Contains(err.Error(), "UTF-16") || !strings.Contains(err.Error(), "save it again as UTF-8") {
+			t.Errorf("%s: error %v, want the UTF-16 advice", name, err)
+		}
+	}
+	_, err := ParsePairs(strings.NewReader("a.jpg,b.jpg,1\nc.jpg,d.jpg,0\ne.jpg,f\x00.jpg,1\n"), "")
+	if err == nil || !strings.Contains(err.Error(), "line 3") {
+		t.Errorf("NUL: %v, want line 3 named", err)
+	}
+	if ps, err := ParsePairs(strings.NewReader("\ufeff"+csvText), ""); err != nil || len(ps.Pairs) != 1 {
+		t.Errorf("UTF-8 with BOM: %v", err)
+	}
+	// A 1 GiB file (sparse: NUL bytes) named as a pairs file is refused at
+	// once, without reading it whole.
+	p := filepath.Join(t.TempDir(), "pairs.txt")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(1 << 30); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	start := time.Now()
+	if _, err := ReadPairsFile(p, ""); err == nil || !strings.Contains(err.Error(), "NUL") || time.Since(start) > 2*time.Second {
+		t.Errorf("1 GiB of NUL: %v after %v", err, time.Since(start))
+	}
+	if _, err := ReadPairsFile(t.TempDir(), ""); err == nil || !strings.Contains(err.Error(), "is a folder") {
+		t.Errorf("a folder as pairs file: %v", err)
+	}
 }
