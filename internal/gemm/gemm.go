@@ -160,7 +160,13 @@ func Block(ap []float32, K, m0, m1, n int, c []float32, ldc int, acc bool,
 			for i := m0; i < m1; i += mr {
 				rows := min(m1-i, mr)
 				apanel := ap[(i/mr)*K*mr+k0*mr:]
-				for q := 0; q*nr < full; q++ {
+				q := 0
+				if kernel == AVX512 && rows == mr {
+					for ; (q+2)*nr <= full; q += 2 {
+						kernelAVX512(kc, &apanel[0], &direct[k0*ldb+q*nr], &c[i*ldc+q*nr], ldc, a, ldb, nr)
+					}
+				}
+				for ; q*nr < full; q++ {
 					microTile(kc, apanel, direct[k0*ldb+q*nr:], c[i*ldc+q*nr:], ldc, rows, nr, a, tmp, ldb)
 				}
 				if full < n {
@@ -177,7 +183,14 @@ func Block(ap []float32, K, m0, m1, n int, c []float32, ldc int, acc bool,
 		for i := m0; i < m1; i += mr {
 			rows := min(m1-i, mr)
 			apanel := ap[(i/mr)*K*mr+k0*mr:]
-			for q := 0; q*nr < n; q++ {
+			q := 0
+			if kernel == AVX512 && rows == mr {
+				// two full B panels at a time
+				for ; (q+2)*nr <= n; q += 2 {
+					kernelAVX512(kc, &apanel[0], &bbuf[q*kc*nr], &c[i*ldc+q*nr], ldc, a, nr, kc*nr)
+				}
+			}
+			for ; q*nr < n; q++ {
 				cols := min(n-q*nr, nr)
 				microTile(kc, apanel, bbuf[q*kc*nr:], c[i*ldc+q*nr:], ldc, rows, cols, a, tmp, nr)
 			}

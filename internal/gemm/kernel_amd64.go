@@ -2,7 +2,7 @@ package gemm
 
 const (
 	haveAsm       = true
-	haveAVX512Asm = false
+	haveAVX512Asm = true
 )
 
 // kernelAVX2 is the AVX2/FMA 6×16 micro-kernel (kernel_amd64.s):
@@ -11,3 +11,10 @@ const (
 //
 //go:noescape
 func kernelAVX2(kc int, a, b, c *float32, ldc int, acc bool, ldb int)
+
+// kernelAVX512 is the AVX-512F 6×32 micro-kernel (kernel_amd64.s):
+// C[0:6,0:32] (+)= A·[B₀ B₁] over kc steps, where B₀ is b (row stride
+// ldb) and B₁ the panel b2 floats after it.
+//
+//go:noescape
+func kernelAVX512(kc int, a, b, c *float32, ldc int, acc bool, ldb, b2 int)

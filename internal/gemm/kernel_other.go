@@ -10,3 +10,7 @@ const (
 func kernelAVX2(kc int, a, b, c *float32, ldc int, acc bool, ldb int) {
 	panic("gemm: no assembly kernel")
 }
+
+func kernelAVX512(kc int, a, b, c *float32, ldc int, acc bool, ldb, b2 int) {
+	panic("gemm: no assembly kernel")
+}
