@@ -2,10 +2,13 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,7 +31,10 @@ func modelCommand() *cli.Command {
 				Name:      "check",
 				Usage:     "print inputs, outputs, opset, operator counts, unsupported operators and the time of one run",
 				ArgsUsage: "MODEL.onnx",
-				Flags:     []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print one JSON document on stdout instead of text"}},
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "json", Usage: "print one JSON document on stdout instead of text"},
+					maxMemoryFlag(),
+				},
 				// flags may follow the model path, which urfave/cli v2
 				// does not parse: modelArgs does
 				SkipFlagParsing: true,
@@ -41,12 +47,22 @@ func modelCommand() *cli.Command {
 				Flags: []cli.Flag{
 					&cli.StringSliceFlag{Name: "in", Usage: "input .npy file, as FILE (first input) or NAME=FILE; repeat for more inputs"},
 					&cli.StringFlag{Name: "out", Usage: "directory for the output .npy files (required)"},
+					maxMemoryFlag(),
 				},
 				SkipFlagParsing: true,
 				Action:          modelRun,
 			},
 		},
 	}
+}
+
+// defaultMaxMemory is the default of --max-memory: what one run of a
+// model (its inputs, the engine's buffers and its outputs) may take.
+const defaultMaxMemory = 4 << 30
+
+func maxMemoryFlag() cli.Flag {
+	return &cli.StringFlag{Name: "max-memory", Value: "4GiB",
+		Usage: "refuse to run the model when its inputs, the engine's buffers and its outputs would take more than this (B, KB, MB, GB, KiB, MiB, GiB), computed from the shapes before anything is allocated"}
 }
 
 // checkReport is the --json document of `model check`.
@@ -57,6 +73,7 @@ type checkReport struct {
 	Outputs     []onnxrt.ValueInfo `json:"outputs"`
 	OpCounts    map[string]int     `json:"op_counts"`
 	Unsupported []string           `json:"unsupported"`
+	MemoryBytes int64              `json:"memory_bytes,omitempty"`
 	RunMS       float64            `json:"run_ms,omitempty"`
 	RunError    string             `json:"run_error,omitempty"`
 }
@@ -64,16 +81,17 @@ type checkReport struct {
 // modelArgs parses a subcommand's arguments with flags before or after
 // the positional ones: --json, --in X (repeatable), --out X, -h/--help.
 type modelArgs struct {
-	pos      []string
-	json     bool
-	ins      []string
-	out      string
-	help     bool
-	badUsage string
+	pos       []string
+	json      bool
+	ins       []string
+	out       string
+	maxMemory int64
+	help      bool
+	badUsage  string
 }
 
 func parseModelArgs(args []string, valueFlags map[string]bool) modelArgs {
-	var a modelArgs
+	a := modelArgs{maxMemory: defaultMaxMemory}
 	for i := 0; i < len(args); i++ {
 		arg := args[i]
 		if arg == "--" {
@@ -99,9 +117,17 @@ func parseModelArgs(args []string, valueFlags map[string]bool) modelArgs {
 				i++
 				val = args[i]
 			}
-			if name == "in" {
+			switch name {
+			case "in":
 				a.ins = append(a.ins, val)
-			} else {
+			case "max-memory":
+				n, err := parseBytes(val)
+				if err != nil {
+					a.badUsage = "--max-memory: " + err.Error()
+					return a
+				}
+				a.maxMemory = n
+			default:
 				a.out = val
 			}
 		default:
@@ -122,7 +148,7 @@ func showHelp(c *cli.Context, name string) error {
 }
 
 func modelCheck(c *cli.Context) error {
-	a := parseModelArgs(c.Args().Slice(), nil)
+	a := parseModelArgs(c.Args().Slice(), map[string]bool{"max-memory": true})
 	if a.help {
 		return showHelp(c, "check")
 	}
@@ -147,8 +173,9 @@ func modelCheck(c *cli.Context) error {
 		rep.Unsupported = []string{}
 	}
 	if err == nil {
-		// time one run on zeros (after a first run that builds the plan)
-		inputs := map[string]infer.Tensor{}
+		// time one run on zeros (after a first run that builds the plan),
+		// once the declared shapes are known to fit in --max-memory
+		shapes := map[string][]int{}
 		for _, in := range m.Inputs() {
 			shape := append([]int{}, in.Shape...)
 			for i, d := range shape {
@@ -156,9 +183,18 @@ func modelCheck(c *cli.Context) error {
 					shape[i] = 1 // a dynamic dimension: batch of one
 				}
 			}
-			inputs[in.Name] = infer.NewTensor(shape...)
+			shapes[in.Name] = shape
 		}
-		if _, err := m.Run(inputs, nil); err != nil {
+		var inputs map[string]infer.Tensor
+		rep.MemoryBytes, err = checkMemory(m, shapes, a.maxMemory)
+		if err == nil {
+			inputs = map[string]infer.Tensor{}
+			for name, shape := range shapes {
+				inputs[name] = infer.NewTensor(shape...)
+			}
+			_, err = m.Run(inputs, nil)
+		}
+		if err != nil {
 			rep.RunError = err.Error()
 		} else {
 			start := time.Now()
@@ -200,6 +236,9 @@ func modelCheck(c *cli.Context) error {
 		} else {
 			fmt.Fprintln(w, "unsupported: none")
 		}
+		if rep.MemoryBytes > 0 {
+			fmt.Fprintf(w, "memory  %s for one run on the declared shapes\n", formatBytes(rep.MemoryBytes))
+		}
 		if rep.RunError == "" {
 			fmt.Fprintf(w, "one run on zeros: %.2f ms\n", rep.RunMS)
 		}
@@ -226,7 +265,7 @@ func shapeString(s []int) string {
 }
 
 func modelRun(c *cli.Context) error {
-	a := parseModelArgs(c.Args().Slice(), map[string]bool{"in": true, "out": true})
+	a := parseModelArgs(c.Args().Slice(), map[string]bool{"in": true, "out": true, "max-memory": true})
 	if a.help {
 		return showHelp(c, "run")
 	}
@@ -277,6 +316,13 @@ func modelRun(c *cli.Context) error {
 			return cli.Exit(fmt.Sprintf("input %q missing: give it with --in %s=FILE.npy", d.Name, d.Name), exitError)
 		}
 	}
+	shapes := map[string][]int{}
+	for name, t := range inputs {
+		shapes[name] = t.Shape
+	}
+	if _, err := checkMemory(m, shapes, a.maxMemory); err != nil {
+		return cli.Exit(fmt.Sprintf("%s: %v", path, err), exitError)
+	}
 	outs, err := m.Run(inputs, nil)
 	if err != nil {
 		return cli.Exit(err.Error(), exitError)
@@ -294,4 +340,70 @@ func modelRun(c *cli.Context) error {
 		fmt.Fprintf(c.App.Writer, "%s %s\n", p, shapeString(outs[i].Shape))
 	}
 	return nil
+}
+
+// checkMemory computes what one run of m on inputs of these shapes takes
+// (the inputs themselves, the engine's plan, the outputs) before anything
+// large is allocated, refuses it above limit bytes with an error that
+// says how to raise the limit, and sets the engine's limit for the run.
+func checkMemory(m *onnxrt.Model, shapes map[string][]int, limit int64) (int64, error) {
+	var in int64
+	var desc []string
+	for name, shape := range shapes {
+		n := int64(4)
+		for _, d := range shape {
+			if d < 0 || (d > 0 && n > limit/int64(d)) {
+				return 0, fmt.Errorf("input %s %s alone is over the memory limit of %s (raise it with --max-memory)",
+					name, shapeString(shape), formatBytes(limit))
+			}
+			n *= int64(d)
+		}
+		in += n
+		desc = append(desc, name+" "+shapeString(shape))
+	}
+	sort.Strings(desc)
+	if in > limit {
+		return 0, fmt.Errorf("inputs %s take %s, over the memory limit of %s (raise it with --max-memory)",
+			strings.Join(desc, ", "), formatBytes(in), formatBytes(limit))
+	}
+	m.SetMemoryLimit(limit - in)
+	plan, err := m.PlanMemory(shapes)
+	if errors.Is(err, onnxrt.ErrMemoryLimit) {
+		return 0, fmt.Errorf("one run on inputs %s needs more than the memory limit of %s (inputs %s, engine and outputs at least %s; raise it with --max-memory)",
+			strings.Join(desc, ", "), formatBytes(limit), formatBytes(in), formatBytes(plan))
+	}
+	if err != nil {
+		return 0, err
+	}
+	return in + plan, nil
+}
+
+// parseBytes reads a size such as 4GiB, 512MB or 1000000 (bytes).
+func parseBytes(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	i := len(t)
+	for i > 0 && (t[i-1] < '0' || t[i-1] > '9') && t[i-1] != '.' {
+		i--
+	}
+	num, unit := t[:i], strings.ToLower(strings.TrimSpace(t[i:]))
+	mult := map[string]float64{"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9, "t": 1e12, "tb": 1e12,
+		"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}[unit]
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || mult == 0 || v <= 0 || math.IsInf(v, 0) || v*mult > math.MaxInt64/2 {
+		return 0, fmt.Errorf("%q is not a size (examples: 4GiB, 512MB, 1000000)", s)
+	}
+	return int64(v * mult), nil
+}
+
+// formatBytes writes n in binary units.
+func formatBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
 }

@@ -1,6 +1,7 @@
 package onnxproto
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 )
@@ -12,8 +13,8 @@ var errWire = errors.New("malformed protobuf")
 
 type wireField struct {
 	num  int
-	typ  int // 0 varint, 1 fixed64, 2 bytes, 5 fixed32
-	v    uint64
+	typ  int    // 0 varint, 1 fixed64, 2 bytes, 5 fixed32
+	v    uint64 // varint, fixed64 or fixed32 value
 	data []byte
 }
 
@@ -38,11 +39,13 @@ func wireFields(b []byte, fn func(f wireField) error) error {
 			if len(b) < 8 {
 				return errWire
 			}
+			f.v = binary.LittleEndian.Uint64(b)
 			b = b[8:]
 		case 5:
 			if len(b) < 4 {
 				return errWire
 			}
+			f.v = uint64(binary.LittleEndian.Uint32(b))
 			b = b[4:]
 		case 2:
 			l, n := uvarint(b)

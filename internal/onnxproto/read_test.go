@@ -96,7 +96,8 @@ func TestCheckWire(t *testing.T) {
 }
 
 // FuzzScan: arbitrary bytes give a model or an error wrapping
-// ErrMalformed, never a panic, and CheckWire agrees with Scan.
+// ErrMalformed, never a panic; CheckWire agrees with Scan, and what scans
+// strips and scans again with the same nodes and initializers.
 func FuzzScan(f *testing.F) {
 	b, err := tiny().Marshal()
 	if err != nil {
@@ -116,5 +117,55 @@ func FuzzScan(f *testing.F) {
 		if cw := onnxproto.CheckWire(data); cw != nil && len(m.Graph.Nodes) > 0 {
 			t.Fatalf("Scan ok with nodes but CheckWire: %v", cw)
 		}
+		s, err := onnxproto.StripShapes(data)
+		if err != nil {
+			t.Fatalf("Scan ok but StripShapes: %v", err)
+		}
+		m2, err := onnxproto.Scan(s)
+		if err != nil || len(m2.Graph.Nodes) != len(m.Graph.Nodes) || len(m2.Graph.Initializers) != len(m.Graph.Initializers) {
+			t.Fatalf("stripped file: %v", err)
+		}
 	})
+}
+
+// TestStripShapes: the stripped file keeps nodes, initializers and element
+// types, loses the declared shapes and value_info, and is re-encoded
+// field for field otherwise.
+func TestStripShapes(t *testing.T) {
+	b, err := tiny().Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// a value_info entry (graph field 13), as exporters write them
+	vi := onnxproto.ValueInfo{Name: "p", ElemType: onnxproto.Float, Dims: []onnxproto.Dim{{Value: 1}, {Value: 1}, {Value: 4}, {Value: 4}}}
+	withVI := tiny()
+	withVI.Graph.Outputs = append(withVI.Graph.Outputs, vi)
+	bv, err := withVI.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := onnxproto.StripShapes(bv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := onnxproto.Scan(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := onnxproto.Scan(bv)
+	if !reflect.DeepEqual(got.Graph.Nodes, want.Graph.Nodes) || !reflect.DeepEqual(got.Graph.Initializers, want.Graph.Initializers) ||
+		!reflect.DeepEqual(got.Metadata, want.Metadata) || got.Opset != want.Opset {
+		t.Errorf("stripping changed more than shapes")
+	}
+	for _, v := range append(got.Graph.Inputs, got.Graph.Outputs...) {
+		if v.Dims != nil || v.ElemType != onnxproto.Float {
+			t.Errorf("%s: dims %v, type %d after stripping", v.Name, v.Dims, v.ElemType)
+		}
+	}
+	if len(s) >= len(bv) {
+		t.Errorf("stripped %d bytes, original %d", len(s), len(bv))
+	}
+	if _, err := onnxproto.StripShapes(b[:len(b)-3]); !errors.Is(err, onnxproto.ErrMalformed) {
+		t.Errorf("truncated: %v", err)
+	}
 }

@@ -189,9 +189,15 @@ func Load(data []byte) (m *Model, err error) {
 	if m, err := checkOps(pm); err != nil {
 		return m, err
 	}
+	// onnx-go allocates a tensor of every declared input, output and
+	// value_info shape: hand it the file without them (scanModel read them)
+	stripped, err := onnxproto.StripShapes(data)
+	if err != nil {
+		return nil, err
+	}
 	b := &builder{}
 	om := onnx.NewModel(b)
-	if err := om.UnmarshalBinary(data); err != nil {
+	if err := om.UnmarshalBinary(stripped); err != nil {
 		msg := err.Error()
 		if len(msg) > 300 {
 			msg = msg[:300] + "…"

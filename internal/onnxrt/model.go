@@ -82,8 +82,9 @@ type Model struct {
 	counts  map[string]int
 	unsup   []string
 
-	mu   sync.Mutex
-	plan *plan
+	mu       sync.Mutex
+	plan     *plan
+	memLimit int64
 }
 
 // Inputs lists the graph inputs that are not initialisers.

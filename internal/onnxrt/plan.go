@@ -2,6 +2,7 @@ package onnxrt
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/facever/facever/infer"
 	"github.com/facever/facever/internal/gemm"
@@ -109,15 +110,16 @@ type plan struct {
 	scratch [][]float32 // per worker
 	scrSize int
 	shared  []float32
+	shSize  int // floats of shared scratch asked for
 	bound   []*tensor
+	folded  int64 // bytes of constants folded while compiling
+	limit   int64 // the model's memory limit; 0: none
 }
 
 // sharedScratch asks for n floats of scratch memory shared by all workers
-// (one kernel runs at a time).
+// (one kernel runs at a time); it is allocated with the buffers.
 func (p *plan) sharedScratch(n int) {
-	if n > len(p.shared) {
-		p.shared = make([]float32, n)
-	}
+	p.shSize = max(p.shSize, n)
 }
 
 // scratchSize asks for n floats of per-worker scratch memory.
@@ -154,29 +156,53 @@ func sameShape(a, b []int) bool {
 
 // compile builds a plan for the shapes of inputs.
 func (m *Model) compile(inputs map[string]infer.Tensor) (*plan, error) {
-	ins := make([]*tensor, len(m.inIDs))
-	for k, id := range m.inIDs {
-		name := m.values[id].name
-		t, ok := inputs[name]
-		if !ok {
-			return nil, fmt.Errorf("onnxrt: input %q missing", name)
-		}
+	shapes := make(map[string][]int, len(inputs))
+	for name, t := range inputs {
 		if err := t.Check(); err != nil {
 			return nil, fmt.Errorf("onnxrt: input %q: %w", name, err)
 		}
+		shapes[name] = t.Shape
+	}
+	ins, err := m.inputTensors(shapes)
+	if err != nil {
+		return nil, err
+	}
+	return m.compileTensors(ins)
+}
+
+// inputTensors checks shapes against the graph inputs and returns their
+// (unallocated) tensors in graph order.
+func (m *Model) inputTensors(shapes map[string][]int) ([]*tensor, error) {
+	ins := make([]*tensor, len(m.inIDs))
+	for k, id := range m.inIDs {
+		name := m.values[id].name
+		shape, ok := shapes[name]
+		if !ok {
+			return nil, fmt.Errorf("onnxrt: input %q missing", name)
+		}
+		n := 1
+		for _, d := range shape {
+			if d < 0 {
+				return nil, fmt.Errorf("onnxrt: input %q: negative dimension in shape %v", name, shape)
+			}
+			if d > 0 && n > maxElements/d {
+				return nil, fmt.Errorf("onnxrt: input %q: shape %v has more than %d elements", name, shape, maxElements)
+			}
+			n *= d
+		}
 		// the declared shape must match, except the first (batch) dimension
 		if decl := m.inputs[k].Shape; decl != nil {
-			ok := len(decl) == len(t.Shape)
+			ok := len(decl) == len(shape)
 			for i := 1; ok && i < len(decl); i++ {
-				ok = decl[i] < 0 || decl[i] == t.Shape[i]
+				ok = decl[i] < 0 || decl[i] == shape[i]
 			}
 			if !ok {
-				return nil, fmt.Errorf("onnxrt: input %q has shape %v, the model wants %v", name, t.Shape, decl)
+				return nil, fmt.Errorf("onnxrt: input %q has shape %v, the model wants %v", name, shape, decl)
 			}
 		}
-		ins[k] = &tensor{dt: dtFloat, shape: append([]int{}, t.Shape...)}
+		ins[k] = &tensor{dt: dtFloat, shape: append([]int{}, shape...)}
 	}
-	for name := range inputs {
+	for name := range shapes {
 		found := false
 		for _, id := range m.inIDs {
 			if m.values[id].name == name {
@@ -187,11 +213,40 @@ func (m *Model) compile(inputs map[string]infer.Tensor) (*plan, error) {
 			return nil, fmt.Errorf("onnxrt: model has no input %q", name)
 		}
 	}
-	return m.compileTensors(ins)
+	return ins, nil
 }
 
+// compileTensors plans for ins, checks the plan's memory against the
+// model's limit, and allocates it.
 func (m *Model) compileTensors(ins []*tensor) (*plan, error) {
-	p := &plan{m: m, vals: make([]*tensor, len(m.values))}
+	p, err := m.planTensors(ins)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.checkLimit(ins); err != nil {
+		return nil, err
+	}
+	p.allocate()
+	return p, nil
+}
+
+// checkLimit refuses a plan that needs more memory than the model's limit.
+func (p *plan) checkLimit(ins []*tensor) error {
+	if mem := p.memory(); p.limit > 0 && mem > p.limit {
+		var desc []string
+		for k, id := range p.m.inIDs {
+			desc = append(desc, fmt.Sprintf("%s %s", p.m.values[id].name, formatShape(ins[k].shape)))
+		}
+		return fmt.Errorf("onnxrt: running the model on inputs %s needs %s: %w (%s)",
+			strings.Join(desc, ", "), formatBytes(mem), ErrMemoryLimit, formatBytes(p.limit))
+	}
+	return nil
+}
+
+// planTensors compiles a plan for ins (shapes, types, kernels, buffer
+// sizes) without allocating its buffers.
+func (m *Model) planTensors(ins []*tensor) (*plan, error) {
+	p := &plan{m: m, vals: make([]*tensor, len(m.values)), limit: m.memLimit}
 	uses := make([]int, len(m.values))
 	for _, n := range m.nodes {
 		if n.dead {
@@ -309,6 +364,13 @@ func (m *Model) compileTensors(ins []*tensor) (*plan, error) {
 		case allConst && !c.noFold:
 			// constant folding: run the kernel now
 			for _, t := range c.out {
+				p.folded += int64(t.size()) * elemBytes(t.dt)
+			}
+			if p.limit > 0 && p.folded > p.limit {
+				return nil, fmt.Errorf("node %q (%s): constants of %s folded while compiling: %w (%s)",
+					n.name, n.op, formatBytes(p.folded), ErrMemoryLimit, formatBytes(p.limit))
+			}
+			for _, t := range c.out {
 				t.konst = true
 				if t.dt == dtFloat {
 					t.f = make([]float32, t.size())
@@ -324,6 +386,10 @@ func (m *Model) compileTensors(ins []*tensor) (*plan, error) {
 					p.allocScratch()
 				} else if len(p.scratch) > 0 && len(p.scratch[0]) < p.scrSize {
 					p.allocScratch()
+				}
+				if len(p.shared) < p.shSize {
+					p.folded += int64(p.shSize-len(p.shared)) * 4
+					p.shared = make([]float32, p.shSize)
 				}
 				c.run()
 			}
@@ -358,6 +424,29 @@ func (m *Model) compileTensors(ins []*tensor) (*plan, error) {
 			release(t)
 		}
 	}
+	return p, nil
+}
+
+// memory is the number of bytes the plan holds once allocated (buffers,
+// scratch, folded constants) plus the outputs Run returns (float32).
+func (p *plan) memory() int64 {
+	total := p.folded + int64(max(p.shSize, len(p.shared)))*4 + int64(gemm.Workers())*int64(p.scrSize)*4
+	for _, b := range p.bufs {
+		total += int64(b.size) * elemBytes(b.dt)
+	}
+	for _, id := range p.m.outIDs {
+		if t := p.vals[id]; t != nil {
+			total += int64(t.size()) * 4
+		}
+	}
+	return total
+}
+
+// allocate gives the plan its memory.
+func (p *plan) allocate() {
+	if len(p.shared) < p.shSize {
+		p.shared = make([]float32, p.shSize)
+	}
 	for _, b := range p.bufs {
 		if b.dt == dtFloat {
 			b.f = make([]float32, b.size)
@@ -373,7 +462,6 @@ func (m *Model) compileTensors(ins []*tensor) (*plan, error) {
 		}
 	}
 	p.allocScratch()
-	return p, nil
 }
 
 func (p *plan) allocScratch() {
