@@ -17,25 +17,26 @@ import (
 
 	"github.com/facever/facever/align"
 	"github.com/facever/facever/internal/session"
+	"github.com/facever/facever/internal/testmodels"
 	"github.com/facever/facever/models"
 )
 
 var runtimeFlag = flag.String("runtime", "opencv", "runtime for the detector and landmark models")
 
-func modelsDir() string {
-	if d := os.Getenv(models.EnvDir); d != "" {
-		return d
-	}
-	return filepath.Join("..", "models")
+// modelsDir is the models directory, after checking the detector and the
+// landmark model (skipped without them, see internal/testmodels).
+func modelsDir(t testing.TB) string {
+	t.Helper()
+	return testmodels.Dir(t, "fr_detect", "fr_landmark")
 }
 
 func newAligner(t testing.TB) *align.Aligner {
 	t.Helper()
-	det, err := session.Open(*runtimeFlag, modelsDir(), models.Detect)
+	det, err := session.Open(*runtimeFlag, modelsDir(t), models.Detect)
 	if err != nil {
 		t.Fatalf("detector (run `make setup`): %v", err)
 	}
-	lmk, err := session.Open(*runtimeFlag, modelsDir(), models.Landmark)
+	lmk, err := session.Open(*runtimeFlag, modelsDir(t), models.Landmark)
 	if err != nil {
 		t.Fatalf("landmarks (run `make setup`): %v", err)
 	}
@@ -44,11 +45,8 @@ func newAligner(t testing.TB) *align.Aligner {
 }
 
 func groupPhoto(t testing.TB, i int) string {
-	p := filepath.Join("..", "testdata", "external", "groups", fmt.Sprintf("sample%d.jpg", i))
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("%s missing: run `make setup` (it fetches the group photos)", p)
-	}
-	return p
+	t.Helper()
+	return testmodels.File(t, filepath.Join("..", "testdata", "external", "groups", fmt.Sprintf("sample%d.jpg", i)), "make setup")
 }
 
 // TestDetectGroupPhotos counts faces on the six group photos of

@@ -3,23 +3,23 @@ package facehead_test
 import (
 	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/facever/facever/align"
 	"github.com/facever/facever/facehead"
 	"github.com/facever/facever/internal/session"
+	"github.com/facever/facever/internal/testmodels"
 	"github.com/facever/facever/models"
 )
 
 var runtimeFlag = flag.String("runtime", "opencv", "runtime for the backbone")
 
-func modelsDir() string {
-	if d := os.Getenv(models.EnvDir); d != "" {
-		return d
-	}
-	return filepath.Join("..", "models")
+// modelsDir is the models directory, after checking the backbone (skipped
+// without it, see internal/testmodels).
+func modelsDir(tb testing.TB) string {
+	tb.Helper()
+	return testmodels.Dir(tb, "fr_feature")
 }
 
 func johnsChips(tb testing.TB, n int) []align.Chip {
@@ -40,7 +40,7 @@ func johnsChips(tb testing.TB, n int) []align.Chip {
 
 // BenchmarkEmbed is the backbone on 1 and 16 faces per run; ns/op is per run.
 func BenchmarkEmbed(b *testing.B) {
-	s, err := session.Open(*runtimeFlag, modelsDir(), models.Feature)
+	s, err := session.Open(*runtimeFlag, modelsDir(b), models.Feature)
 	if err != nil {
 		b.Fatalf("run `make setup`: %v", err)
 	}

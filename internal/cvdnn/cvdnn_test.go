@@ -7,10 +7,12 @@ import (
 	"testing"
 
 	"github.com/facever/facever/infer"
+	"github.com/facever/facever/internal/testmodels"
 )
 
 func featureModel(t testing.TB) []byte {
-	data, err := os.ReadFile(filepath.Join("..", "..", "models", "fr_feature.onnx"))
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(testmodels.Dir(t, "fr_feature"), "fr_feature.onnx"))
 	if err != nil {
 		t.Fatalf("run `make setup`: %v", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/facever/facever/internal/cvdnn"
 	"github.com/facever/facever/internal/onnxrt"
 	"github.com/facever/facever/internal/session"
+	"github.com/facever/facever/internal/testmodels"
 	"github.com/facever/facever/models"
 )
 
@@ -88,7 +89,7 @@ type johnsFace struct {
 // johnsChips detects and aligns the 55 johns photos with dlib's chip.
 func johnsChips(t testing.TB) []johnsFace {
 	t.Helper()
-	dir := filepath.Join("..", "..", "models")
+	dir := testmodels.Dir(t, "fr_detect", "fr_landmark")
 	det, err := session.Open("opencv", dir, models.Detect)
 	if err != nil {
 		t.Fatalf("detector (run `make setup`): %v", err)

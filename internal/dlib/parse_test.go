@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/facever/facever/internal/testmodels"
 )
 
 // datPath is where scripts/fetch-dlib.sh puts the model file.
@@ -26,6 +28,7 @@ var (
 // step when it is absent.
 func datFile(t testing.TB) []byte {
 	t.Helper()
+	testmodels.File(t, datPath, "make setup")
 	datOnce.Do(func() { datData, datErr = os.ReadFile(datPath) })
 	if datErr != nil {
 		t.Fatalf("%s missing: run scripts/fetch-dlib.sh (or `make setup`) to get it from Debian's dlib source package: %v", datPath, datErr)

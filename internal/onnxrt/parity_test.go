@@ -14,23 +14,14 @@ import (
 	"github.com/facever/facever/infer"
 	"github.com/facever/facever/internal/gemm"
 	"github.com/facever/facever/internal/onnxrt"
+	"github.com/facever/facever/internal/testmodels"
 )
 
-// modelsDir finds the models: $FACEVER_MODELS, then ../../models.
+// modelsDir is the models directory, after checking the three models
+// (skipped without them, see internal/testmodels).
 func modelsDir(tb testing.TB) string {
 	tb.Helper()
-	dirs := []string{}
-	if d := os.Getenv("FACEVER_MODELS"); d != "" {
-		dirs = append(dirs, d)
-	}
-	dirs = append(dirs, filepath.Join("..", "..", "models"))
-	for _, d := range dirs {
-		if _, err := os.Stat(filepath.Join(d, "fr_feature.onnx")); err == nil {
-			return d
-		}
-	}
-	tb.Fatalf("model files (fr_feature.onnx, fr_detect.onnx, fr_landmark.onnx) not found in %v: run `make models` (or set FACEVER_MODELS to their directory)", dirs)
-	return ""
+	return testmodels.Dir(tb)
 }
 
 type realModel struct {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/facever/facever/align"
+	"github.com/facever/facever/internal/testmodels"
 	"github.com/facever/facever/verify"
 )
 
@@ -14,9 +15,14 @@ func openTest(t testing.TB) *Pipeline { return openModel(t, "") }
 
 func openModel(t testing.TB, model string) *Pipeline {
 	t.Helper()
-	p, err := Open(Config{ModelsDir: filepath.Join("..", "..", "models"), Model: model}, true)
+	backbone := "fr_feature"
+	if model != "" {
+		backbone = model
+	}
+	dir := testmodels.Dir(t, "fr_detect", "fr_landmark", backbone)
+	p, err := Open(Config{ModelsDir: dir, Model: model}, true)
 	if err != nil {
-		t.Fatalf("open pipeline (run `make setup`, and `make dlib` for dlib_resnet_v1): %v", err)
+		t.Fatalf("open pipeline: %v", err)
 	}
 	t.Cleanup(p.Close)
 	return p

@@ -21,6 +21,7 @@ import (
 
 	"github.com/facever/facever/enroll"
 	"github.com/facever/facever/internal/pipeline"
+	"github.com/facever/facever/internal/testmodels"
 	"github.com/facever/facever/models"
 )
 
@@ -49,6 +50,7 @@ type fixture struct {
 }
 
 func newFixture(t testing.TB, mod func(*Config)) *fixture {
+	dir := testmodels.Dir(t)
 	gal, err := enroll.Open(filepath.Join(t.TempDir(), "g.db"), enroll.Options{Model: models.Feature.SHA256})
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +59,7 @@ func newFixture(t testing.TB, mod func(*Config)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Pipeline: pipeline.Config{ModelsDir: filepath.Join("..", "..", "models")}, Gallery: gal}
+	cfg := Config{Pipeline: pipeline.Config{ModelsDir: dir}, Gallery: gal}
 	if mod != nil {
 		mod(&cfg)
 	}
