@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/facever/facever/internal/testmodels"
 )
 
 // johnsTree builds a folder per person from the johns photos the way users'
@@ -48,6 +50,7 @@ func johnsTree(t *testing.T) string {
 // TestEvalIdentifyWalker: eval-identify reads the folder through the one
 // walker: linked folders and photos are seen, junk is skipped and reported.
 func TestEvalIdentifyWalker(t *testing.T) {
+	testmodels.Dir(t)
 	dir := johnsTree(t)
 	code, out, errs := facever(t, "eval-identify", "--data", dir, "--cache", filepath.Join(t.TempDir(), "c.db"), "--json")
 	if code != exitOK {

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/facever/facever/internal/testmodels"
 )
 
 func johnsByPerson(t *testing.T) map[string][]string {
@@ -26,6 +28,7 @@ func johnsByPerson(t *testing.T) map[string][]string {
 // every other photo of theirs is identified as them, and the fifth person,
 // never enrolled, comes back unknown.
 func TestEnrollIdentifyJohns(t *testing.T) {
+	testmodels.Dir(t)
 	people := johnsByPerson(t)
 	gal := filepath.Join(t.TempDir(), "johns.db")
 	enrolled := []string{"John_Salley", "John_Savage", "John_Schneider", "John_Shimkus"}
@@ -81,6 +84,7 @@ func TestEnrollIdentifyJohns(t *testing.T) {
 }
 
 func TestEnrollRejections(t *testing.T) {
+	testmodels.Dir(t)
 	gal := filepath.Join(t.TempDir(), "g.db")
 	group := filepath.Join("..", "..", "testdata", "external", "groups", "sample1.jpg")
 	grey := writeFile(t, "grey.png", pngOf(t, 300, 200))
@@ -110,6 +114,7 @@ func TestEnrollRejections(t *testing.T) {
 }
 
 func TestGallerySubcommands(t *testing.T) {
+	testmodels.Dir(t)
 	gal := filepath.Join(t.TempDir(), "g.db")
 	if code, _, errs := facever(t, "enroll", "--gallery", gal, "--name", "simm", "--meta", "team=blue", simmA, simmB); code != exitOK {
 		t.Fatal(errs)

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/facever/facever/internal/testmodels"
 )
 
 const (
@@ -27,6 +29,7 @@ func facever(t *testing.T, args ...string) (int, string, string) {
 }
 
 func TestVerifyExitCodes(t *testing.T) {
+	testmodels.Dir(t)
 	tests := []struct {
 		name  string
 		args  []string
@@ -43,6 +46,9 @@ func TestVerifyExitCodes(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.args[0] == "--model" {
+				testmodels.Dir(t, "dlib_resnet_v1")
+			}
 			code, out, errs := facever(t, tc.args...)
 			if code != tc.code {
 				t.Fatalf("exit %d, want %d; stdout %q stderr %q", code, tc.code, out, errs)
@@ -55,6 +61,7 @@ func TestVerifyExitCodes(t *testing.T) {
 }
 
 func TestVerifyJSON(t *testing.T) {
+	testmodels.Dir(t)
 	code, out, _ := facever(t, "verify", "--json", simmA, simmB)
 	if code != exitOK {
 		t.Fatalf("exit %d", code)
@@ -106,6 +113,7 @@ func hugePNG(t *testing.T) []byte {
 // TestBadInputs: every bad input is exit 2 with a message a person
 // understands, never a panic or an abort.
 func TestBadInputs(t *testing.T) {
+	testmodels.Dir(t)
 	jpg, err := os.ReadFile(simmA)
 	if err != nil {
 		t.Fatal(err)
@@ -162,6 +170,7 @@ func TestMissingModels(t *testing.T) {
 }
 
 func TestDetectAlignEmbed(t *testing.T) {
+	testmodels.Dir(t)
 	code, out, errs := facever(t, "detect", "--json", simmA)
 	if code != exitOK {
 		t.Fatalf("detect: exit %d %s", code, errs)

@@ -5,11 +5,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/facever/facever/internal/testmodels"
 )
 
 // TestTrainAndUseHead trains a head on three johns people, checks the
 // report, then verifies with it; the head refuses another backbone.
 func TestTrainAndUseHead(t *testing.T) {
+	testmodels.Dir(t)
 	dir := t.TempDir()
 	head := filepath.Join(dir, "j.head")
 	cache := filepath.Join(dir, "cache.db")
@@ -64,6 +67,7 @@ func TestTrainAndUseHead(t *testing.T) {
 // TestEvalIdentifyJohns: one photo of each of the five johns enrolled, their
 // other 50 photos all identified at rank 1.
 func TestEvalIdentifyJohns(t *testing.T) {
+	testmodels.Dir(t)
 	code, out, errs := facever(t, "eval-identify", "--data", "../../testdata/johns", "--cache", filepath.Join(t.TempDir(), "c.db"), "--json")
 	if code != exitOK {
 		t.Fatalf("exit %d %s", code, errs)
@@ -81,6 +85,7 @@ func TestEvalIdentifyJohns(t *testing.T) {
 // loss on three johns people and verifies with each head; bad loss options
 // are refused with exit 2 and a message that names the choices.
 func TestTrainPairAndProxyLosses(t *testing.T) {
+	testmodels.Dir(t)
 	dir := t.TempDir()
 	cache := filepath.Join(dir, "cache.db")
 	for _, args := range [][]string{
