@@ -101,3 +101,83 @@ func benchKernels() []gemm.Kernel {
 	}
 	return ks
 }
+
+// BenchmarkDetectLevels is the detector's cost per pyramid level, engine
+// and OpenCV DNN side by side in one run: go test ./internal/onnxrt -run
+// '^$' -bench DetectLevels. fr_detect cannot run at another input size on
+// either runtime: its box decoding multiplies by prior boxes stored as a
+// 1×4420×2 constant for 320×240 (node Mul_156), so a 640×480 input fails
+// to broadcast there. A level of W×H is therefore (W/320)·(H/240) tiles
+// of 320×240: 1, 4 and 16 tiles for 320×240, 640×480 and 1280×960 (no
+// overlap). The engine runs a level's tiles as one batch or one by one;
+// OpenCV, which cannot batch this model, one by one. Metrics are per level
+// and per tile, wall clock and CPU time of the whole process.
+func BenchmarkDetectLevels(b *testing.B) {
+	rm := realModels[1]
+	if rm.file != "fr_detect" {
+		b.Fatal("realModels[1] is not fr_detect")
+	}
+	files := faceImages(b)
+	data, m := loadReal(b, rm)
+	cv := newCV(b, data)
+	names := outNames(m)
+	in := m.Inputs()[0].Name
+	for _, lv := range []struct {
+		name  string
+		tiles int
+	}{{"320x240", 1}, {"640x480", 4}, {"1280x960", 16}} {
+		fs := make([]string, lv.tiles)
+		for i := range fs {
+			fs[i] = files[i%len(files)]
+		}
+		batch := blob(b, rm, fs)
+		single := make([]infer.Tensor, lv.tiles)
+		for i := range single {
+			single[i] = blob(b, rm, fs[i:i+1])
+		}
+		level := func(b *testing.B, runLevel func()) {
+			runLevel()
+			b.ResetTimer()
+			c0 := cpuTime()
+			for i := 0; i < b.N; i++ {
+				runLevel()
+			}
+			cpu := cpuTime() - c0
+			n := float64(b.N)
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/n, "ms/level")
+			b.ReportMetric(float64(cpu.Microseconds())/1000/n, "cpu-ms/level")
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/n/float64(lv.tiles), "ms/tile")
+		}
+		outs := make([]infer.Tensor, len(names))
+		if lv.tiles > 1 {
+			b.Run(fmt.Sprintf("%s/tiles=%d/engine-batch", lv.name, lv.tiles), func(b *testing.B) {
+				inputs := map[string]infer.Tensor{in: batch}
+				level(b, func() {
+					if err := m.RunInto(inputs, names, outs); err != nil {
+						b.Fatal(err)
+					}
+				})
+			})
+		}
+		b.Run(fmt.Sprintf("%s/tiles=%d/engine", lv.name, lv.tiles), func(b *testing.B) {
+			inputs := make([]map[string]infer.Tensor, lv.tiles)
+			for i := range inputs {
+				inputs[i] = map[string]infer.Tensor{in: single[i]}
+			}
+			level(b, func() {
+				for _, x := range inputs {
+					if err := m.RunInto(x, names, outs); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+		b.Run(fmt.Sprintf("%s/tiles=%d/opencv", lv.name, lv.tiles), func(b *testing.B) {
+			level(b, func() {
+				for _, x := range single {
+					cv.run(b, x, names)
+				}
+			})
+		})
+	}
+}
