@@ -143,7 +143,8 @@ func New(det, lmk infer.Session, opt Options) *Aligner {
 const padLimit = 640
 
 // Detect finds the faces in im, sorted by decreasing box area. Landmarks are
-// computed at full resolution. Boxes and points are in im's coordinates.
+// computed at full resolution. Boxes and points are in the photo's
+// coordinates: im's pixels, divided by im.Scale for a photo read reduced.
 func (a *Aligner) Detect(im *Image) ([]Face, error) {
 	work, pad, err := padded(im)
 	if err != nil {
@@ -189,6 +190,7 @@ func (a *Aligner) Detect(im *Image) ([]Face, error) {
 			}
 		}
 	}
+	im.toSource(faces) // a photo read reduced reports the photo's coordinates
 	if a.opt.MinFace > 0 {
 		kept := faces[:0]
 		for _, f := range faces {
@@ -285,10 +287,17 @@ func iou(a, b [4]float64) float64 {
 	return inter / union
 }
 
-// Landmarks recomputes the 68 and five landmarks of f on im (whose
-// coordinates f's box is in).
+// Landmarks recomputes the 68 and five landmarks of f on im (f in the
+// photo's coordinates, as Detect gives them).
 func (a *Aligner) Landmarks(im *Image, f *Face) error {
-	return a.landmarks(im.Mat, f)
+	g := im.fromSource(*f)
+	if err := a.landmarks(im.Mat, &g); err != nil {
+		return err
+	}
+	fs := []Face{g}
+	im.toSource(fs)
+	*f = fs[0]
+	return nil
 }
 
 // landmarks fills f.Points68 and f.Landmarks from the landmark model run on
@@ -354,6 +363,7 @@ func FivePoints(p *[68]Point) [5]Point {
 // Align warps the face of im onto the ArcFace template and returns the
 // 112×112 RGB chip.
 func Align(im *Image, f Face) (Chip, error) {
+	f = im.fromSource(f)
 	t, err := Similarity(f.Landmarks[:], Template[:])
 	if err != nil {
 		return Chip{}, fmt.Errorf("align: %w", err)

@@ -1,14 +1,9 @@
 package align_test
 
 import (
-	"bytes"
-	"errors"
 	"flag"
 	"fmt"
 	"image"
-	"image/color"
-	"image/jpeg"
-	"image/png"
 	"os"
 	"path/filepath"
 	"testing"
@@ -148,96 +143,4 @@ func TestNoFace(t *testing.T) {
 	if len(faces) != 0 {
 		t.Fatalf("found %d faces in a region without faces: %v", len(faces), faces[0].Box)
 	}
-}
-
-func pngBytes(t testing.TB, w, h int) []byte {
-	img := image.NewRGBA(image.Rect(0, 0, w, h))
-	for i := range img.Pix {
-		img.Pix[i] = byte(i * 7)
-	}
-	var b bytes.Buffer
-	if err := png.Encode(&b, img); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
-// HugePNGHeader returns a PNG whose IHDR claims w×h pixels, with no data.
-func hugePNGHeader(t testing.TB, w, h int) []byte {
-	src := pngBytes(t, 16, 16)
-	out := append([]byte(nil), src[:33]...) // signature + IHDR chunk
-	out[16], out[17], out[18], out[19] = byte(w>>24), byte(w>>16), byte(w>>8), byte(w)
-	out[20], out[21], out[22], out[23] = byte(h>>24), byte(h>>16), byte(h>>8), byte(h)
-	crc := crc32IEEE(out[12:29])
-	out[29], out[30], out[31], out[32] = byte(crc>>24), byte(crc>>16), byte(crc>>8), byte(crc)
-	return out
-}
-
-func TestDecodeBadInputs(t *testing.T) {
-	jpg, err := os.ReadFile(filepath.Join("..", "testdata", "johns", "John_Simm", "000288_00470387.jpg"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		name string
-		data []byte
-		want error
-	}{
-		{"empty", nil, align.ErrNotImage},
-		{"text", []byte("this is not an image, just some words\n"), align.ErrNotImage},
-		{"truncated JPEG", jpg[:len(jpg)/3], align.ErrNotImage},
-		{"JPEG header only", jpg[:200], align.ErrNotImage},
-		{"1×1 PNG", pngBytes(t, 1, 1), align.ErrTooSmall},
-		{"30000×30000 PNG header", hugePNGHeader(t, 30000, 30000), align.ErrTooLarge},
-		{"BMP magic with garbage", []byte("BM\x00\x00garbage garbage garbage"), align.ErrNotImage},
-		{"GIF", gifBytes(t), align.ErrNotImage},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			im, err := align.Decode(tc.data)
-			if err == nil {
-				im.Close()
-				t.Fatal("decoded without error")
-			}
-			if !errors.Is(err, tc.want) {
-				t.Fatalf("error %q, want %v", err, tc.want)
-			}
-		})
-	}
-	im, err := align.Decode(jpg)
-	if err != nil {
-		t.Fatalf("valid JPEG: %v", err)
-	}
-	if im.Width() != 150 || im.Height() != 150 {
-		t.Errorf("decoded %d×%d, want 150×150", im.Width(), im.Height())
-	}
-	im.Close()
-}
-
-// FuzzDecode: no input makes the loader panic or abort; whatever decodes is
-// a non-empty, bounded image.
-func FuzzDecode(f *testing.F) {
-	jpg, _ := os.ReadFile(filepath.Join("..", "testdata", "johns", "John_Simm", "000288_00470387.jpg"))
-	f.Add(jpg)
-	f.Add(jpg[:len(jpg)/2])
-	f.Add(pngBytes(f, 20, 20))
-	f.Add(hugePNGHeader(f, 30000, 30000))
-	f.Add([]byte("GIF89a"))
-	var gif bytes.Buffer
-	pal := image.NewPaletted(image.Rect(0, 0, 20, 20), []color.Color{color.Black, color.White})
-	_ = pngEncodeGIF(&gif, pal)
-	f.Add(gif.Bytes())
-	var jb bytes.Buffer
-	_ = jpeg.Encode(&jb, image.NewGray(image.Rect(0, 0, 32, 32)), nil)
-	f.Add(jb.Bytes())
-	f.Fuzz(func(t *testing.T, data []byte) {
-		im, err := align.Decode(data)
-		if err != nil {
-			return
-		}
-		defer im.Close()
-		if im.Mat.Empty() || im.Width() < align.MinSide || im.Height() < align.MinSide || im.Width()*im.Height() > align.MaxPixels {
-			t.Fatalf("accepted a %d×%d image", im.Width(), im.Height())
-		}
-	})
 }

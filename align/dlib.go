@@ -91,6 +91,7 @@ var ErrBadImage = errors.New("not an 8-bit, 3-channel image")
 // with its own pyramid filter; here such photos are halved with OpenCV's
 // PyrDown instead (same 5-tap kernel, not bit-identical to dlib).
 func AlignDlib(im *Image, f Face) (Chip, error) {
+	f = im.fromSource(f)
 	if im == nil || im.Mat.Empty() {
 		return Chip{}, fmt.Errorf("align dlib: %w", ErrNotImage)
 	}

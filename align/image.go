@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"image"
-	_ "image/jpeg"
-	_ "image/png"
 	"os"
 
 	"gocv.io/x/gocv"
@@ -21,8 +19,8 @@ var (
 	MaxPixels = 100_000_000
 )
 
-// ErrNotImage is returned for data that is not a JPEG, PNG or other image
-// OpenCV can decode, including truncated files.
+// ErrNotImage is returned for data that is not an image in a format facever
+// reads (see Sniff), including truncated and corrupt files.
 var ErrNotImage = errors.New("not a readable image")
 
 // ErrTooLarge is returned for images above MaxPixels or MaxFileBytes.
@@ -38,6 +36,15 @@ const MinSide = 16
 type Image struct {
 	// Mat is the 8-bit, 3-channel BGR image.
 	Mat gocv.Mat
+	// Format is the file format it was decoded from (a Format* name; ""
+	// for an Image made in memory).
+	Format string
+	// Scale is the size Mat was decoded at over the photo's own size: 1 at
+	// full size, 1/2, 1/4 or 1/8 for a large JPEG read reduced (see
+	// DecodeOptions). 0 means 1 (an Image built by hand). Faces found by
+	// Aligner.Detect are in the photo's coordinates, that is Mat's divided by
+	// Scale.
+	Scale float64
 }
 
 // Width and Height of the image in pixels.
@@ -50,7 +57,10 @@ func (im *Image) Height() int { return im.Mat.Rows() }
 func (im *Image) Close() error { return im.Mat.Close() }
 
 // Load reads and decodes an image file; see Decode.
-func Load(path string) (*Image, error) {
+func Load(path string) (*Image, error) { return LoadWith(path, DecodeOptions{}) }
+
+// LoadWith is Load with a caller-chosen pixel limit; see DecodeWith.
+func LoadWith(path string, opt DecodeOptions) (*Image, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -70,60 +80,11 @@ func Load(path string) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	im, err := Decode(data)
+	im, err := DecodeWith(data, opt)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return im, nil
-}
-
-// Decode decodes a JPEG or PNG photo into a BGR image. The header is checked first: images over MaxPixels are refused
-// before any pixel memory is allocated. An empty, truncated or non-image
-// input is ErrNotImage (OpenCV's imdecode returns an empty Mat with no error
-// for those; that case is caught here).
-func Decode(data []byte) (*Image, error) {
-	if len(data) == 0 {
-		return nil, fmt.Errorf("%w: empty file", ErrNotImage)
-	}
-	if int64(len(data)) > MaxFileBytes {
-		return nil, fmt.Errorf("%w: %d MiB, the limit is %d MiB", ErrTooLarge, len(data)>>20, MaxFileBytes>>20)
-	}
-	cfg, format, err := image.DecodeConfig(bytes.NewReader(data))
-	if err == nil {
-		if int64(cfg.Width)*int64(cfg.Height) > int64(MaxPixels) {
-			return nil, fmt.Errorf("%w: %s header says %d×%d pixels, the limit is %d megapixels", ErrTooLarge, format, cfg.Width, cfg.Height, MaxPixels/1_000_000)
-		}
-		if cfg.Width < MinSide || cfg.Height < MinSide {
-			return nil, fmt.Errorf("%w: %d×%d pixels, at least %d×%d needed to find a face", ErrTooSmall, cfg.Width, cfg.Height, MinSide, MinSide)
-		}
-		if format == "jpeg" && !jpegComplete(data) {
-			return nil, fmt.Errorf("%w: the JPEG data is truncated (no end-of-image marker)", ErrNotImage)
-		}
-		if format != "jpeg" && format != "png" {
-			return nil, fmt.Errorf("%w: %s images are not supported, only JPEG and PNG", ErrNotImage, format)
-		}
-	} else {
-		return nil, fmt.Errorf("%w: %v (facever reads JPEG and PNG)", ErrNotImage, err)
-	}
-	m, err := gocv.IMDecode(data, gocv.IMReadColor)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNotImage, err)
-	}
-	if m.Empty() {
-		m.Close()
-		return nil, fmt.Errorf("%w: the data is corrupt or truncated", ErrNotImage)
-	}
-	if m.Cols() < MinSide || m.Rows() < MinSide {
-		w, h := m.Cols(), m.Rows()
-		m.Close()
-		return nil, fmt.Errorf("%w: %d×%d pixels, at least %d×%d needed to find a face", ErrTooSmall, w, h, MinSide, MinSide)
-	}
-	if int64(m.Cols())*int64(m.Rows()) > int64(MaxPixels) {
-		w, h := m.Cols(), m.Rows()
-		m.Close()
-		return nil, fmt.Errorf("%w: %d×%d pixels, the limit is %d megapixels", ErrTooLarge, w, h, MaxPixels/1_000_000)
-	}
-	return &Image{Mat: m}, nil
 }
 
 // FromRGBA wraps a Go image as a BGR Image (for callers that already hold
@@ -144,7 +105,7 @@ func FromRGBA(img image.Image) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Image{Mat: m}, nil
+	return &Image{Mat: m, Scale: 1}, nil
 }
 
 // jpegComplete reports whether a JPEG stream reaches its end-of-image marker.
@@ -183,4 +144,46 @@ func jpegComplete(b []byte) bool {
 		i += 2 + l
 	}
 	return false
+}
+
+// scale is Scale with 0 (and a nil image) read as 1.
+func (im *Image) scale() float64 {
+	if im == nil || im.Scale <= 0 {
+		return 1
+	}
+	return im.Scale
+}
+
+// scaleFace multiplies every coordinate of f by s.
+func scaleFace(f Face, s float64) Face {
+	for k := range f.Box {
+		f.Box[k] *= s
+	}
+	for k := range f.Landmarks {
+		f.Landmarks[k].X *= s
+		f.Landmarks[k].Y *= s
+	}
+	for k := range f.Points68 {
+		f.Points68[k].X *= s
+		f.Points68[k].Y *= s
+	}
+	return f
+}
+
+// toSource maps faces found on im's pixels to the photo's coordinates (a
+// no-op unless the photo was read reduced).
+func (im *Image) toSource(faces []Face) {
+	if s := im.scale(); s != 1 {
+		for i := range faces {
+			faces[i] = scaleFace(faces[i], 1/s)
+		}
+	}
+}
+
+// fromSource maps a face in the photo's coordinates to im's pixels.
+func (im *Image) fromSource(f Face) Face {
+	if s := im.scale(); s != 1 {
+		return scaleFace(f, s)
+	}
+	return f
 }
