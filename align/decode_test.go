@@ -397,7 +397,7 @@ func bombs(t testing.TB) map[string][]byte {
 	jp2 := cvEncode(t, ".jp2", orig)
 	ihdr := bytes.Index(jp2, []byte("ihdr")) + 4
 	siz := bytes.Index(jp2, []byte{0xFF, 0x4F, 0xFF, 0x51})
-	jp2 = patch(jp2, siz+8, 0, 0, 0xC3, 0x50, 0, 0, 0xC3, 0x50) // Xsiz, Ysiz 50000
+	jp2 = patch(jp2, siz+8, 0, 0, 0xC3, 0x50, 0, 0, 0xC3, 0x50)  // Xsiz, Ysiz 50000
 	jp2 = patch(jp2, siz+24, 0, 0, 0xC3, 0x50, 0, 0, 0xC3, 0x50) // one tile
 	le32 := func(v uint32) []byte { return binary.LittleEndian.AppendUint32(nil, v) }
 	be32 := func(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
