@@ -93,7 +93,14 @@ func DecodeWith(data []byte, opt DecodeOptions) (*Image, error) {
 		}
 		return nil, fmt.Errorf("%w: %s decoded to %d×%d pixels, the limit is %d", ErrTooLarge, name, w, ht, limit)
 	}
-	return &Image{Mat: m, Format: h.Format, Scale: 1 / float64(reduce)}, nil
+	im := &Image{Mat: m, Format: h.Format, Scale: 1 / float64(reduce)}
+	if reduce > 1 {
+		im.srcW, im.srcH = h.Width, h.Height
+		if (h.Width+reduce-1)/reduce != m.Cols() { // turned by its EXIF orientation
+			im.srcW, im.srcH = h.Height, h.Width
+		}
+	}
+	return im, nil
 }
 
 // reduction picks the JPEG scale denominator (2, 4 or 8) that brings the

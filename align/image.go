@@ -45,6 +45,18 @@ type Image struct {
 	// Aligner.Detect are in the photo's coordinates, that is Mat's divided by
 	// Scale.
 	Scale float64
+	// srcW, srcH are the photo's size (upright), when read reduced.
+	srcW, srcH int
+}
+
+// SourceSize is the photo's own width and height (upright): the Mat's size
+// unless the photo was read reduced.
+func (im *Image) SourceSize() (w, h int) {
+	if im.srcW > 0 && im.srcH > 0 {
+		return im.srcW, im.srcH
+	}
+	s := im.scale()
+	return int(float64(im.Width())/s + 0.5), int(float64(im.Height())/s + 0.5)
 }
 
 // Width and Height of the image in pixels.
