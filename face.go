@@ -39,6 +39,10 @@ type Photo struct {
 	Path string
 	// Width and Height are the photo's size in pixels.
 	Width, Height int
+	// Scale is the size the photo was read at: 1, or 1/2, 1/4, 1/8 for a
+	// large JPEG read reduced (align.DecodeOptions); boxes and landmarks
+	// are in the photo's own coordinates either way.
+	Scale float64
 	// Detected is the number of faces the detector found (0 with
 	// Options.Aligned: no detection ran).
 	Detected int
@@ -89,7 +93,8 @@ func (r *Recognizer) Align(im *align.Image, f align.Face) (align.Chip, error) {
 // error wrapping align.ErrNoFace. With Options.Aligned the whole photo is
 // the face.
 func (r *Recognizer) Embed(im *align.Image, which Which) (*Photo, error) {
-	ph := &Photo{Width: im.Width(), Height: im.Height()}
+	ph := &Photo{Scale: im.Scale}
+	ph.Width, ph.Height = im.SourceSize()
 	err := r.with(func(p *pipeline.Pipeline) error {
 		if r.opt.Aligned {
 			ph.Faces = []Face{{Chip: align.ChipFromImageSize(im, r.backbone.Shape[3])}}

@@ -108,6 +108,7 @@ Examples:
 			if c.Bool("json") {
 				type photoJSON struct {
 					Path  string         `json:"path"`
+					Scale float64        `json:"scale"`
 					Faces int            `json:"faces"`
 					Face  map[string]any `json:"face,omitempty"`
 				}
@@ -119,7 +120,7 @@ Examples:
 					Runtime string       `json:"runtime"`
 				}{Decision: d, Model: r.Backbone().Name, Head: c.String("head"), Runtime: c.String("runtime")}
 				for i, ph := range photos {
-					out.Photos[i] = photoJSON{Path: ph.Path, Faces: ph.Detected}
+					out.Photos[i] = photoJSON{Path: ph.Path, Scale: ph.Scale, Faces: ph.Detected}
 					if ph.Detected > 0 {
 						out.Photos[i].Face = boxJSON(ph.Faces[0].Face)
 					}
@@ -172,6 +173,7 @@ Example:
 				Path   string           `json:"path"`
 				Width  int              `json:"width"`
 				Height int              `json:"height"`
+				Scale  float64          `json:"scale"` // 1, or 1/2, 1/4, 1/8: a large JPEG read reduced
 				Faces  []map[string]any `json:"faces"`
 			}
 			var results []result
@@ -181,7 +183,8 @@ Example:
 					return fail(err)
 				}
 				faces, err := r.Detect(im)
-				r := result{Path: path, Width: im.Width(), Height: im.Height(), Faces: []map[string]any{}}
+				r := result{Path: path, Scale: im.Scale, Faces: []map[string]any{}}
+				r.Width, r.Height = im.SourceSize()
 				im.Close()
 				if err != nil {
 					return fail(fmt.Errorf("%s: %w", path, err))

@@ -32,7 +32,7 @@ func main() {
 // run executes the CLI and returns its exit status.
 func run(args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
-	err := app.Run(args)
+	err := app.Run(prepare(app, args)) // flags anywhere, help CMD, --version: args.go
 	if err == nil {
 		return exitOK
 	}

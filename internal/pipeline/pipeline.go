@@ -109,6 +109,9 @@ type Photo struct {
 	Chip align.Chip
 	// Width and Height of the photo.
 	Width, Height int
+	// Scale is the size the photo was read at (1, or 1/2, 1/4, 1/8 for a
+	// large JPEG read reduced; see align.DecodeOptions).
+	Scale float64
 }
 
 // Face loads a photo, finds its faces and aligns the largest. With aligned
@@ -120,7 +123,8 @@ func (p *Pipeline) Face(path string, aligned bool) (*Photo, error) {
 		return nil, err
 	}
 	defer im.Close()
-	ph := &Photo{Path: path, Width: im.Width(), Height: im.Height()}
+	ph := &Photo{Path: path, Scale: im.Scale}
+	ph.Width, ph.Height = im.SourceSize()
 	if aligned {
 		ph.Chip = align.ChipFromImageSize(im, p.Backbone.Shape[3])
 		return ph, nil
