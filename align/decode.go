@@ -5,6 +5,11 @@ import (
 	"fmt"
 	"image"
 	"image/gif"
+	// image.Decode and image.DecodeConfig keep knowing JPEG and PNG for
+	// the packages that use them on photos (this package did since its
+	// start).
+	_ "image/jpeg"
+	_ "image/png"
 
 	"gocv.io/x/gocv"
 )
