@@ -4,7 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"image"
-	"os"
 	"path/filepath"
 	"testing"
 

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/facever/facever/internal/testmodels"
 )
 
 // leaf is a command that runs (no subcommands), with its path from the app.
@@ -234,6 +236,7 @@ func TestHelpAndVersion(t *testing.T) {
 
 // TestFlagsAnywhereRuns: the issue's own command lines, run for real.
 func TestFlagsAnywhereRuns(t *testing.T) {
+	testmodels.Dir(t, "dlib_resnet_v1")
 	code, out, errs := facever(t, "verify", simmA, simmB, "--json")
 	var d struct {
 		Same   bool `json:"same_person"`
