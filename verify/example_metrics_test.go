@@ -18,12 +18,12 @@ func ExamplePairSet_Evaluate() {
 	}
 	fmt.Println(ps.Pairs[0].A, ps.Pairs[0].Same, ps.Pairs[4].Fold)
 	scores := []float64{0.8, 0.7, 0.1, 0.3, 0.9, 0.2, 0.25, 0.0} // cosine of each pair
-	e, err := ps.Evaluate(scores, 0)
+	e, err := ps.Evaluate(scores, verify.PairsOptions{NoFace: verify.NoFaceSkip})
 	if err != nil {
 		panic(err)
 	}
 	fmt.Printf("AUC %.3f, EER %.3f, %d-fold accuracy %.3f ± %.3f\n", e.ROC.AUC, e.ROC.EER, len(e.KFold.Folds), e.KFold.Mean, e.KFold.Std)
-	c, _ := ps.Calibrate(scores, 0.25)
+	c, _ := ps.Calibrate(scores, 0.25, verify.NoFaceReject)
 	fmt.Printf("threshold %.2f at FAR %.2f (%d impostors), warning: %v\n", c.Threshold, c.FAR, c.Impostor, c.Warning != "")
 	// Output:
 	// /data/lfw/images/Ann/Ann_0001.jpg true 1

@@ -554,6 +554,11 @@ type Evaluation struct {
 	// Skipped counts pairs left out because they could not be scored
 	// (PairSet.Evaluate); Pairs does not include them.
 	Skipped int `json:"skipped,omitempty"`
+	// Rejected counts pairs that could not be scored and were decided
+	// "different person" (NoFaceReject); Pairs includes them. It is left out
+	// of JSON, whose documents (facever eval --json) count the photos
+	// without a face instead.
+	Rejected int `json:"-"`
 	// ROC holds the curve, AUC and EER.
 	ROC *ROC `json:"roc"`
 	// Best is the single best threshold over all pairs (optimistic).

@@ -543,32 +543,100 @@ func PairsFromPeople(people []dataset.Person, maxPairs int) (*PairSet, error) {
 	return ps, nil
 }
 
-// usable drops the pairs whose score is NaN (not scored: no face found, an
-// unreadable photo) and returns the rest with their labels and folds.
-func (ps *PairSet) usable(scores []float64) (s []float64, same []bool, folds []int, skipped int, err error) {
+// NoFace is how a pairs evaluation counts a pair that could not be scored
+// because a photo gave no feature (no usable face, an unreadable file): its
+// score is NaN (PairSet.Scores).
+type NoFace int
+
+// The no-face policies.
+const (
+	// NoFaceReject decides such a pair "different person": it scores
+	// RejectScore, below every threshold, so a miss counts against accuracy
+	// (a same-person pair becomes a false reject) instead of being dropped,
+	// and every figure rests on all the pairs of the protocol. facever's
+	// eval and calibrate use it; it is the zero value.
+	NoFaceReject NoFace = iota
+	// NoFaceSkip leaves such a pair out of every figure and counts it in
+	// Evaluation.Skipped (Calibration.Skipped).
+	NoFaceSkip
+)
+
+// RejectScore is the score NoFaceReject gives a pair without a feature: the
+// lowest cosine similarity.
+const RejectScore = -1.0
+
+// String names the policy ("reject" or "skip").
+func (n NoFace) String() string {
+	switch n {
+	case NoFaceReject:
+		return "reject"
+	case NoFaceSkip:
+		return "skip"
+	}
+	return fmt.Sprintf("NoFace(%d)", int(n))
+}
+
+// PairsOptions are the choices of a pairs evaluation.
+type PairsOptions struct {
+	// Folds is the number of folds k: 0 means the set's own folds (10 for
+	// LFW), or 10 when it has none; the set's folds are used when k equals
+	// their number, stratified folds (AssignFolds) otherwise.
+	Folds int
+	// NoFace says how pairs without a feature count (default NoFaceReject).
+	NoFace NoFace
+}
+
+// Scores returns the cosine similarity of every pair's two features, in
+// order; feature returns nil for a photo without one (no usable face), and
+// such a pair scores NaN, left to the evaluation's NoFace policy.
+func (ps *PairSet) Scores(feature func(path string) []float32) []float64 {
+	s := make([]float64, len(ps.Pairs))
+	for i, p := range ps.Pairs {
+		a, b := feature(p.A), feature(p.B)
+		if a == nil || b == nil {
+			s[i] = math.NaN()
+			continue
+		}
+		s[i] = Cosine(a, b)
+	}
+	return s
+}
+
+// usable applies the no-face policy to the NaN scores (not scored: no face
+// found, an unreadable photo) and returns the scores with their labels and
+// folds, and the count of NaN scores.
+func (ps *PairSet) usable(scores []float64, policy NoFace) (s []float64, same []bool, folds []int, unscored int, err error) {
 	if len(scores) != len(ps.Pairs) {
 		return nil, nil, nil, 0, fmt.Errorf("verify: %d scores for %d pairs", len(scores), len(ps.Pairs))
 	}
-	for i, p := range ps.Pairs {
-		if math.IsNaN(scores[i]) {
-			skipped++
-			continue
-		}
-		s, same, folds = append(s, scores[i]), append(same, p.Same), append(folds, p.Fold)
+	if policy != NoFaceReject && policy != NoFaceSkip {
+		return nil, nil, nil, 0, fmt.Errorf("verify: unknown no-face policy %v", policy)
 	}
-	return s, same, folds, skipped, nil
+	for i, p := range ps.Pairs {
+		x := scores[i]
+		if math.IsNaN(x) {
+			unscored++
+			if policy == NoFaceSkip {
+				continue
+			}
+			x = RejectScore
+		}
+		s, same, folds = append(s, x), append(same, p.Same), append(folds, p.Fold)
+	}
+	return s, same, folds, unscored, nil
 }
 
 // Evaluate computes the standard metrics (see Evaluate) of scores[i], the
-// similarity of Pairs[i]. A NaN score marks a pair that could not be scored:
-// it is left out and counted in Evaluation.Skipped. k = 0 means the set's own
-// folds (10 for LFW), or 10 when it has none; the set's folds are used when
-// k equals their number, stratified folds (AssignFolds) otherwise.
-func (ps *PairSet) Evaluate(scores []float64, k int) (*Evaluation, error) {
-	s, same, folds, skipped, err := ps.usable(scores)
+// similarity of Pairs[i], with the folds and no-face policy of opt. A NaN
+// score marks a pair that could not be scored: with NoFaceReject it counts
+// as a "different person" decision (Evaluation.Rejected counts them), with
+// NoFaceSkip it is left out (Evaluation.Skipped).
+func (ps *PairSet) Evaluate(scores []float64, opt PairsOptions) (*Evaluation, error) {
+	s, same, folds, unscored, err := ps.usable(scores, opt.NoFace)
 	if err != nil {
 		return nil, err
 	}
+	k := opt.Folds
 	if k == 0 {
 		k = ps.Folds
 		if k < 2 {
@@ -582,18 +650,26 @@ func (ps *PairSet) Evaluate(scores []float64, k int) (*Evaluation, error) {
 	if err != nil {
 		return nil, err
 	}
-	e.Skipped = skipped
+	if opt.NoFace == NoFaceSkip {
+		e.Skipped = unscored
+	} else {
+		e.Rejected = unscored
+	}
 	return e, nil
 }
 
 // Calibrate chooses the threshold for targetFAR on the set's scores (see
-// Calibrate); NaN scores are left out and counted in Calibration.Skipped.
-func (ps *PairSet) Calibrate(scores []float64, targetFAR float64) (Calibration, error) {
-	s, same, _, skipped, err := ps.usable(scores)
+// Calibrate), NaN scores counted by the policy: rejected (an impostor pair
+// without a face is then a correct reject, a genuine one a false reject) or
+// left out and counted in Calibration.Skipped.
+func (ps *PairSet) Calibrate(scores []float64, targetFAR float64, policy NoFace) (Calibration, error) {
+	s, same, _, unscored, err := ps.usable(scores, policy)
 	if err != nil {
 		return Calibration{}, err
 	}
 	c, err := Calibrate(s, same, targetFAR)
-	c.Skipped = skipped
+	if policy == NoFaceSkip {
+		c.Skipped = unscored
+	}
 	return c, err
 }

@@ -13,6 +13,8 @@ type Photo struct {
 	Path string `json:"path"`
 	// Identity is the person's folder name ("" for unknown probes).
 	Identity string `json:"identity"`
+	// Person is the folder the photo comes from, for unknown probes too.
+	Person string `json:"person"`
 }
 
 // OpenSetSplit is a 1:N protocol built from an identity-per-folder layout:
@@ -26,6 +28,8 @@ type OpenSetSplit struct {
 	Known []Photo `json:"known"`
 	// Unknown holds the probes of people never enrolled (Identity "").
 	Unknown []Photo `json:"unknown"`
+	// People names every person of the split (enrolled or not), in order.
+	People []string `json:"people"`
 }
 
 // SplitOpenSet builds the 1:N protocol of the README from dir (one folder per
@@ -57,13 +61,16 @@ func SplitPeople(people []dataset.Person, enroll int) (*OpenSetSplit, error) {
 	}
 	s := &OpenSetSplit{}
 	for _, p := range people {
+		if len(p.Photos) > 0 {
+			s.People = append(s.People, p.Name)
+		}
 		switch {
 		case len(p.Photos) == 1:
-			s.Unknown = append(s.Unknown, Photo{p.Photos[0], ""})
+			s.Unknown = append(s.Unknown, Photo{p.Photos[0], "", p.Name})
 		case len(p.Photos) >= 2:
 			n := min(enroll, len(p.Photos)-1)
 			for i, path := range p.Photos {
-				ph := Photo{path, p.Name}
+				ph := Photo{path, p.Name, p.Name}
 				if i < n {
 					s.Gallery = append(s.Gallery, ph)
 				} else {

@@ -254,7 +254,7 @@ func TestPairSetEvaluate(t *testing.T) {
 		t.Fatal(err)
 	}
 	scores := []float64{0.9, 0.8, 0.7, 0.1, 0.2, 0.75, 0.85, math.NaN(), 0.6, 0.3, 0.65, 0.0}
-	e, err := ps.Evaluate(scores, 0)
+	e, err := ps.Evaluate(scores, PairsOptions{NoFace: NoFaceSkip})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,14 +266,14 @@ func TestPairSetEvaluate(t *testing.T) {
 		t.Errorf("fold 0 has %d pairs, want the file's 6", e.KFold.Folds[0].Pairs)
 	}
 	// Another k: stratified folds.
-	if e, err := ps.Evaluate(scores, 3); err != nil || len(e.KFold.Folds) != 3 {
+	if e, err := ps.Evaluate(scores, PairsOptions{Folds: 3, NoFace: NoFaceSkip}); err != nil || len(e.KFold.Folds) != 3 {
 		t.Errorf("k=3: %v %v", e, err)
 	}
-	c, err := ps.Calibrate(scores, 0.5)
+	c, err := ps.Calibrate(scores, 0.5, NoFaceSkip)
 	if err != nil || c.Skipped != 1 || c.Impostor != 6 || c.Genuine != 5 {
 		t.Errorf("Calibrate: %+v %v", c, err)
 	}
-	if _, err := ps.Evaluate(scores[:3], 0); err == nil {
+	if _, err := ps.Evaluate(scores[:3], PairsOptions{}); err == nil {
 		t.Error("score count mismatch accepted")
 	}
 }

@@ -1,7 +1,20 @@
 // Package verify decides whether two faces belong to the same person, and
 // measures how well such decisions are made: cosine similarity against a
-// threshold; ROC, AUC, EER, TAR@FAR; the k-fold pairs protocol of LFW; the
-// calibration of a threshold at a target false-accept rate; ROC plots.
+// threshold; ROC, AUC, EER, TAR@FAR; the calibration of a threshold at a
+// target false-accept rate; ROC plots; and the evaluation protocols, all on
+// features the caller computes (verify links no model and no training code):
+//
+//   - pairs (1:1): pairs files (LFW pairs.txt, CSV; streamed, bounded) or
+//     every pair of a folder per person (PairsFromPeople), scored by
+//     PairSet.Scores and evaluated by PairSet.Evaluate with the k-fold
+//     protocol of LFW and an explicit policy for photos without a face
+//     (NoFaceReject or NoFaceSkip);
+//   - open set (1:N): SplitPeople enrols each person's first photo and
+//     keeps the rest as probes, single-photo people as strangers;
+//     EvaluateOpenSet reports rank-1, the detect-and-identify and
+//     false-alarm rates, a threshold sweep and a threshold calibrated on
+//     half of the strangers, with the 1:N search pluggable (Matcher);
+//   - held-out people (after training): HeldOutPairs and IndexPairs.Measure.
 package verify
 
 import "math"

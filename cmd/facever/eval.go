@@ -74,33 +74,27 @@ func pipelineConfig(c *cli.Context) pipeline.Config {
 	return pipeline.Config{ModelsDir: c.String("models"), Runtime: c.String("runtime"), Model: c.String("model"), Detect: opt}
 }
 
-// pairScores embeds every photo of the set once and scores each pair. A pair
-// whose photo has no usable face scores −1 (decided "different person": a
-// miss counts against accuracy rather than being dropped) and is listed.
+// pairScores embeds every photo of the set once and scores each pair; a
+// pair whose photo has no usable face scores NaN, which the evaluation counts
+// by its no-face policy (the CLI's is verify.NoFaceReject: decided "different
+// person", a miss counts against accuracy rather than being dropped). The
+// photos without a face are listed.
 func pairScores(c *cli.Context, ps *verify.PairSet) ([]float64, []string, error) {
-	paths := ps.Paths()
-	res, err := features(c, paths, "embedding photos")
+	res, err := features(c, ps.Paths(), "embedding photos")
 	if err != nil {
 		return nil, nil, err
 	}
-	byPath := make(map[string]*pipeline.Result, len(res))
+	feat := make(map[string][]float32, len(res))
 	var failed []string
-	for i := range res {
-		byPath[res[i].Path] = &res[i]
-		if res[i].Err != nil {
-			failed = append(failed, res[i].Err.Error())
+	for _, r := range res {
+		if r.Err != nil {
+			failed = append(failed, r.Err.Error())
+		}
+		if r.Feature != nil {
+			feat[r.Path] = r.Feature
 		}
 	}
-	scores := make([]float64, len(ps.Pairs))
-	for i, p := range ps.Pairs {
-		a, b := byPath[p.A], byPath[p.B]
-		if a.Feature == nil || b.Feature == nil {
-			scores[i] = -1
-			continue
-		}
-		scores[i] = verify.Cosine(a.Feature, b.Feature)
-	}
-	return scores, failed, nil
+	return ps.Scores(func(p string) []float32 { return feat[p] }), failed, nil
 }
 
 // readPairs reads --pairs, or builds every pair of --data.
@@ -169,7 +163,7 @@ Examples:
 			if err != nil {
 				return fail(err)
 			}
-			cal, err := verify.Calibrate(scores, ps.Labels(), c.Float64("far"))
+			cal, err := ps.Calibrate(scores, c.Float64("far"), verify.NoFaceReject)
 			if err != nil {
 				return fail(err)
 			}
@@ -221,16 +215,11 @@ Examples:
 			if err != nil {
 				return fail(err)
 			}
-			k := c.Int("folds")
-			folds := ps.FoldIndices()
-			if ps.Folds != 0 && ps.Folds != k {
-				if c.IsSet("folds") {
-					folds = nil // the user asked for another split
-				} else {
-					k = ps.Folds
-				}
+			opt := verify.PairsOptions{NoFace: verify.NoFaceReject} // the set's own folds, else 10
+			if c.IsSet("folds") {
+				opt.Folds = c.Int("folds")
 			}
-			ev, err := verify.Evaluate(scores, ps.Labels(), folds, k)
+			ev, err := ps.Evaluate(scores, opt)
 			if err != nil {
 				return fail(err)
 			}

@@ -1,9 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"math"
-	"sort"
 
 	"github.com/urfave/cli/v2"
 
@@ -13,36 +13,39 @@ import (
 )
 
 // identifyEval is the outcome of the open-set 1:N protocol.
-type identifyEval struct {
-	Threshold float64 `json:"threshold"`
-	// Enrolled people (one template each) and their other photos (probes).
-	Enrolled    int `json:"enrolled"`
-	MatedProbes int `json:"mated_probes"`
-	// Rank1 is the share of mated probes whose best match is the right person
-	// (closed set, no threshold).
-	Rank1 float64 `json:"rank1"`
-	// DetectIdentify is the share of mated probes identified correctly and
-	// above the threshold (open set).
-	DetectIdentify float64 `json:"detect_identify_rate"`
-	// Strangers are photos of people not enrolled; FalseAlarm is the share of
-	// them matched to someone at the threshold (should be near the FAR).
-	Strangers  int     `json:"strangers"`
-	FalseAlarm float64 `json:"false_alarm_rate"`
-	// PhotosWithoutFace were skipped.
-	PhotosWithoutFace int `json:"photos_without_face"`
-	// Sweep gives both rates at a range of thresholds.
-	Sweep []openSetPoint `json:"sweep"`
-	// Calibrated is the threshold chosen on half of the strangers for
-	// TargetFalseAlarm, and both rates measured on the other half.
-	TargetFalseAlarm float64      `json:"target_false_alarm"`
-	Calibrated       openSetPoint `json:"calibrated"`
+type identifyEval = verify.OpenSetEvaluation
+
+// indexMatcher runs the protocol's searches on enroll.Index, the search
+// that identify and the server run, so the figures are that code's.
+type indexMatcher struct{ s *enroll.Searcher }
+
+func newIndexMatcher(ts []verify.Template) (verify.Matcher, error) {
+	ix := enroll.NewIndex(len(ts[0].Feature), len(ts))
+	ids := map[string]uint64{}
+	for i, t := range ts {
+		id, ok := ids[t.Identity]
+		if !ok {
+			id = uint64(len(ids) + 1)
+			ids[t.Identity] = id
+		}
+		if err := ix.Add(id, t.Identity, uint64(i+1), t.Feature); err != nil {
+			return nil, err
+		}
+	}
+	return indexMatcher{ix.NewSearcher()}, nil
 }
 
-// openSetPoint is one operating point of open-set identification.
-type openSetPoint struct {
-	Threshold      float64 `json:"threshold"`
-	DetectIdentify float64 `json:"detect_identify_rate"`
-	FalseAlarm     float64 `json:"false_alarm_rate"`
+func (m indexMatcher) Top1(probe []float32) (string, float64, error) {
+	r, err := m.s.Search(probe, 1)
+	if err != nil {
+		return "", 0, err
+	}
+	return r[0].Name, float64(r[0].Score), nil
+}
+
+func (m indexMatcher) Close() error {
+	m.s.Close()
+	return nil
 }
 
 func evalIdentifyCommand() *cli.Command {
@@ -64,128 +67,36 @@ Example (LFW: 1,680 people enrolled, 7,484 mated probes, 4,069 strangers):
 			alignedFlag, headFlag, cacheFlag, jsonFlag,
 		},
 		Action: func(c *cli.Context) error {
-			people, err := photosByPerson(c, c.String("data"))
+			set, err := walkData(c, c.String("data"))
 			if err != nil {
 				return fail(err)
 			}
-			var paths []string
-			for _, ph := range people {
-				paths = append(paths, ph...)
+			noMated := fmt.Errorf("%s has no person with two or more photos with a face", c.String("data"))
+			split, err := verify.SplitPeople(set.People, 1)
+			if err != nil {
+				return fail(noMated)
 			}
-			res, err := features(c, paths, "embedding photos")
+			res, err := features(c, set.Paths(), "embedding photos")
 			if err != nil {
 				return fail(err)
 			}
-			feat := map[string][]float32{}
-			missed := 0
+			feat := make(map[string][]float32, len(res))
 			for _, r := range res {
 				if r.Feature != nil {
 					feat[r.Path] = r.Feature
-				} else {
-					missed++
 				}
 			}
-			ev := identifyEval{Threshold: c.Float64("threshold"), PhotosWithoutFace: missed}
-			names := make([]string, 0, len(people))
-			for n := range people {
-				names = append(names, n)
+			ev, err := verify.EvaluateOpenSet(split, func(p string) []float32 { return feat[p] }, verify.OpenSetOptions{
+				Threshold: c.Float64("threshold"), TargetFalseAlarm: c.Float64("false-alarm"), NewMatcher: newIndexMatcher,
+			})
+			if errors.Is(err, verify.ErrNoMatedProbes) {
+				return fail(noMated)
 			}
-			sort.Strings(names)
-			var ix *enroll.Index
-			type probe struct {
-				want uint64
-				emb  []float32
-			}
-			var probes []probe
-			var strangers [][]float32
-			var strangerPerson []int
-			for i, n := range names {
-				var ok [][]float32
-				for _, p := range people[n] {
-					if f := feat[p]; f != nil {
-						ok = append(ok, f)
-					}
-				}
-				if len(people[n]) < 2 {
-					for _, f := range ok {
-						strangers = append(strangers, f)
-						strangerPerson = append(strangerPerson, i)
-					}
-					continue
-				}
-				if len(ok) == 0 {
-					continue
-				}
-				if ix == nil {
-					ix = enroll.NewIndex(len(ok[0]), len(names))
-				}
-				if err := ix.Add(uint64(i+1), n, uint64(i+1), ok[0]); err != nil {
-					return fail(err)
-				}
-				ev.Enrolled++
-				for _, f := range ok[1:] {
-					probes = append(probes, probe{uint64(i + 1), f})
-				}
-			}
-			if ix == nil || len(probes) == 0 {
-				return fail(fmt.Errorf("%s has no person with two or more photos with a face", c.String("data")))
-			}
-			s := ix.NewSearcher()
-			defer s.Close()
-			// Each probe's top-1 answer; strangers of even-numbered people
-			// calibrate the open-set threshold, the others test it.
-			var known, strange, testStrangers []verify.Probe
-			for _, p := range probes {
-				m, err := s.Search(p.emb, 1)
-				if err != nil {
-					return fail(err)
-				}
-				known = append(known, verify.Probe{Truth: names[p.want-1], Best: m[0].Name, Score: float64(m[0].Score)})
-			}
-			var calib []float64
-			for i, f := range strangers {
-				m, err := s.Search(f, 1)
-				if err != nil {
-					return fail(err)
-				}
-				pb := verify.Probe{Best: m[0].Name, Score: float64(m[0].Score)}
-				strange = append(strange, pb)
-				if strangerPerson[i]%2 == 0 {
-					calib = append(calib, pb.Score)
-				} else {
-					testStrangers = append(testStrangers, pb)
-				}
-			}
-			point := func(t float64, strangers []verify.Probe) (openSetPoint, verify.OpenSetResult, error) {
-				r, err := verify.OpenSet(append(append([]verify.Probe(nil), known...), strangers...), t)
-				return openSetPoint{Threshold: t, DetectIdentify: r.DIR, FalseAlarm: r.FPIR}, r, err
-			}
-			ev.MatedProbes, ev.Strangers = len(probes), len(strangers)
-			at, r, err := point(ev.Threshold, strange)
 			if err != nil {
 				return fail(err)
 			}
-			ev.Rank1, ev.DetectIdentify, ev.FalseAlarm = r.Rank1, at.DetectIdentify, at.FalseAlarm
-			alarms := int(math.Round(at.FalseAlarm * float64(len(strange))))
-			for t := 0.30; t < 0.701; t += 0.05 {
-				p, _, err := point(math.Round(t*100)/100, strange)
-				if err != nil {
-					return fail(err)
-				}
-				ev.Sweep = append(ev.Sweep, p)
-			}
-			ev.TargetFalseAlarm = c.Float64("false-alarm")
-			if len(calib) > 0 && len(testStrangers) > 0 {
-				sort.Sort(sort.Reverse(sort.Float64Slice(calib)))
-				allowed := int(math.Floor(ev.TargetFalseAlarm * float64(len(calib))))
-				thr := math.Nextafter(calib[min(allowed, len(calib)-1)], math.Inf(1))
-				if allowed >= len(calib) {
-					thr = calib[len(calib)-1]
-				}
-				if ev.Calibrated, _, err = point(thr, testStrangers); err != nil {
-					return fail(err)
-				}
-			}
+			missed := ev.PhotosWithoutFace
+			alarms := int(math.Round(ev.FalseAlarm * float64(ev.Strangers)))
 			if c.Bool("json") {
 				return writeJSONOrFail(c, ev)
 			}
