@@ -270,65 +270,6 @@ func splitIdentities(people map[string][]string, frac float64, seed int64) (trai
 	return trainSet, val, names
 }
 
-// verification is how well embeddings separate held-out identities.
-type verification struct {
-	Pairs    int     `json:"pairs"`
-	AUC      float64 `json:"auc"`
-	Accuracy float64 `json:"accuracy"`
-	// Threshold is the best-accuracy threshold.
-	Threshold float64 `json:"threshold"`
-	TARAt     float64 `json:"tar"`
-	FAR       float64 `json:"far"`
-}
-
-// heldOutPairs returns every same-identity pair and as many different-identity
-// pairs (sampled with seed), as index pairs into labels.
-func heldOutPairs(labels []int, seed int64, maxPairs int) (a, b []int, same []bool) {
-	var gen [][2]int
-	for i := range labels {
-		for j := i + 1; j < len(labels); j++ {
-			if labels[i] == labels[j] {
-				gen = append(gen, [2]int{i, j})
-			}
-		}
-	}
-	rng := rand.New(rand.NewPCG(uint64(seed), 42))
-	if len(gen) > maxPairs/2 {
-		rng.Shuffle(len(gen), func(i, j int) { gen[i], gen[j] = gen[j], gen[i] })
-		gen = gen[:maxPairs/2]
-	}
-	for _, g := range gen {
-		a, b, same = append(a, g[0]), append(b, g[1]), append(same, true)
-	}
-	n := len(gen)
-	for tries := 0; n > 0 && tries < 20*len(gen); tries++ {
-		i, j := rng.IntN(len(labels)), rng.IntN(len(labels))
-		if labels[i] != labels[j] {
-			a, b, same = append(a, i), append(b, j), append(same, false)
-			n--
-		}
-	}
-	return a, b, same
-}
-
-// measure scores the pairs with the embeddings.
-func measure(embs [][]float32, a, b []int, same []bool, far float64) (verification, error) {
-	scores := make([]float64, len(a))
-	for k := range a {
-		scores[k] = verify.Cosine(embs[a[k]], embs[b[k]])
-	}
-	roc, err := verify.ComputeROC(scores, same)
-	if err != nil {
-		return verification{}, err
-	}
-	best, err := verify.BestAccuracy(scores, same)
-	if err != nil {
-		return verification{}, err
-	}
-	op := roc.AtFAR(far)
-	return verification{Pairs: len(a), AUC: roc.AUC, Accuracy: best.Accuracy, Threshold: best.Threshold, TARAt: op.TAR, FAR: far}, nil
-}
-
 func trainCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "train",
@@ -397,24 +338,24 @@ Examples:
 				return fail(err)
 			}
 			doc := map[string]any{"head": c.String("out"), "report": rep, "train_photos": len(trainSet.paths), "train_identities": rep.Identities, "photos_without_face": missed}
-			var raw, tuned verification
+			var raw, tuned verify.HeldOut
 			haveVal := false
 			if len(val.paths) > 0 {
 				vfeats, vlabels, _, err := trainFeatures(c, val, "embedding held-out photos", nil)
 				if err != nil {
 					return fail(err)
 				}
-				a, b, same := heldOutPairs(vlabels, c.Int64("seed"), 100_000)
-				if len(a) > 0 {
+				pairs := verify.HeldOutPairs(vlabels, c.Int64("seed"), 100_000)
+				if pairs.Len() > 0 {
 					proj := make([][]float32, len(vfeats))
 					for i, f := range vfeats {
 						proj[i] = make([]float32, head.OutDim())
 						head.Project(proj[i], f)
 					}
-					if raw, err = measure(vfeats, a, b, same, 1e-2); err != nil {
+					if raw, err = pairs.Measure(vfeats, 1e-2); err != nil {
 						return fail(err)
 					}
-					if tuned, err = measure(proj, a, b, same, 1e-2); err != nil {
+					if tuned, err = pairs.Measure(proj, 1e-2); err != nil {
 						return fail(err)
 					}
 					haveVal = true
