@@ -22,13 +22,21 @@
 // their work and close. A long-running searcher should load an Index and
 // Close the gallery.
 //
-// # Layout (schema version 2)
+// # Layout (schema version 4)
 //
-//	meta        app, schema, model (backbone sha256), head, dim, created
-//	identities  id (uint64 big-endian) → JSON {name, metadata, created, templates}
-//	names       name → id
-//	templates   identity id ‖ template id (2 × uint64 BE) → binary template
+//	meta        app, schema, model (backbone sha256), head, dim, created,
+//	            counts (identities, templates; since v4)
+//	identities  id (uint64 big-endian) → 0x01 ‖ CRC-32C ‖ JSON {name, metadata, created, templates}
+//	names       name (NFC) → id
+//	templates   identity id ‖ template id (2 × uint64 BE) → binary template ‖ CRC-32C
 //	photos      photo sha256 ‖ identity id ‖ template id → empty (since v2)
+//	apikeys     sha256 of a key → JSON (since v3)
+//
+// Every identity and template record carries a CRC-32C of its key and value
+// (since v4), checked whenever it is read; the counts are checked by List
+// and LoadIndex, and the names against the records they point at. Damage is
+// reported as ErrCorrupt naming the record, never as a wrong answer (see
+// file.go for the file-level checks, and Check).
 //
 // Templates sort by identity, so an identity's templates are one key range.
 // Schema changes are migrations (see migrations), run in one transaction by
@@ -45,7 +53,6 @@ import (
 	"io/fs"
 	"math"
 	"os"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -58,7 +65,7 @@ import (
 )
 
 // SchemaVersion is the layout version this package writes.
-const SchemaVersion = 3
+const SchemaVersion = 4
 
 // DefaultTimeout is how long Open waits for another process's lock when
 // Options.Timeout is zero.
@@ -121,6 +128,11 @@ type Options struct {
 	// Timeout bounds the wait for another process's lock: 0 means
 	// DefaultTimeout, a negative value waits forever.
 	Timeout time.Duration
+	// AcceptRollback opens a gallery whose newest committed transaction is
+	// missing (a damaged meta page made bbolt fall back to the one before:
+	// see file.go) instead of failing with ErrCorrupt, and, read-write,
+	// resets its transaction counter: the lost transaction stays lost.
+	AcceptRollback bool
 	// MaxMetadataKeys bounds the number of metadata keys of one identity
 	// (0: DefaultMaxMetadataKeys; negative: no limit). Enroll checks it on
 	// the merged metadata; over it, the write fails with ErrTooLarge.
@@ -234,8 +246,11 @@ type Gallery struct {
 	path string
 	opts Options
 
-	mu    sync.Mutex
-	meta  Meta
+	side *sidecar // committed-transaction counter (nil: read-only)
+
+	mu      sync.Mutex
+	meta    Meta
+	sideErr error // the last failure to write the counter (reported by Check)
 	txid  uint64 // the newest transaction this Gallery has seen committed
 	index *Index // cached by Search; used only while index.version >= txid
 
@@ -246,6 +261,10 @@ type Gallery struct {
 // opts.ReadOnly, migrating an older schema, and checking the model (see
 // Options). It waits for another process's lock up to opts.Timeout and then
 // fails with ErrLocked.
+//
+// A file that is not a gallery (empty, foreign) fails with ErrSchema, a
+// damaged one (truncated, meta pages destroyed, its newest transaction
+// rolled back) with ErrCorrupt.
 func Open(path string, opts Options) (*Gallery, error) {
 	if opts.ReadOnly {
 		if _, err := os.Stat(path); err != nil {
@@ -259,28 +278,75 @@ func Open(path string, opts Options) (*Gallery, error) {
 	case timeout < 0:
 		timeout = 0 // bbolt: wait forever
 	}
-	db, err := bolt.Open(path, FileMode, &bolt.Options{Timeout: timeout, ReadOnly: opts.ReadOnly, FreelistType: bolt.FreelistMapType})
+	var db *bolt.DB
+	var opened *os.File
+	err := guard(func() error {
+		var err error
+		db, err = bolt.Open(path, FileMode, &bolt.Options{Timeout: timeout, ReadOnly: opts.ReadOnly, FreelistType: bolt.FreelistMapType,
+			OpenFile: opener(opts.ReadOnly, timeout, &opened)})
+		return err
+	})
+	if db == nil && opened != nil {
+		opened.Close() // bbolt panicked before it could close it; releases the lock
+	}
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		switch {
+		case errors.Is(err, ErrSchema), errors.Is(err, ErrCorrupt):
+			return nil, fmt.Errorf("open gallery %s: %w", path, err)
+		case errors.Is(err, bolt.ErrTimeout), errors.Is(err, errLockTimeout):
 			return nil, fmt.Errorf("open gallery %s: %w (waited %v)", path, ErrLocked, timeout)
+		case errors.Is(err, bolt.ErrInvalid), errors.Is(err, bolt.ErrVersionMismatch):
+			return nil, fmt.Errorf("open gallery %s: %w: not a facever gallery (%v)", path, ErrSchema, err)
+		case errors.Is(err, bolt.ErrChecksum):
+			return nil, fmt.Errorf("open gallery %s: %w: %v", path, ErrCorrupt, err)
 		}
 		return nil, fmt.Errorf("open gallery %s: %w", path, err)
 	}
 	g := &Gallery{db: db, path: path, opts: opts}
+	if err := g.checkRollback(); err != nil {
+		g.Close()
+		return nil, fmt.Errorf("open gallery %s: %w", path, err)
+	}
 	if err := g.init(); err != nil {
-		db.Close()
+		g.Close()
 		return nil, fmt.Errorf("open gallery %s: %w", path, err)
 	}
 	if !opts.ReadOnly {
 		// Templates are biometric data: tighten a file created elsewhere.
 		if st, err := os.Stat(path); err == nil && st.Mode().Perm()&^FileMode != 0 {
 			if err := os.Chmod(path, FileMode); err != nil {
-				db.Close()
+				g.Close()
 				return nil, fmt.Errorf("open gallery %s: %w", path, err)
 			}
 		}
 	}
 	return g, nil
+}
+
+// checkRollback compares the file's newest transaction with the counter
+// kept beside it (see file.go), and, read-write, opens the counter and
+// brings it up to date.
+func (g *Gallery) checkRollback() error {
+	var txid uint64
+	if err := g.view(func(tx *bolt.Tx) error { txid = uint64(tx.ID()); return nil }); err != nil {
+		return err
+	}
+	sp := g.path + SidecarSuffix
+	rec, ok, err := readSidecar(sp)
+	if err != nil && !g.opts.AcceptRollback {
+		return err
+	}
+	if ok && rec > txid && !g.opts.AcceptRollback {
+		return fmt.Errorf("%w: transaction %d was committed (recorded in %s) but the file's newest is %d: its newest meta page is damaged and the last %d transaction(s) are lost (a meta-page rollback); restore a backup with `facever gallery restore`, or open it accepting the loss (enroll.Options.AcceptRollback)",
+			ErrCorrupt, rec, sp, txid, rec-txid)
+	}
+	if g.opts.ReadOnly {
+		return nil
+	}
+	if g.side, err = openSidecar(sp); err != nil {
+		return err
+	}
+	return g.side.force(txid)
 }
 
 // init migrates, reads the meta data and checks or records the model.
@@ -401,6 +467,67 @@ var migrations = []migration{
 		_, err := tx.CreateBucketIfNotExists(bucketAPIKeys)
 		return err
 	}},
+	{4, "record checksums (CRC-32C of key and value) and record counts", func(tx *bolt.Tx) error {
+		ni, err := rewriteAll(tx.Bucket(bucketIdentities), func(k, v []byte) ([]byte, error) {
+			if len(v) > 0 && v[0] == '{' { // v3: bare JSON
+				return sealIdentity(k, v), nil
+			}
+			_, err := openIdentity(k, v)
+			return nil, err
+		})
+		if err != nil {
+			return err
+		}
+		nt, err := rewriteAll(tx.Bucket(bucketTemplates), func(k, v []byte) ([]byte, error) {
+			if len(v) > 0 && v[0] == 1 { // v3: no checksum
+				return sealTemplate(k, append([]byte{2}, v[1:]...)), nil
+			}
+			_, err := openTemplate(k, v)
+			return nil, err
+		})
+		if err != nil {
+			return err
+		}
+		return putCounts(tx, counts{identities: ni, templates: nt})
+	}},
+}
+
+// rewriteAll replaces every value of b by fn's result (nil: keep it), in
+// batches (a bbolt cursor must be repositioned after a write), and returns
+// the number of keys.
+func rewriteAll(b *bolt.Bucket, fn func(k, v []byte) ([]byte, error)) (uint64, error) {
+	var n uint64
+	var after []byte
+	for {
+		type kv struct{ k, v []byte }
+		var batch []kv
+		c := b.Cursor()
+		k, v := c.First()
+		if after != nil {
+			if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
+				k, v = c.Next()
+			}
+		}
+		for ; k != nil && len(batch) < 1000; k, v = c.Next() {
+			n++
+			nv, err := fn(k, v)
+			if err != nil {
+				return 0, err
+			}
+			if nv != nil {
+				batch = append(batch, kv{append([]byte(nil), k...), nv})
+			}
+			after = append(after[:0], k...)
+		}
+		for _, e := range batch {
+			if err := b.Put(e.k, e.v); err != nil {
+				return 0, err
+			}
+		}
+		if k == nil {
+			return n, nil
+		}
+	}
 }
 
 func latestSchema() int { return migrations[len(migrations)-1].to }
@@ -458,7 +585,13 @@ func readMeta(tx *bolt.Tx) Meta {
 }
 
 // Close releases the file and its lock.
-func (g *Gallery) Close() error { return g.db.Close() }
+func (g *Gallery) Close() error {
+	err := g.db.Close()
+	if serr := g.side.close(); err == nil {
+		err = serr
+	}
+	return err
+}
 
 // Path is the gallery's file name.
 func (g *Gallery) Path() string { return g.path }
@@ -494,7 +627,13 @@ func (g *Gallery) update(fn func(tx *bolt.Tx) error) error {
 	if err != nil {
 		return err
 	}
+	// The write has committed: it stands even if the counter cannot be
+	// written (Check reports that).
+	serr := g.side.record(txid)
 	g.mu.Lock()
+	if serr != nil {
+		g.sideErr = serr
+	}
 	if txid > g.txid {
 		g.txid = txid
 		g.meta = meta
@@ -517,19 +656,7 @@ func (g *Gallery) view(fn func(tx *bolt.Tx) error) error {
 // backup can be restored with `facever gallery restore`.
 var ErrCorrupt = errors.New("enroll: gallery file is damaged")
 
-// guard runs fn, turning a panic (bbolt panics on many kinds of damage) and
-// a memory fault (a page beyond the end of a truncated file, read through
-// bbolt's mmap) into an ErrCorrupt error instead of a crash. bbolt's View
-// and Update roll their transaction back on the way out.
-func guard(fn func() error) (err error) {
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("%w: %v (run `facever gallery check`; restore a backup with `facever gallery restore`)", ErrCorrupt, p)
-		}
-	}()
-	return fn()
-}
+
 
 func u64(v uint64) []byte {
 	var b [8]byte
@@ -584,19 +711,30 @@ func nameRune(r rune) bool {
 		!unicode.Is(unicode.Variation_Selector, r) && r != 0x034f // combining grapheme joiner
 }
 
-// lookupName finds name's id in the names bucket: its normal form first,
-// then the bytes as given (a name stored before normalisation).
-func lookupName(tx *bolt.Tx, name string) []byte {
+// byName finds the identity called name: by its normal form first, then by
+// the bytes as given (a name stored before normalisation). The names index
+// is checked against the record it points at.
+func byName(tx *bolt.Tx, name string) (Identity, bool, error) {
 	names := tx.Bucket(bucketNames)
-	if n, err := NormalizeName(name); err == nil {
-		if v := names.Get([]byte(n)); v != nil {
-			return v
-		}
+	key := []byte(name)
+	if n, err := NormalizeName(name); err == nil && names.Get([]byte(n)) != nil {
+		key = []byte(n)
 	}
-	if name == "" {
-		return nil
+	if len(key) == 0 {
+		return Identity{}, false, nil
 	}
-	return names.Get([]byte(name))
+	v := names.Get(key)
+	if v == nil {
+		return Identity{}, false, nil
+	}
+	if len(v) != 8 {
+		return Identity{}, false, fmt.Errorf("%w: the names index entry of %q is damaged", ErrCorrupt, key)
+	}
+	it, err := getIdentity(tx, binary.BigEndian.Uint64(v))
+	if errors.Is(err, ErrNotFound) || err == nil && it.Name != string(key) {
+		return Identity{}, false, fmt.Errorf("%w: the names index points %q at identity %d, which is not called that", ErrCorrupt, key, binary.BigEndian.Uint64(v))
+	}
+	return it, err == nil, err
 }
 
 type identityRecord struct {
@@ -614,10 +752,37 @@ func getIdentity(tx *bolt.Tx, id uint64) (Identity, error) {
 	return decodeIdentity(id, v)
 }
 
+// Identity value: 0x01, CRC-32C (big endian) of key ‖ JSON, JSON.
+func sealIdentity(key, js []byte) []byte {
+	v := make([]byte, 5, 5+len(js))
+	v[0] = 1
+	binary.BigEndian.PutUint32(v[1:], recordSum(key, js))
+	return append(v, js...)
+}
+
+// openIdentity checks an identity value's checksum and returns its JSON.
+func openIdentity(key, v []byte) ([]byte, error) {
+	if len(key) != 8 {
+		return nil, fmt.Errorf("%w: identity key %x is not 8 bytes", ErrCorrupt, key)
+	}
+	id := binary.BigEndian.Uint64(key)
+	if len(v) < 5 || v[0] != 1 {
+		return nil, fmt.Errorf("%w: identity %d: unknown record format", ErrCorrupt, id)
+	}
+	if recordSum(key, v[5:]) != binary.BigEndian.Uint32(v[1:]) {
+		return nil, fmt.Errorf("%w: identity %d: record checksum mismatch", ErrCorrupt, id)
+	}
+	return v[5:], nil
+}
+
 func decodeIdentity(id uint64, v []byte) (Identity, error) {
+	js, err := openIdentity(u64(id), v)
+	if err != nil {
+		return Identity{}, err
+	}
 	var r identityRecord
-	if err := json.Unmarshal(v, &r); err != nil {
-		return Identity{}, fmt.Errorf("identity %d: corrupt record: %w", id, err)
+	if err := json.Unmarshal(js, &r); err != nil {
+		return Identity{}, fmt.Errorf("%w: identity %d: %v", ErrCorrupt, id, err)
 	}
 	return Identity{ID: id, Name: r.Name, Metadata: r.Metadata, Created: r.Created, Templates: r.Templates}, nil
 }
@@ -627,7 +792,49 @@ func putIdentity(tx *bolt.Tx, it Identity) error {
 	if err != nil {
 		return err
 	}
-	return tx.Bucket(bucketIdentities).Put(u64(it.ID), v)
+	key := u64(it.ID)
+	return tx.Bucket(bucketIdentities).Put(key, sealIdentity(key, v))
+}
+
+// counts are the numbers of identities and templates, kept in meta (since
+// v4) so that a part of the file that has vanished is noticed.
+type counts struct{ identities, templates uint64 }
+
+var keyCounts = []byte("counts")
+
+// getCounts returns the counts; ok is false in a file older than v4.
+func getCounts(tx *bolt.Tx) (c counts, ok bool, err error) {
+	v := tx.Bucket(bucketMeta).Get(keyCounts)
+	if v == nil {
+		if version, _ := schemaOf(tx); version < 4 {
+			return counts{}, false, nil
+		}
+		return counts{}, false, fmt.Errorf("%w: the record counts are missing", ErrCorrupt)
+	}
+	if len(v) != 20 || recordSum(keyCounts, v[:16]) != binary.BigEndian.Uint32(v[16:]) {
+		return counts{}, false, fmt.Errorf("%w: the record counts are damaged", ErrCorrupt)
+	}
+	return counts{binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])}, true, nil
+}
+
+func putCounts(tx *bolt.Tx, c counts) error {
+	v := make([]byte, 20)
+	binary.BigEndian.PutUint64(v, c.identities)
+	binary.BigEndian.PutUint64(v[8:], c.templates)
+	binary.BigEndian.PutUint32(v[16:], recordSum(keyCounts, v[:16]))
+	return tx.Bucket(bucketMeta).Put(keyCounts, v)
+}
+
+// addCounts adjusts the counts (a no-op in a file older than v4, whose
+// migration counts everything).
+func addCounts(tx *bolt.Tx, identities, templates int) error {
+	c, ok, err := getCounts(tx)
+	if err != nil || !ok {
+		return err
+	}
+	c.identities += uint64(identities)
+	c.templates += uint64(templates)
+	return putCounts(tx, c)
 }
 
 func createIdentity(tx *bolt.Tx, name string, metadata map[string]string, l limits) (Identity, error) {
@@ -648,6 +855,9 @@ func createIdentity(tx *bolt.Tx, name string, metadata map[string]string, l limi
 	}
 	it := Identity{ID: id, Name: name, Metadata: metadata, Created: time.Now().UTC()}
 	if err := putIdentity(tx, it); err != nil {
+		return Identity{}, err
+	}
+	if err := addCounts(tx, 1, 0); err != nil {
 		return Identity{}, err
 	}
 	return it, names.Put([]byte(name), u64(id))
@@ -693,10 +903,11 @@ func (g *Gallery) Enroll(name string, metadata map[string]string, ts []Template)
 	var out []Template
 	err := g.update(func(tx *bolt.Tx) error {
 		var err error
-		if v := lookupName(tx, name); v != nil {
-			if it, err = getIdentity(tx, binary.BigEndian.Uint64(v)); err != nil {
-				return err
-			}
+		var found bool
+		if it, found, err = byName(tx, name); err != nil {
+			return err
+		}
+		if found {
 			if len(metadata) > 0 && it.Metadata == nil {
 				it.Metadata = map[string]string{}
 			}
@@ -778,12 +989,16 @@ func (g *Gallery) addTemplates(tx *bolt.Tx, it *Identity, ts []Template) ([]Temp
 		out = append(out, t)
 	}
 	it.Templates += len(ts)
+	if err := addCounts(tx, 0, len(ts)); err != nil {
+		return nil, err
+	}
 	return out, putIdentity(tx, *it)
 }
 
-// Template value: version byte 1, uint32 dim, dim float32 (little endian),
+// Template value: version byte 2, uint32 dim, dim float32 (little endian),
 // 32-byte photo sha256 (zeros: unknown), int64 created (Unix ns), uint16
-// source length, source bytes.
+// source length, source bytes, and the CRC-32C (little endian) of the key
+// and all that. (Version 1, before schema 4, had no checksum.)
 func encodeTemplate(t Template) ([]byte, error) {
 	var sha [32]byte
 	if t.PhotoSHA256 != "" {
@@ -797,8 +1012,8 @@ func encodeTemplate(t Template) ([]byte, error) {
 	if len(src) > math.MaxUint16 {
 		src = src[:math.MaxUint16]
 	}
-	buf := make([]byte, 0, 1+4+4*len(t.Embedding)+32+8+2+len(src))
-	buf = append(buf, 1)
+	buf := make([]byte, 0, 1+4+4*len(t.Embedding)+32+8+2+len(src)+4)
+	buf = append(buf, 2)
 	buf = binary.LittleEndian.AppendUint32(buf, uint32(len(t.Embedding)))
 	for _, x := range t.Embedding {
 		buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(x))
@@ -806,16 +1021,43 @@ func encodeTemplate(t Template) ([]byte, error) {
 	buf = append(buf, sha[:]...)
 	buf = binary.LittleEndian.AppendUint64(buf, uint64(t.Created.UnixNano()))
 	buf = binary.LittleEndian.AppendUint16(buf, uint16(len(src)))
-	return append(buf, src...), nil
+	buf = append(buf, src...)
+	return sealTemplate(append(u64(t.IdentityID), u64(t.ID)...), buf), nil
 }
 
-var errCorrupt = errors.New("corrupt template record")
+// sealTemplate appends the checksum to a template value.
+func sealTemplate(key, v []byte) []byte {
+	return binary.LittleEndian.AppendUint32(v, recordSum(key, v))
+}
 
-// decodeEmbedding decodes only the embedding of a template value into emb,
-// which must have the record's length.
-func decodeEmbedding(v []byte, emb []float32) error {
-	if len(v) < 5 || v[0] != 1 || int(binary.LittleEndian.Uint32(v[1:])) != len(emb) || len(v) < 5+4*len(emb) {
-		return errCorrupt
+// openTemplate checks a template value's checksum and returns it without.
+func openTemplate(key, v []byte) ([]byte, error) {
+	if len(key) != 16 {
+		return nil, fmt.Errorf("%w: template key %x is not 16 bytes", ErrCorrupt, key)
+	}
+	if len(v) < 5+4 || v[0] != 2 {
+		return nil, fmt.Errorf("%w: %s: unknown record format", ErrCorrupt, templateName(key))
+	}
+	n := len(v) - 4
+	if recordSum(key, v[:n]) != binary.LittleEndian.Uint32(v[n:]) {
+		return nil, fmt.Errorf("%w: %s: record checksum mismatch", ErrCorrupt, templateName(key))
+	}
+	return v[:n], nil
+}
+
+func templateName(key []byte) string {
+	return fmt.Sprintf("template %d of identity %d", binary.BigEndian.Uint64(key[8:]), binary.BigEndian.Uint64(key))
+}
+
+// decodeEmbedding checks a template record and decodes only its embedding
+// into emb, which must have the record's length.
+func decodeEmbedding(key, v []byte, emb []float32) error {
+	v, err := openTemplate(key, v)
+	if err != nil {
+		return err
+	}
+	if int(binary.LittleEndian.Uint32(v[1:])) != len(emb) || len(v) < 5+4*len(emb) {
+		return fmt.Errorf("%w: %s has %d values, the gallery %d", ErrCorrupt, templateName(key), binary.LittleEndian.Uint32(v[1:]), len(emb))
 	}
 	b := v[5 : 5+4*len(emb)]
 	for i := range emb {
@@ -841,12 +1083,14 @@ func photoSHA(v []byte) []byte {
 	return sha
 }
 
-// decodeTemplate decodes a value; emb, when non-nil and long enough,
-// receives the embedding (no allocation).
+// decodeTemplate checks and decodes a value; emb, when non-nil and long
+// enough, receives the embedding (no allocation).
 func decodeTemplate(key, v []byte, emb []float32) (Template, error) {
-	if len(key) != 16 || len(v) < 5 || v[0] != 1 {
-		return Template{}, errCorrupt
+	v, err := openTemplate(key, v)
+	if err != nil {
+		return Template{}, err
 	}
+	errCorrupt := fmt.Errorf("%w: %s: malformed record", ErrCorrupt, templateName(key))
 	dim := int(binary.LittleEndian.Uint32(v[1:]))
 	rest := v[5:]
 	if dim < 0 || len(rest) < 4*dim+32+8+2 {
@@ -877,7 +1121,10 @@ func decodeTemplate(key, v []byte, emb []float32) (Template, error) {
 func (g *Gallery) List() ([]Identity, error) {
 	var out []Identity
 	err := g.view(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketIdentities).ForEach(func(k, v []byte) error {
+		err := tx.Bucket(bucketIdentities).ForEach(func(k, v []byte) error {
+			if len(k) != 8 {
+				return fmt.Errorf("%w: identity key %x", ErrCorrupt, k)
+			}
 			it, err := decodeIdentity(binary.BigEndian.Uint64(k), v)
 			if err != nil {
 				return err
@@ -885,8 +1132,20 @@ func (g *Gallery) List() ([]Identity, error) {
 			out = append(out, it)
 			return nil
 		})
+		if err != nil {
+			return err
+		}
+		if c, ok, err := getCounts(tx); err != nil {
+			return err
+		} else if ok && c.identities != uint64(len(out)) {
+			return fmt.Errorf("%w: %d identities found, %d recorded", ErrCorrupt, len(out), c.identities)
+		}
+		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // MaxPage is the most identities one ListPage call returns.
@@ -945,12 +1204,11 @@ func (g *Gallery) Get(id uint64) (Identity, error) {
 func (g *Gallery) GetByName(name string) (Identity, error) {
 	var it Identity
 	err := g.view(func(tx *bolt.Tx) error {
-		v := lookupName(tx, name)
-		if v == nil {
-			return fmt.Errorf("%w: %q", ErrNotFound, name)
-		}
+		var ok bool
 		var err error
-		it, err = getIdentity(tx, binary.BigEndian.Uint64(v))
+		if it, ok, err = byName(tx, name); err == nil && !ok {
+			err = fmt.Errorf("%w: %q", ErrNotFound, name)
+		}
 		return err
 	})
 	return it, err
@@ -1009,11 +1267,14 @@ func (g *Gallery) FindPhoto(sha256hex string) ([]Template, error) {
 			key := k[32:]
 			v := tb.Get(key)
 			if v == nil {
-				return fmt.Errorf("photo index names a missing template: %w", errCorrupt)
+				return fmt.Errorf("%w: the photo index names a missing %s", ErrCorrupt, templateName(key))
 			}
 			t, err := decodeTemplate(key, v, nil)
 			if err != nil {
 				return err
+			}
+			if t.PhotoSHA256 != sha256hex {
+				return fmt.Errorf("%w: the photo index names %s, which comes from another photo", ErrCorrupt, templateName(key))
 			}
 			out = append(out, t)
 		}
@@ -1032,7 +1293,9 @@ func (g *Gallery) Remove(id uint64) error {
 		c := tx.Bucket(bucketTemplates).Cursor()
 		photos := tx.Bucket(bucketPhotos)
 		prefix := u64(id)
+		removed := 0
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Seek(prefix) {
+			removed++
 			if sha := photoSHA(v); sha != nil && photos != nil {
 				if err := photos.Delete(append(append([]byte(nil), sha...), k...)); err != nil {
 					return err
@@ -1043,6 +1306,9 @@ func (g *Gallery) Remove(id uint64) error {
 			}
 		}
 		if err := tx.Bucket(bucketNames).Delete([]byte(it.Name)); err != nil {
+			return err
+		}
+		if err := addCounts(tx, -1, -removed); err != nil {
 			return err
 		}
 		return tx.Bucket(bucketIdentities).Delete(u64(id))
@@ -1087,28 +1353,62 @@ func (g *Gallery) LoadIndex() (*Index, error) {
 	var ix *Index
 	err := g.view(func(tx *bolt.Tx) error {
 		meta := readMeta(tx)
-		n := tx.Bucket(bucketTemplates).Stats().KeyN
+		c, haveCounts, err := getCounts(tx)
+		if err != nil {
+			return err
+		}
+		n := int(c.templates)
+		if !haveCounts {
+			n = tx.Bucket(bucketTemplates).Stats().KeyN
+		}
+		// A damaged count or dimension must not make a huge allocation:
+		// the file cannot hold more than this.
+		if room := int(tx.Size() / int64(4*meta.Dim+1)); n > room || n < 0 {
+			return fmt.Errorf("%w: %d templates of %d values claimed, the file has room for %d", ErrCorrupt, c.templates, meta.Dim, room)
+		}
 		ix = NewIndex(meta.Dim, n)
 		ix.version = uint64(tx.ID())
-		names := map[uint64]string{}
+		type person struct {
+			name       string
+			want, seen int
+		}
+		people := map[uint64]*person{}
 		if err := tx.Bucket(bucketIdentities).ForEach(func(k, v []byte) error {
+			if len(k) != 8 {
+				return fmt.Errorf("%w: identity key %x", ErrCorrupt, k)
+			}
 			it, err := decodeIdentity(binary.BigEndian.Uint64(k), v)
-			names[it.ID] = it.Name
+			people[it.ID] = &person{name: it.Name, want: it.Templates}
 			return err
 		}); err != nil {
 			return err
 		}
 		emb := make([]float32, meta.Dim)
-		return tx.Bucket(bucketTemplates).ForEach(func(k, v []byte) error {
-			if len(k) != 16 {
-				return errCorrupt
-			}
-			if err := decodeEmbedding(v, emb); err != nil {
+		err = tx.Bucket(bucketTemplates).ForEach(func(k, v []byte) error {
+			if err := decodeEmbedding(k, v, emb); err != nil {
 				return err
 			}
 			id := binary.BigEndian.Uint64(k)
-			return ix.Add(id, names[id], binary.BigEndian.Uint64(k[8:]), emb)
+			p := people[id]
+			if p == nil {
+				return fmt.Errorf("%w: %s: no such identity", ErrCorrupt, templateName(k))
+			}
+			p.seen++
+			return ix.Add(id, p.name, binary.BigEndian.Uint64(k[8:]), emb)
 		})
+		if err != nil {
+			return err
+		}
+		// Every record checks out; now check that none is missing.
+		for id, p := range people {
+			if p.seen != p.want {
+				return fmt.Errorf("%w: identity %d has %d templates, its record says %d", ErrCorrupt, id, p.seen, p.want)
+			}
+		}
+		if haveCounts && (uint64(len(people)) != c.identities || uint64(ix.Len()) != c.templates) {
+			return fmt.Errorf("%w: %d identities and %d templates found, %d and %d recorded", ErrCorrupt, len(people), ix.Len(), c.identities, c.templates)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load index of %s: %w", g.path, err)
