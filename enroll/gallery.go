@@ -250,9 +250,9 @@ type Gallery struct {
 
 	mu      sync.Mutex
 	meta    Meta
-	sideErr error // the last failure to write the counter (reported by Check)
-	txid  uint64 // the newest transaction this Gallery has seen committed
-	index *Index // cached by Search; used only while index.version >= txid
+	sideErr error  // the last failure to write the counter (reported by Check)
+	txid    uint64 // the newest transaction this Gallery has seen committed
+	index   *Index // cached by Search; used only while index.version >= txid
 
 	loading sync.Mutex // one index load at a time (the others wait and share it)
 }
@@ -655,8 +655,6 @@ func (g *Gallery) view(fn func(tx *bolt.Tx) error) error {
 // says what is damaged; `facever gallery check` reports everything, and a
 // backup can be restored with `facever gallery restore`.
 var ErrCorrupt = errors.New("enroll: gallery file is damaged")
-
-
 
 func u64(v uint64) []byte {
 	var b [8]byte
