@@ -34,8 +34,9 @@ type CheckReport struct {
 	// Problems lists the damage found, one sentence each (at most
 	// MaxProblems); empty when the gallery is sound.
 	Problems []string `json:"problems"`
-	// PageCheck says whether bbolt's page-level check ran (it is skipped
-	// when the records cannot be walked: it would crash on such a file).
+	// PageCheck says whether bbolt's own page check (tx.Check) ran: it is
+	// skipped when Check's own page walk found the structure damaged, as
+	// it could crash on such a file.
 	PageCheck bool `json:"page_check"`
 }
 
@@ -81,28 +82,23 @@ func (g *Gallery) Check() (*CheckReport, error) {
 		r.add("the transaction counter could not be written: %v", g.sideErr)
 	}
 	g.mu.Unlock()
-	walked := true
 	err := g.view(func(tx *bolt.Tx) error {
 		r.Txid = uint64(tx.ID())
 		if r.Recorded > r.Txid {
 			r.add("transaction %d was committed but the file's newest is %d (meta-page rollback)", r.Recorded, r.Txid)
 		}
+		// The page structure first, with reads of our own; bbolt's
+		// tx.Check runs in a goroutine of its own, where a panic on a
+		// damaged page could not be recovered, so it runs only on a
+		// structure found sound.
+		if !checkPages(g.path, r.Txid, r.add) {
+			return nil
+		}
 		if err := guard(func() error { g.checkRecords(tx, r); return nil }); err != nil {
 			r.add("walking the records: %v", err)
-			walked = false
+			return nil
 		}
-		return nil
-	})
-	if err != nil {
-		return r, err
-	}
-	if !walked {
-		return r, nil
-	}
-	// bbolt's check runs in a goroutine of its own, where a panic could not
-	// be recovered; the walk above has read every page it will read.
-	r.PageCheck = true
-	err = g.view(func(tx *bolt.Tx) error {
+		r.PageCheck = true
 		for err := range tx.Check() {
 			r.add("bbolt: %v", err)
 		}

@@ -1229,7 +1229,8 @@ func (g *Gallery) Resolve(ref string) (Identity, error) {
 func (g *Gallery) Templates(id uint64) ([]Template, error) {
 	var out []Template
 	err := g.view(func(tx *bolt.Tx) error {
-		if _, err := getIdentity(tx, id); err != nil {
+		it, err := getIdentity(tx, id)
+		if err != nil {
 			return err
 		}
 		c := tx.Bucket(bucketTemplates).Cursor()
@@ -1237,9 +1238,12 @@ func (g *Gallery) Templates(id uint64) ([]Template, error) {
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 			t, err := decodeTemplate(k, v, nil)
 			if err != nil {
-				return fmt.Errorf("identity %d: %w", id, err)
+				return err
 			}
 			out = append(out, t)
+		}
+		if len(out) != it.Templates {
+			return fmt.Errorf("%w: identity %d has %d templates, its record says %d", ErrCorrupt, id, len(out), it.Templates)
 		}
 		return nil
 	})

@@ -21,7 +21,8 @@ import (
 const testModel = "87aacdfe57510db2af90c0251df680e8eec88f122ee94712121d09bcaaaf3581"
 
 // TestMain lets the multi-process tests re-execute this test binary as a
-// child that enrolls (FACEVER_ENROLL_CHILD=concurrent|crash).
+// child that enrolls (FACEVER_ENROLL_CHILD=concurrent|crash), or that
+// runs damaged-file trials (corrupt).
 func TestMain(m *testing.M) {
 	switch os.Getenv("FACEVER_ENROLL_CHILD") {
 	case "":
@@ -30,6 +31,8 @@ func TestMain(m *testing.M) {
 		os.Exit(childConcurrent())
 	case "crash":
 		os.Exit(childCrash())
+	case "corrupt":
+		os.Exit(childCorrupt())
 	default:
 		fmt.Fprintln(os.Stderr, "unknown child mode")
 		os.Exit(3)
