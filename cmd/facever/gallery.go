@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -339,13 +340,17 @@ Examples:
 func galleryCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "gallery",
-		Usage: "list, show, rename and remove the people of a gallery",
+		Usage: "list, show, rename and remove the people of a gallery; check, back up and restore it",
 		Description: `Examples:
    facever gallery list --gallery team.db
    facever gallery show --gallery team.db "Ada Lovelace"
    facever gallery rename --gallery team.db bob "Bob Smith"
-   facever gallery remove --gallery team.db "#7"`,
+   facever gallery remove --gallery team.db "#7"
+   facever gallery check --gallery team.db
+   facever gallery backup --gallery team.db --to team-2026-12-01.db
+   facever gallery restore --gallery team.db --from team-2026-12-01.db`,
 		Subcommands: []*cli.Command{
+			galleryCheckCommand(), galleryBackupCommand(), galleryRestoreCommand(),
 			{
 				Name:  "list",
 				Usage: "every person with their number of templates",
@@ -481,4 +486,114 @@ func orNone(s string) string {
 		return "none"
 	}
 	return shortSHA(s)
+}
+
+func galleryCheckCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "check",
+		Usage: "look for damage: every record's checksum, the indexes, the counts, the page structure",
+		Description: `Reads the whole gallery: each identity and template record's CRC-32C, the names and
+photo indexes against the records, the record counts, the committed-transaction
+counter (a rolled-back meta page), and the page structure (bbolt's tx.Check after a
+crash-proof walk of its own). Read-only: it waits for a process writing to the gallery.
+
+Exit status: 0 when the gallery is sound, 1 when damage was found (restore a backup
+with facever gallery restore), 2 when the check could not run.`,
+		Flags: []cli.Flag{galleryFlag, jsonFlag},
+		Action: func(c *cli.Context) error {
+			path := c.String("gallery")
+			if _, err := os.Stat(path); err != nil {
+				return fail(fmt.Errorf("gallery %s: %w", path, err))
+			}
+			g, err := enroll.Open(path, enroll.Options{ReadOnly: true})
+			var r *enroll.CheckReport
+			if errors.Is(err, enroll.ErrCorrupt) {
+				// Too damaged to open: that is the finding.
+				r = &enroll.CheckReport{Path: path, Problems: []string{err.Error()}}
+			} else if err != nil {
+				return fail(fmt.Errorf("gallery %s: %w", path, err))
+			} else {
+				r, err = g.Check()
+				g.Close()
+				if err != nil {
+					return fail(fmt.Errorf("check %s: %w", path, err))
+				}
+			}
+			if c.Bool("json") {
+				if err := writeJSONOrFail(c, r); err != nil {
+					return err
+				}
+			} else {
+				w := c.App.Writer
+				fmt.Fprintf(w, "%s: transaction %d, %d identities, %d templates, %d photo index entries, %d API keys\n", path, r.Txid, r.Identities, r.Templates, r.Photos, r.APIKeys)
+				for _, p := range r.Problems {
+					fmt.Fprintf(w, "  damage: %s\n", p)
+				}
+				if r.OK() {
+					fmt.Fprintln(w, "sound: every record and page checks out")
+				} else {
+					fmt.Fprintf(w, "%d problem(s): restore a backup with `facever gallery restore --gallery %s --from BACKUP`\n", len(r.Problems), path)
+				}
+			}
+			if !r.OK() {
+				return cli.Exit("", exitNegative)
+			}
+			return nil
+		},
+	}
+}
+
+func galleryBackupCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "backup",
+		Usage: "write a consistent copy of the gallery to a file",
+		Description: `The copy is one read transaction's view of the gallery (bbolt's tx.WriteTo), written
+to a temporary file beside --to, synced, checked like facever gallery check, and then
+renamed over --to (mode 0600: it holds biometric data). The gallery must not be open
+in another process (a running facever serve holds its lock: back up through the
+server, or stop it).`,
+		Flags: []cli.Flag{galleryFlag, jsonFlag,
+			&cli.StringFlag{Name: "to", Usage: "the backup file to write (replaced if it exists)", Required: true}},
+		Action: func(c *cli.Context) error {
+			g, err := openGallery(c, nil, true)
+			if err != nil {
+				return fail(err)
+			}
+			defer g.Close()
+			info, err := g.Backup(c.String("to"))
+			if err != nil {
+				return fail(err)
+			}
+			if c.Bool("json") {
+				return writeJSONOrFail(c, info)
+			}
+			fmt.Fprintf(c.App.Writer, "backed up %s (transaction %d, %d bytes) to %s\n", g.Path(), info.Txid, info.Bytes, info.Path)
+			return nil
+		},
+	}
+}
+
+func galleryRestoreCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "restore",
+		Usage: "replace the gallery with a backup",
+		Description: `The backup is checked first (a damaged one is refused); then it replaces --gallery
+(copied beside it, synced, renamed into place) and the gallery's transaction counter
+is reset to the backup's. Whatever was enrolled after the backup is lost. The gallery
+must not be open in another process: stop facever serve first.`,
+		Flags: []cli.Flag{galleryFlag, jsonFlag,
+			&cli.StringFlag{Name: "from", Usage: "the backup file (written by facever gallery backup)", Required: true},
+			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "how long to wait for another process to release the gallery"}},
+		Action: func(c *cli.Context) error {
+			info, err := enroll.Restore(c.String("from"), c.String("gallery"), c.Duration("timeout"))
+			if err != nil {
+				return fail(err)
+			}
+			if c.Bool("json") {
+				return writeJSONOrFail(c, info)
+			}
+			fmt.Fprintf(c.App.Writer, "restored %s from %s (transaction %d, %d bytes)\n", info.Path, c.String("from"), info.Txid, info.Bytes)
+			return nil
+		},
+	}
 }

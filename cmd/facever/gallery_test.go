@@ -1,13 +1,19 @@
 package main
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
 
+	"github.com/facever/facever/enroll"
 	"github.com/facever/facever/internal/testmodels"
 )
 
@@ -140,5 +146,93 @@ func TestGallerySubcommands(t *testing.T) {
 	}
 	if code, _, errs := facever(t, "gallery", "list", "--gallery", filepath.Join(t.TempDir(), "none.db")); code != exitError || !strings.Contains(errs, "does not exist") {
 		t.Fatalf("missing gallery: %d %s", code, errs)
+	}
+}
+
+// TestGalleryCheckBackupRestore: check passes a sound gallery (exit 0) and
+// names the damage of a flipped record or a truncated file (exit 1); backup
+// writes a copy that restore brings back; a damaged backup is refused.
+func TestGalleryCheckBackupRestore(t *testing.T) {
+	dir := t.TempDir()
+	gal := filepath.Join(dir, "g.db")
+	g, err := enroll.Open(gal, enroll.Options{Model: strings.Repeat("ab", 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	emb := func() []float32 {
+		e := make([]float32, 64)
+		for i := range e {
+			e[i] = float32(rng.NormFloat64())
+		}
+		return e
+	}
+	var last []float32
+	for i := range 20 {
+		last = emb()
+		if _, _, err := g.Enroll(fmt.Sprintf("person %d", i), nil, []enroll.Template{{Embedding: emb()}, {Embedding: last}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g.Close()
+	code, out, errs := facever(t, "gallery", "check", "--gallery", gal)
+	if code != exitOK || !strings.Contains(out, "sound") || !strings.Contains(out, "20 identities, 40 templates") {
+		t.Fatalf("check of a sound gallery: exit %d\n%s%s", code, out, errs)
+	}
+	backup := filepath.Join(dir, "backup.db")
+	code, out, errs = facever(t, "gallery", "backup", "--gallery", gal, "--to", backup)
+	if code != exitOK || !strings.Contains(out, "backed up") {
+		t.Fatalf("backup: exit %d %s %s", code, out, errs)
+	}
+	if st, err := os.Stat(backup); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("backup file: %v %v", st, err)
+	}
+	// Damage the gallery: flip a byte in every copy of the last template.
+	data, _ := os.ReadFile(gal)
+	var needle []byte
+	for _, x := range last {
+		needle = binary.LittleEndian.AppendUint32(needle, math.Float32bits(x))
+	}
+	n := 0
+	for i := bytes.Index(data, needle); i >= 0; i = bytes.Index(data, needle) {
+		data[i+5] ^= 0xff
+		n++
+	}
+	if n == 0 {
+		t.Fatal("template not found in the file")
+	}
+	os.WriteFile(gal, data, 0o600)
+	code, out, _ = facever(t, "gallery", "check", "--gallery", gal, "--json")
+	var rep struct {
+		Problems []string `json:"problems"`
+	}
+	if code != exitNegative || json.Unmarshal([]byte(out), &rep) != nil || len(rep.Problems) == 0 || !strings.Contains(rep.Problems[0], "checksum mismatch") || !strings.Contains(rep.Problems[0], "of identity 20") {
+		t.Fatalf("check of a flipped record: exit %d\n%s", code, out)
+	}
+	// identify would refuse it too, with the record named.
+	if code, _, errs := facever(t, "gallery", "list", "--gallery", gal); code != exitOK {
+		t.Errorf("list (identity records are intact): exit %d %s", code, errs)
+	}
+	// Restore brings the backup back.
+	code, out, errs = facever(t, "gallery", "restore", "--gallery", gal, "--from", backup)
+	if code != exitOK || !strings.Contains(out, "restored") {
+		t.Fatalf("restore: exit %d %s %s", code, out, errs)
+	}
+	if code, out, _ := facever(t, "gallery", "check", "--gallery", gal); code != exitOK {
+		t.Fatalf("check after restore: exit %d\n%s", code, out)
+	}
+	// A truncated file is damage (exit 1); an empty one is not a gallery (2).
+	data, _ = os.ReadFile(gal)
+	os.WriteFile(gal, data[:len(data)/2], 0o600)
+	if code, out, _ := facever(t, "gallery", "check", "--gallery", gal); code != exitNegative || !strings.Contains(out, "truncated") {
+		t.Errorf("check of a truncated gallery: exit %d\n%s", code, out)
+	}
+	if code, _, errs := facever(t, "gallery", "restore", "--gallery", filepath.Join(dir, "new.db"), "--from", gal); code != exitError || !strings.Contains(errs, "truncated") {
+		t.Errorf("restore from a truncated backup: exit %d %s", code, errs)
+	}
+	empty := filepath.Join(dir, "empty.db")
+	os.WriteFile(empty, nil, 0o600)
+	if code, _, errs := facever(t, "gallery", "check", "--gallery", empty); code != exitError || !strings.Contains(errs, "empty") {
+		t.Errorf("check of an empty file: exit %d %s", code, errs)
 	}
 }
