@@ -110,8 +110,11 @@ func benchKernels() []gemm.Kernel {
 // to broadcast there. A level of W×H is therefore (W/320)·(H/240) tiles
 // of 320×240: 1, 4 and 16 tiles for 320×240, 640×480 and 1280×960 (no
 // overlap). The engine runs a level's tiles as one batch or one by one;
-// OpenCV, which cannot batch this model, one by one. Metrics are per level
-// and per tile, wall clock and CPU time of the whole process.
+// OpenCV, which cannot batch this model, one by one. "engine-whole" runs
+// the level in one piece through the graph cut before the decoding
+// (Model.Sub, AnyInputSize), what a pyramid without tiles would pay (plus
+// decoding the boxes with priors for that size). Metrics are per level and
+// per tile, wall clock and CPU time of the whole process.
 func BenchmarkDetectLevels(b *testing.B) {
 	rm := realModels[1]
 	if rm.file != "fr_detect" {
@@ -122,10 +125,16 @@ func BenchmarkDetectLevels(b *testing.B) {
 	cv := newCV(b, data)
 	names := outNames(m)
 	in := m.Inputs()[0].Name
+	whole, err := m.Sub("scores", "462") // before the box decoding
+	if err != nil {
+		b.Fatal(err)
+	}
+	whole.AnyInputSize()
 	for _, lv := range []struct {
 		name  string
 		tiles int
-	}{{"320x240", 1}, {"640x480", 4}, {"1280x960", 16}} {
+		w, h  int
+	}{{"320x240", 1, 320, 240}, {"640x480", 4, 640, 480}, {"1280x960", 16, 1280, 960}} {
 		fs := make([]string, lv.tiles)
 		for i := range fs {
 			fs[i] = files[i%len(files)]
@@ -172,6 +181,22 @@ func BenchmarkDetectLevels(b *testing.B) {
 				}
 			})
 		})
+		if lv.tiles > 1 {
+			// the level in one run of the graph cut before its decoding
+			b.Run(fmt.Sprintf("%s/tiles=%d/engine-whole", lv.name, lv.tiles), func(b *testing.B) {
+				x := infer.NewTensor(1, 3, lv.h, lv.w)
+				for i := range x.Data {
+					x.Data[i] = batch.Data[i%len(batch.Data)]
+				}
+				inputs := map[string]infer.Tensor{in: x}
+				subOuts := make([]infer.Tensor, 2)
+				level(b, func() {
+					if err := whole.RunInto(inputs, []string{"scores", "462"}, subOuts); err != nil {
+						b.Fatal(err)
+					}
+				})
+			})
+		}
 		b.Run(fmt.Sprintf("%s/tiles=%d/opencv", lv.name, lv.tiles), func(b *testing.B) {
 			level(b, func() {
 				for _, x := range single {

@@ -85,6 +85,7 @@ type Model struct {
 	mu       sync.Mutex
 	plan     *plan
 	memLimit int64
+	anySize  bool // AnyInputSize: declared dimensions are not enforced
 }
 
 // Inputs lists the graph inputs that are not initialisers.

@@ -193,7 +193,7 @@ func (m *Model) inputTensors(shapes map[string][]int) ([]*tensor, error) {
 		// the declared shape must match, except the first (batch) dimension
 		if decl := m.inputs[k].Shape; decl != nil {
 			ok := len(decl) == len(shape)
-			for i := 1; ok && i < len(decl); i++ {
+			for i := 1; ok && !m.anySize && i < len(decl); i++ {
 				ok = decl[i] < 0 || decl[i] == shape[i]
 			}
 			if !ok {
