@@ -57,7 +57,7 @@ Example:
 			&cli.IntFlag{Name: "max-faces", Value: server.DefaultMaxFaces, Usage: "most faces the photos of one request may hold (422 too_many_faces above)"},
 			&cli.IntFlag{Name: "max-metadata-bytes", Value: server.DefaultMaxMetadataBytes, Usage: "largest identity metadata, keys and values together (413 metadata_too_large above)"},
 			&cli.IntFlag{Name: "max-metadata-keys", Value: server.DefaultMaxMetadataKeys, Usage: "most metadata keys of an identity (413 metadata_too_large above)"},
-			&cli.Int64Flag{Name: "decode-budget", Value: server.DefaultDecodeBudget >> 20, Usage: "MiB that decoded images of all requests may hold together (3 bytes a pixel)"},
+			&cli.Int64Flag{Name: "decode-budget", Value: server.DefaultDecodeBudget >> 20, Usage: "MiB that decoded images of all requests may hold together, with the detector's copies (9.75 bytes a pixel)"},
 			&cli.IntFlag{Name: "max-concurrent", Value: server.DefaultMaxConcurrent, Usage: "requests with a body read and worked on at once (the others wait their turn)"},
 			&cli.DurationFlag{Name: "request-timeout", Value: 50 * time.Second, Usage: "longest work of one request (503 timeout; keep it under --write-timeout)"},
 			&cli.StringFlag{Name: "access-log", Value: "-", Usage: "file the JSON-lines access log is appended to (\"-\": stderr)"},
@@ -90,6 +90,12 @@ Example:
 			if len(keys) == 0 {
 				return fail(fmt.Errorf("gallery %s has no API key, so no client could call the API: make one with `facever apikey create --gallery %s --name NAME`", c.String("gallery"), c.String("gallery")))
 			}
+			// Signals are caught from here on, before the listener opens,
+			// so that a client that got an answer can stop the server
+			// gracefully.
+			sig := make(chan os.Signal, 1)
+			signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+			defer signal.Stop(sig)
 			if c.Duration("request-timeout") >= c.Duration("write-timeout") {
 				return cli.Exit("--request-timeout must be shorter than --write-timeout, so that a request out of time still gets its answer", exitError)
 			}
@@ -158,9 +164,6 @@ Example:
 					errc <- hs.Serve(ln)
 				}
 			}()
-			sig := make(chan os.Signal, 1)
-			signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-			defer signal.Stop(sig)
 			select {
 			case err := <-errc:
 				if !errors.Is(err, http.ErrServerClosed) {

@@ -12,19 +12,25 @@ import (
 // faces per run. A request's faces are cut into chunks of at most max and
 // sent one chunk at a time, each after the previous one's run, so that a
 // request of thousands of faces holds the backbone for one run at a time
-// and the chunks of other requests run in between. A chunk whose request
-// was cancelled (the client went away, the request timed out) is dropped
-// before its run.
+// and the chunks of other requests run in between. Requests of a face or
+// two (verify, identify) go first into the next run, ahead of the chunks of
+// large enrolls, so that they wait for at most the run in progress. A
+// chunk whose request was cancelled (the client went away, the request
+// timed out) is dropped before its run.
 type batcher struct {
 	embed  func([]align.Chip) ([][]float32, error)
 	max    int
 	window time.Duration
-	in     chan *embedJob
+	small  chan *embedJob // requests of at most smallJob faces
+	bulk   chan *embedJob // chunks of larger requests
 	stop   chan struct{}
 	done   chan struct{}
 	// observe records each backbone run's duration and size.
 	observe func(d time.Duration, faces int)
 }
+
+// smallJob is the most faces of a request that goes ahead of bulk chunks.
+const smallJob = 2
 
 type embedJob struct {
 	ctx   context.Context
@@ -35,7 +41,7 @@ type embedJob struct {
 }
 
 func newBatcher(embed func([]align.Chip) ([][]float32, error), max int, window time.Duration, observe func(time.Duration, int)) *batcher {
-	b := &batcher{embed: embed, max: max, window: window, in: make(chan *embedJob), stop: make(chan struct{}), done: make(chan struct{}), observe: observe}
+	b := &batcher{embed: embed, max: max, window: window, small: make(chan *embedJob), bulk: make(chan *embedJob), stop: make(chan struct{}), done: make(chan struct{}), observe: observe}
 	go b.loop()
 	return b
 }
@@ -43,11 +49,15 @@ func newBatcher(embed func([]align.Chip) ([][]float32, error), max int, window t
 // run returns the embeddings of chips, batched with concurrent callers, in
 // chunks of at most b.max. It returns ctx's error as soon as ctx is done.
 func (b *batcher) run(ctx context.Context, chips []align.Chip) ([][]float32, error) {
+	in := b.bulk
+	if len(chips) <= smallJob {
+		in = b.small
+	}
 	out := make([][]float32, 0, len(chips))
 	for start := 0; start < len(chips); start += b.max {
 		j := &embedJob{ctx: ctx, chips: chips[start:min(start+b.max, len(chips))], done: make(chan struct{})}
 		select {
-		case b.in <- j:
+		case in <- j:
 		case <-b.stop:
 			return nil, errShuttingDown
 		case <-ctx.Done():
@@ -73,63 +83,104 @@ func (b *batcher) close() {
 
 func (b *batcher) loop() {
 	defer close(b.done)
-	var next *embedJob // a chunk that did not fit in the previous run
+	// Jobs that did not fit in the previous run: at most one of each kind.
+	var heldSmall, heldBulk *embedJob
 	for {
-		first := next
-		next = nil
-		if first == nil {
+		var jobs []*embedJob
+		n := 0
+		fits := func(j *embedJob) bool { return n+len(j.chips) <= b.max }
+		add := func(j *embedJob) { jobs = append(jobs, j); n += len(j.chips) }
+		// Small requests first: the one held back, then those waiting now.
+		if heldSmall != nil {
+			add(heldSmall)
+			heldSmall = nil
+		}
+	drain:
+		for n < b.max {
 			select {
-			case first = <-b.in:
+			case j := <-b.small:
+				if !fits(j) {
+					heldSmall = j
+					break drain
+				}
+				add(j)
+			default:
+				break drain
+			}
+		}
+		if heldBulk != nil && fits(heldBulk) {
+			add(heldBulk)
+			heldBulk = nil
+		}
+		if len(jobs) == 0 {
+			select {
+			case j := <-b.small:
+				add(j)
+			case j := <-b.bulk:
+				add(j)
 			case <-b.stop:
 				return
 			}
 		}
-		jobs := []*embedJob{first}
-		n := len(first.chips)
+		// Others that arrive within the window join while they fit.
 		timer := time.NewTimer(b.window)
 	collect:
-		for n < b.max {
+		for n < b.max && heldSmall == nil {
+			bulk := b.bulk
+			if heldBulk != nil {
+				bulk = nil
+			}
 			select {
-			case j := <-b.in:
-				if n+len(j.chips) > b.max {
-					next = j
+			case j := <-b.small:
+				if !fits(j) {
+					heldSmall = j
 					break collect
 				}
-				jobs = append(jobs, j)
-				n += len(j.chips)
+				add(j)
+			case j := <-bulk:
+				if !fits(j) {
+					heldBulk = j
+					break collect
+				}
+				add(j)
 			case <-timer.C:
 				break collect
 			}
 		}
 		timer.Stop()
-		var all []align.Chip
-		live := jobs[:0]
-		for _, j := range jobs {
-			if err := j.ctx.Err(); err != nil {
-				j.err = err
-				close(j.done)
-				continue
-			}
-			live = append(live, j)
-			all = append(all, j.chips...)
-		}
-		if len(all) == 0 {
+		b.runJobs(jobs)
+	}
+}
+
+// runJobs runs one backbone batch over the jobs still wanted.
+func (b *batcher) runJobs(jobs []*embedJob) {
+	var all []align.Chip
+	live := jobs[:0]
+	for _, j := range jobs {
+		if err := j.ctx.Err(); err != nil {
+			j.err = err
+			close(j.done)
 			continue
 		}
-		start := time.Now()
-		out, err := b.embed(all)
-		if b.observe != nil {
-			b.observe(time.Since(start), len(all))
+		live = append(live, j)
+		all = append(all, j.chips...)
+	}
+	if len(all) == 0 {
+		return
+	}
+	start := time.Now()
+	out, err := b.embed(all)
+	if b.observe != nil {
+		b.observe(time.Since(start), len(all))
+	}
+	k := 0
+	for _, j := range live {
+		if err != nil {
+			j.err = err
+		} else {
+			j.out = out[k : k+len(j.chips)]
 		}
-		k := 0
-		for _, j := range live {
-			if err != nil {
-				j.err = err
-			} else {
-				j.out = out[k : k+len(j.chips)]
-			}
-			k += len(j.chips)
-			close(j.done)
-		}
+		k += len(j.chips)
+		close(j.done)
 	}
 }

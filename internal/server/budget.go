@@ -6,9 +6,11 @@ import (
 )
 
 // budget is a weighted semaphore over bytes: the memory that decoded images
-// may hold at once. Waiters are served first come, first served, so a large
-// image is not starved by a stream of small ones; a waiter whose context
-// ends leaves the queue.
+// may hold at once. Waiters are granted in arrival order, but one that fits
+// does not wait behind an earlier one that does not (a small photo is not
+// held up by a large one waiting for the budget to drain); a large one is
+// not starved, since what small ones can hold is bounded by the requests
+// at work at once. A waiter whose context ends leaves the queue.
 type budget struct {
 	mu      sync.Mutex
 	size    int64
@@ -26,7 +28,7 @@ func newBudget(size int64) *budget { return &budget{size: size} }
 // acquire takes n bytes (n ≤ size), waiting until they are free or ctx ends.
 func (b *budget) acquire(ctx context.Context, n int64) error {
 	b.mu.Lock()
-	if len(b.waiters) == 0 && b.used+n <= b.size {
+	if b.used+n <= b.size {
 		b.used += n
 		b.mu.Unlock()
 		return nil
@@ -65,14 +67,21 @@ func (b *budget) release(n int64) {
 	b.mu.Unlock()
 }
 
-// wake grants waiters in order while they fit (b.mu held).
+// wake grants, in arrival order, every waiter that fits (b.mu held).
 func (b *budget) wake() {
-	for len(b.waiters) > 0 && b.used+b.waiters[0].n <= b.size {
-		w := b.waiters[0]
-		b.waiters = b.waiters[1:]
-		b.used += w.n
-		close(w.ready)
+	kept := b.waiters[:0]
+	for _, w := range b.waiters {
+		if b.used+w.n <= b.size {
+			b.used += w.n
+			close(w.ready)
+			continue
+		}
+		kept = append(kept, w)
 	}
+	for i := len(kept); i < len(b.waiters); i++ {
+		b.waiters[i] = nil
+	}
+	b.waiters = kept
 }
 
 // inUse is the bytes held now (for /metrics and tests).

@@ -14,6 +14,7 @@ import (
 
 	"github.com/facever/facever/align"
 	"github.com/facever/facever/enroll"
+	"github.com/facever/facever/models"
 )
 
 // fakeRecognizer stands in for the models in the tests of auth, limits,
@@ -26,6 +27,10 @@ type fakeRecognizer struct {
 	embedDelay  time.Duration
 	// gate, when not nil, is waited on by every Detect (a test closes it).
 	gate chan struct{}
+	// embedGate, when not nil, holds every backbone run (after it is
+	// recorded) until the test sends on it.
+	embedGate chan struct{}
+	inEmbed   atomic.Int64
 
 	detects   atomic.Int64
 	inDetect  atomic.Int64
@@ -60,13 +65,13 @@ func (f *fakeRecognizer) Detect(im *align.Image) ([]align.Face, error) {
 	return faces, nil
 }
 
-func (f *fakeRecognizer) Align(im *align.Image, _ align.Face) (align.Chip, error) {
+func (f *fakeRecognizer) AlignFace(im *align.Image, _ align.Face) (align.Chip, error) {
 	px := im.Mat.GetVecbAt(0, 0)
 	pix := bytes.Repeat([]byte{px[2]}, align.ChipSize*align.ChipSize*3)
 	return align.Chip{Size: align.ChipSize, Pix: pix}, nil
 }
 
-func (f *fakeRecognizer) Embed(chips []align.Chip) ([][]float32, error) {
+func (f *fakeRecognizer) EmbedChips(chips []align.Chip) ([][]float32, error) {
 	time.Sleep(f.embedDelay)
 	run := make([]byte, len(chips))
 	out := make([][]float32, len(chips))
@@ -78,11 +83,16 @@ func (f *fakeRecognizer) Embed(chips []align.Chip) ([][]float32, error) {
 	f.mu.Lock()
 	f.runs = append(f.runs, run)
 	f.mu.Unlock()
+	if f.embedGate != nil {
+		f.inEmbed.Add(1)
+		<-f.embedGate
+		f.inEmbed.Add(-1)
+	}
 	return out, nil
 }
 
-func (f *fakeRecognizer) Model() string      { return "fake" }
-func (f *fakeRecognizer) Threshold() float64 { return 0.5 }
+func (f *fakeRecognizer) Backbone() models.Model { return models.Model{Name: "fake"} }
+func (f *fakeRecognizer) Threshold() float64     { return 0.5 }
 
 func (f *fakeRecognizer) backboneRuns() [][]byte {
 	f.mu.Lock()

@@ -476,3 +476,107 @@ func TestPagedList(t *testing.T) {
 		resp.Body.Close()
 	}
 }
+
+// TestBudgetSmallPassesLarge: a photo that fits is not held up behind an
+// earlier, larger one waiting for the budget to drain; the large one gets
+// its share when it is released.
+func TestBudgetSmallPassesLarge(t *testing.T) {
+	b := newBudget(10)
+	ctx := context.Background()
+	if err := b.acquire(ctx, 8); err != nil {
+		t.Fatal(err)
+	}
+	large := make(chan error, 1)
+	go func() { large <- b.acquire(ctx, 5) }()
+	for {
+		b.mu.Lock()
+		n := len(b.waiters)
+		b.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	small, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := b.acquire(small, 2); err != nil {
+		t.Fatalf("a 2-byte share behind a waiting 5-byte one: %v", err)
+	}
+	b.release(2)
+	select {
+	case <-large:
+		t.Fatal("the large share was granted while 8 of 10 bytes were held")
+	default:
+	}
+	b.release(8)
+	if err := <-large; err != nil {
+		t.Fatal(err)
+	}
+	if u := b.inUse(); u != 5 {
+		t.Fatalf("%d bytes held, want 5", u)
+	}
+}
+
+// TestSmallRequestsGoFirst: with the backbone busy on one enroll's chunk
+// and another enroll's chunk waiting, an identify that arrives goes into
+// the very next run, ahead of the waiting chunk.
+func TestSmallRequestsGoFirst(t *testing.T) {
+	rec := &fakeRecognizer{embedGate: make(chan struct{})}
+	f, _ := newFakeFixture(t, rec, func(c *Config) { c.MaxPhotos = 64 })
+	var list []string
+	for i := 0; i < 32; i++ {
+		list = append(list, b64(photo(t, 1, 1, 20+i)))
+	}
+	body := jsonBody(map[string]any{"images": list})
+	var wg sync.WaitGroup
+	for _, name := range []string{"a", "b"} {
+		_, doc := f.do(t, "POST", "/v1/identities", "application/json", jsonBody(map[string]any{"name": name}), f.key)
+		id := int(doc["id"].(float64))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if code, doc := f.do(t, "POST", fmt.Sprintf("/v1/identities/%d/faces", id), "application/json", body, f.key); code != 200 {
+				t.Errorf("enroll: %d %v", code, doc)
+			}
+		}()
+	}
+	// Both enrolls detected; one chunk in the backbone, the other waiting.
+	for rec.detects.Load() < 64 || rec.inEmbed.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(30 * time.Millisecond)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if code, doc := f.do(t, "POST", "/v1/identify", "application/json", jsonBody(map[string]any{"image": b64(photo(t, 2, 1, 24))}), f.key); code != 200 {
+			t.Errorf("identify: %d %v", code, doc)
+		}
+	}()
+	for rec.detects.Load() < 65 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(30 * time.Millisecond) // the identify waits for the backbone
+	busy := len(rec.backboneRuns())
+	go func() {
+		for {
+			select {
+			case rec.embedGate <- struct{}{}:
+			case <-time.After(5 * time.Second):
+				return
+			}
+		}
+	}()
+	wg.Wait()
+	runs := rec.backboneRuns()
+	at := -1
+	for i, r := range runs {
+		for _, p := range r {
+			if p == 2 {
+				at = i
+			}
+		}
+	}
+	if at != busy {
+		t.Fatalf("the identify ran in backbone run %d; the run after the busy one is %d (runs: %d)", at, busy, len(runs))
+	}
+}

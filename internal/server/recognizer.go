@@ -7,6 +7,7 @@ import (
 	"github.com/facever/facever/align"
 	"github.com/facever/facever/facehead"
 	"github.com/facever/facever/internal/pipeline"
+	"github.com/facever/facever/models"
 )
 
 // Recognizer is what the server needs of the models: find faces, align one,
@@ -16,14 +17,15 @@ import (
 type Recognizer interface {
 	// Detect returns the faces in im, largest first, with their landmarks.
 	Detect(im *align.Image) ([]align.Face, error)
-	// Align makes the backbone's input chip of face f of im.
-	Align(im *align.Image, f align.Face) (align.Chip, error)
-	// Embed returns the unit embedding of each chip. The server passes at
-	// most facehead.MaxBatch chips per call.
-	Embed(chips []align.Chip) ([][]float32, error)
-	// Model names the backbone (reported by /healthz and every answer).
-	Model() string
-	// Threshold is the backbone's default decision threshold.
+	// AlignFace makes the backbone's input chip of face f of im.
+	AlignFace(im *align.Image, f align.Face) (align.Chip, error)
+	// EmbedChips returns the unit embedding of each chip. The server
+	// passes at most facehead.MaxBatch chips per call.
+	EmbedChips(chips []align.Chip) ([][]float32, error)
+	// Backbone is the backbone in use (its name is reported by /healthz
+	// and every answer).
+	Backbone() models.Model
+	// Threshold is the default decision threshold.
 	Threshold() float64
 }
 
@@ -35,7 +37,7 @@ type pipelineRecognizer struct {
 	embedP   *pipeline.Pipeline
 	embedMu  sync.Mutex
 	all      []*pipeline.Pipeline
-	model    string
+	backbone models.Model
 	thr      float64
 }
 
@@ -59,7 +61,7 @@ func openPipeline(cfg pipeline.Config, workers int, head string) (*pipelineRecog
 	}
 	r.all = append(r.all, p)
 	r.embedP = p
-	r.model, r.thr = p.Backbone.Name, p.Backbone.Threshold
+	r.backbone, r.thr = p.Backbone, p.Backbone.Threshold
 	if head != "" {
 		h, err := facehead.LoadHead(head, p.Backbone.SHA256)
 		if err != nil {
@@ -80,11 +82,11 @@ func (r *pipelineRecognizer) Detect(im *align.Image) ([]align.Face, error) {
 	return p.Aligner.Detect(im)
 }
 
-func (r *pipelineRecognizer) Align(im *align.Image, f align.Face) (align.Chip, error) {
+func (r *pipelineRecognizer) AlignFace(im *align.Image, f align.Face) (align.Chip, error) {
 	return r.embedP.Align(im, f)
 }
 
-func (r *pipelineRecognizer) Embed(chips []align.Chip) ([][]float32, error) {
+func (r *pipelineRecognizer) EmbedChips(chips []align.Chip) ([][]float32, error) {
 	r.embedMu.Lock()
 	defer r.embedMu.Unlock()
 	if r.embedP == nil || r.embedP.Embedder == nil {
@@ -93,8 +95,8 @@ func (r *pipelineRecognizer) Embed(chips []align.Chip) ([][]float32, error) {
 	return r.embedP.Embedder.Embed(chips)
 }
 
-func (r *pipelineRecognizer) Model() string      { return r.model }
-func (r *pipelineRecognizer) Threshold() float64 { return r.thr }
+func (r *pipelineRecognizer) Backbone() models.Model { return r.backbone }
+func (r *pipelineRecognizer) Threshold() float64     { return r.thr }
 
 // Close releases the models (after every request has finished).
 func (r *pipelineRecognizer) Close() {

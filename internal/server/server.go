@@ -52,7 +52,7 @@ const (
 	DefaultMaxFaces         = 256
 	DefaultMaxMetadataBytes = 4 << 10
 	DefaultMaxMetadataKeys  = 64
-	DefaultDecodeBudget     = 256 << 20
+	DefaultDecodeBudget     = 512 << 20
 	DefaultMaxConcurrent    = 16
 	DefaultPageSize         = 100
 	DefaultMaxPageSize      = 1000
@@ -97,7 +97,8 @@ type Config struct {
 	// MaxMetadataKeys bounds the number of metadata keys.
 	MaxMetadataKeys int
 	// DecodeBudget is the memory, in bytes, that decoded images of all
-	// requests together may hold (3 bytes per pixel plus 1 MiB each); a
+	// requests together may hold, with the detector's copies (9.75 bytes
+	// per pixel plus 1 MiB each: a 40-megapixel photo counts 373 MiB); a
 	// photo waits for its share before it is decoded.
 	DecodeBudget int64
 	// MaxConcurrent bounds the requests that carry a body (verify, enroll,
@@ -181,7 +182,7 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.rec, s.owned = r, r
 	}
-	s.model = s.rec.Model()
+	s.model = s.rec.Backbone().Name
 	if cfg.Threshold == 0 {
 		s.cfg.Threshold = s.rec.Threshold()
 	}
@@ -189,7 +190,7 @@ func New(cfg Config) (*Server, error) {
 		s.Close()
 		return nil, fmt.Errorf("server: the default threshold %.3f is below the minimum threshold %.3f", s.cfg.Threshold, s.cfg.MinThreshold)
 	}
-	s.batch = newBatcher(s.rec.Embed, facehead.MaxBatch, cfg.BatchWindow, func(d time.Duration, n int) { s.metrics.model("backbone", d, n) })
+	s.batch = newBatcher(s.rec.EmbedChips, facehead.MaxBatch, cfg.BatchWindow, func(d time.Duration, n int) { s.metrics.model("backbone", d, n) })
 	s.routes()
 	return s, nil
 }
@@ -650,10 +651,12 @@ type face struct {
 	chip  align.Chip
 }
 
-// imageCost is what a decoded image of pixels holds in memory, as the
-// decode budget counts it: 3 bytes per pixel (BGR) and 1 MiB for the
-// detector's working copies.
-func imageCost(pixels int) int64 { return 3*int64(pixels) + 1<<20 }
+// imageCost is what a decoded image of pixels may hold in memory while it
+// is detected, as the decode budget counts it: 3 bytes per pixel (BGR),
+// 6.75 more for the black-bordered copy the detector makes of a photo
+// without a face found (1.5 times each side; small photos always get one),
+// and 1 MiB for the detector's small copies and the chip.
+func imageCost(pixels int) int64 { return (39*int64(pixels)+3)/4 + 1<<20 }
 
 // header reads an image's size from its header, without decoding pixels,
 // and checks it against the server's pixel limit.
@@ -708,7 +711,7 @@ func (s *Server) detect(ctx context.Context, data []byte, single bool) (*face, e
 	if single && len(faces) > 1 {
 		return nil, fmt.Errorf("%w: %d faces; send a photo of one person, or set largest", align.ErrMultipleFaces, len(faces))
 	}
-	chip, err := s.rec.Align(im, faces[0])
+	chip, err := s.rec.AlignFace(im, faces[0])
 	if err != nil {
 		return nil, err
 	}
