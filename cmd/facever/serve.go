@@ -14,6 +14,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	fv "github.com/facever/facever"
 	"github.com/facever/facever/enroll"
 	"github.com/facever/facever/internal/server"
 	"github.com/facever/facever/models"
@@ -51,6 +52,7 @@ Example:
 			&cli.Float64Flag{Name: "threshold", Value: verify.DefaultThreshold, Usage: "default threshold of verify and identify (default: the model's)"},
 			&cli.Float64Flag{Name: "min-threshold", Value: 0, Usage: "lowest threshold a client may send (400 threshold_too_low below it)"},
 			headFlag,
+			&cli.IntFlag{Name: "min-face", Value: fv.DefaultMinFace, Usage: "smallest face enrolled, the shorter side of its box in pixels (as enroll's --min-face)"},
 			&cli.Int64Flag{Name: "max-body", Value: server.DefaultMaxBodyBytes, Usage: "largest request body in bytes (413 too_large above)"},
 			&cli.IntFlag{Name: "max-pixels", Value: server.DefaultMaxPixels, Usage: "largest image, width×height, read from its header before decoding (413 too_large above)"},
 			&cli.IntFlag{Name: "max-photos", Value: server.DefaultMaxPhotos, Usage: "most photos in one request (413 too_many_photos above)"},
@@ -78,7 +80,7 @@ Example:
 			if err != nil {
 				return fail(err)
 			}
-			g, err := enroll.Open(c.String("gallery"), enroll.Options{Model: backbone.SHA256, Head: hid})
+			g, err := enroll.Open(c.String("gallery"), enroll.Options{Model: backbone.SHA256, Head: hid, MaxMetadataKeys: c.Int("max-metadata-keys"), MaxMetadataBytes: c.Int("max-metadata-bytes")})
 			if err != nil {
 				return fail(err)
 			}
@@ -109,11 +111,11 @@ Example:
 				accessLog = f
 			}
 			srv, err := server.New(server.Config{
-				Pipeline:         pipelineConfig(c),
+				Models:           serveModels(c),
 				Gallery:          g,
 				Threshold:        threshold(c, backbone),
 				MinThreshold:     c.Float64("min-threshold"),
-				Head:             c.String("head"),
+				MinFace:          c.Int("min-face"),
 				MaxBodyBytes:     c.Int64("max-body"),
 				MaxPixels:        c.Int("max-pixels"),
 				MaxPhotos:        c.Int("max-photos"),
@@ -259,4 +261,11 @@ func apikeyCommand() *cli.Command {
 			},
 		},
 	}
+}
+
+// serveModels are the models of `serve`: the global flags, --head, and a
+// worker (a set of loaded models) per core.
+func serveModels(c *cli.Context) fv.Options {
+	cfg := pipelineConfig(c)
+	return fv.Options{ModelsDir: cfg.ModelsDir, Runtime: cfg.Runtime, Model: cfg.Model, Detect: cfg.Detect, Head: c.String("head")}
 }

@@ -26,8 +26,9 @@ import (
 	"testing"
 	"time"
 
+	facever "github.com/facever/facever"
 	"github.com/facever/facever/enroll"
-	"github.com/facever/facever/internal/pipeline"
+	"github.com/facever/facever/internal/testmodels"
 	"github.com/facever/facever/models"
 )
 
@@ -410,7 +411,7 @@ func TestAbuseChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer logf.Close()
-	s, err := New(Config{Pipeline: pipeline.Config{ModelsDir: filepath.Join("..", "..", "models")}, Gallery: gal, RequestTimeout: 50 * time.Second, AccessLog: logf})
+	s, err := New(Config{Models: facever.Options{ModelsDir: testmodels.Dir(t)}, Gallery: gal, RequestTimeout: 50 * time.Second, AccessLog: logf})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -463,6 +464,7 @@ func TestAbuse(t *testing.T) {
 	if os.Getenv("FACEVER_ABUSE") == "" {
 		t.Skip("set FACEVER_ABUSE=1 to run the abuse mix against a real server (a minute or more)")
 	}
+	testmodels.Dir(t)
 	dur := 60 * time.Second
 	if v := os.Getenv("FACEVER_ABUSE_SECONDS"); v != "" {
 		s, err := strconv.Atoi(v)
@@ -522,7 +524,12 @@ func TestAbuse(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { stdin.Close(); cmd.Wait() }()
+	stopChild := func() { stdin.Close(); cmd.Wait() }
+	defer func() {
+		if stdin != nil {
+			stopChild()
+		}
+	}()
 	sc := bufio.NewScanner(stdout)
 	addr := ""
 	for sc.Scan() {
@@ -559,6 +566,19 @@ func TestAbuse(t *testing.T) {
 	res := runAbuse(base, key, fmt.Sprintf("/v1/identities/%d/faces", simmIt.ID), p, mix, dur)
 	close(stopSample)
 	_, hwm := rss(pid)
+	if req, err := http.NewRequest("GET", base+"/metrics", nil); err == nil {
+		req.Header.Set("X-API-Key", key)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			data, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for _, l := range strings.Split(string(data), "\n") {
+				if strings.HasPrefix(l, "facever_model_run_seconds_sum") || strings.HasPrefix(l, "facever_model_run_seconds_count") || strings.HasPrefix(l, "facever_faces_embedded_total") ||
+					strings.HasPrefix(l, "facever_http_request_duration_seconds_sum") || strings.HasPrefix(l, "facever_http_request_duration_seconds_count") {
+					t.Logf("server %s", l)
+				}
+			}
+		}
+	}
 	for k, c := range res.kinds {
 		t.Logf("%s: %s", k, c)
 	}
@@ -566,6 +586,21 @@ func TestAbuse(t *testing.T) {
 	t.Logf("normal client alone: %d identifies, p50 %v, p99 %v", len(quiet.normal), quantile(quiet.normal, 0.5).Round(time.Millisecond), quantile(quiet.normal, 0.99).Round(time.Millisecond))
 	t.Logf("normal client during %v of abuse: %d identifies, p50 %v, p99 %v, max %v, %d not 200",
 		res.elapsed.Round(time.Second), len(res.normal), quantile(res.normal, 0.5).Round(time.Millisecond), quantile(res.normal, 0.99).Round(time.Millisecond), quantile(res.normal, 1).Round(time.Millisecond), res.normalBad)
+	// Enrolls answered 200 are in the gallery, whole; those that ran out of
+	// time (503) or were cut off left nothing.
+	stopChild()
+	stdin = nil
+	ok := res.kinds["full enroll"].statuses["200"]
+	if g, err := enroll.Open(gpath, enroll.Options{ReadOnly: true}); err != nil {
+		t.Errorf("reopen the gallery: %v", err)
+	} else {
+		it, err := g.Get(simmIt.ID)
+		g.Close()
+		t.Logf("gallery: %d templates after %d enrolls answered 200 (of %d photos each)", it.Templates, ok, len(enrollList))
+		if err != nil || it.Templates != ok*len(enrollList) {
+			t.Errorf("%d templates for %d enrolls answered 200: an enroll that was not answered 200 committed (%v)", it.Templates, ok, err)
+		}
+	}
 	if hwm > rssBound {
 		t.Errorf("server peak RSS %d MiB over the bound of %d MiB", hwm>>20, rssBound>>20)
 	}

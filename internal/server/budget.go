@@ -5,35 +5,51 @@ import (
 	"sync"
 )
 
-// budget is a weighted semaphore over bytes: the memory that decoded images
-// may hold at once. Waiters are granted in arrival order, but one that fits
-// does not wait behind an earlier one that does not (a small photo is not
-// held up by a large one waiting for the budget to drain); a large one is
-// not starved, since what small ones can hold is bounded by the requests
-// at work at once. A waiter whose context ends leaves the queue.
+// budget is a weighted semaphore: the memory that decoded images may hold
+// at once, or the detector slots. Urgent waiters (the photo of a verify or
+// an identify, which a person is waiting for) are granted before the
+// others (the photos of an enroll); within each kind in arrival order, but
+// one that fits does not wait behind an earlier one that does not (a small
+// photo is not held up by a large one waiting for the budget to drain); a
+// large one is not starved, since what small ones can hold is bounded by
+// the requests at work at once. The last reserve units are for urgent
+// waiters only, so that an urgent photo finds room even when the others
+// fill the budget. A waiter whose context ends leaves the queue.
 type budget struct {
 	mu      sync.Mutex
 	size    int64
+	reserve int64
 	used    int64
 	waiters []*budgetWaiter
 }
 
 type budgetWaiter struct {
-	n     int64
-	ready chan struct{}
+	n      int64
+	urgent bool
+	ready  chan struct{}
 }
 
-func newBudget(size int64) *budget { return &budget{size: size} }
+func newBudget(size, reserve int64) *budget { return &budget{size: size, reserve: reserve} }
 
-// acquire takes n bytes (n ≤ size), waiting until they are free or ctx ends.
-func (b *budget) acquire(ctx context.Context, n int64) error {
+// fits reports whether n more fit for a waiter of this kind (b.mu held).
+func (b *budget) fits(n int64, urgent bool) bool {
+	limit := b.size
+	if !urgent {
+		limit -= b.reserve
+	}
+	return b.used+n <= limit
+}
+
+// acquire takes n (n ≤ size, and n ≤ size-reserve unless urgent), waiting
+// until it is free or ctx ends.
+func (b *budget) acquire(ctx context.Context, n int64, urgent bool) error {
 	b.mu.Lock()
-	if b.used+n <= b.size {
+	if b.fits(n, urgent) && (urgent || !b.urgentWaiting()) {
 		b.used += n
 		b.mu.Unlock()
 		return nil
 	}
-	w := &budgetWaiter{n: n, ready: make(chan struct{})}
+	w := &budgetWaiter{n: n, urgent: urgent, ready: make(chan struct{})}
 	b.waiters = append(b.waiters, w)
 	b.mu.Unlock()
 	select {
@@ -67,21 +83,37 @@ func (b *budget) release(n int64) {
 	b.mu.Unlock()
 }
 
-// wake grants, in arrival order, every waiter that fits (b.mu held).
-func (b *budget) wake() {
-	kept := b.waiters[:0]
+// urgentWaiting reports whether an urgent waiter is queued (b.mu held).
+func (b *budget) urgentWaiting() bool {
 	for _, w := range b.waiters {
-		if b.used+w.n <= b.size {
-			b.used += w.n
-			close(w.ready)
-			continue
+		if w.urgent {
+			return true
 		}
-		kept = append(kept, w)
 	}
-	for i := len(kept); i < len(b.waiters); i++ {
-		b.waiters[i] = nil
+	return false
+}
+
+// wake grants every waiter that fits: urgent ones first, each kind in
+// arrival order; others only while no urgent one waits (b.mu held).
+func (b *budget) wake() {
+	for _, urgent := range []bool{true, false} {
+		if !urgent && b.urgentWaiting() {
+			return
+		}
+		kept := b.waiters[:0]
+		for _, w := range b.waiters {
+			if w.urgent == urgent && b.fits(w.n, urgent) {
+				b.used += w.n
+				close(w.ready)
+				continue
+			}
+			kept = append(kept, w)
+		}
+		for i := len(kept); i < len(b.waiters); i++ {
+			b.waiters[i] = nil
+		}
+		b.waiters = kept
 	}
-	b.waiters = kept
 }
 
 // inUse is the bytes held now (for /metrics and tests).

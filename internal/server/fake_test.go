@@ -14,7 +14,6 @@ import (
 
 	"github.com/facever/facever/align"
 	"github.com/facever/facever/enroll"
-	"github.com/facever/facever/models"
 )
 
 // fakeRecognizer stands in for the models in the tests of auth, limits,
@@ -65,7 +64,7 @@ func (f *fakeRecognizer) Detect(im *align.Image) ([]align.Face, error) {
 	return faces, nil
 }
 
-func (f *fakeRecognizer) AlignFace(im *align.Image, _ align.Face) (align.Chip, error) {
+func (f *fakeRecognizer) Align(im *align.Image, _ align.Face) (align.Chip, error) {
 	px := im.Mat.GetVecbAt(0, 0)
 	pix := bytes.Repeat([]byte{px[2]}, align.ChipSize*align.ChipSize*3)
 	return align.Chip{Size: align.ChipSize, Pix: pix}, nil
@@ -91,8 +90,8 @@ func (f *fakeRecognizer) EmbedChips(chips []align.Chip) ([][]float32, error) {
 	return out, nil
 }
 
-func (f *fakeRecognizer) Backbone() models.Model { return models.Model{Name: "fake"} }
-func (f *fakeRecognizer) Threshold() float64     { return 0.5 }
+func (f *fakeRecognizer) Model() string      { return "fake" }
+func (f *fakeRecognizer) Threshold() float64 { return 0.5 }
 
 func (f *fakeRecognizer) backboneRuns() [][]byte {
 	f.mu.Lock()
@@ -147,7 +146,7 @@ func newFakeFixture(t testing.TB, rec *fakeRecognizer, mod func(*Config)) (*fixt
 		t.Fatal(err)
 	}
 	log := &syncBuffer{}
-	cfg := Config{Recognizer: rec, Gallery: gal, AccessLog: log}
+	cfg := Config{Recognizer: rec, Gallery: gal, AccessLog: log, MinFace: -1}
 	if mod != nil {
 		mod(&cfg)
 	}

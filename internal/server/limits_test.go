@@ -98,7 +98,7 @@ func TestDecodeBudgetBoundsDecodedImages(t *testing.T) {
 // whose context ends leaves the queue without holding anything.
 func TestBudget(t *testing.T) {
 	const size = 1000
-	b := newBudget(size)
+	b := newBudget(size, 0)
 	var held, peak atomic.Int64
 	var wg sync.WaitGroup
 	for g := 0; g < 16; g++ {
@@ -109,7 +109,7 @@ func TestBudget(t *testing.T) {
 			for i := 0; i < 300; i++ {
 				n := int64(1 + rng.Intn(size))
 				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rng.Intn(200))*time.Microsecond)
-				if err := b.acquire(ctx, n); err != nil {
+				if err := b.acquire(ctx, n, rng.Intn(2) == 0); err != nil {
 					cancel()
 					continue
 				}
@@ -481,13 +481,13 @@ func TestPagedList(t *testing.T) {
 // earlier, larger one waiting for the budget to drain; the large one gets
 // its share when it is released.
 func TestBudgetSmallPassesLarge(t *testing.T) {
-	b := newBudget(10)
+	b := newBudget(10, 0)
 	ctx := context.Background()
-	if err := b.acquire(ctx, 8); err != nil {
+	if err := b.acquire(ctx, 8, false); err != nil {
 		t.Fatal(err)
 	}
 	large := make(chan error, 1)
-	go func() { large <- b.acquire(ctx, 5) }()
+	go func() { large <- b.acquire(ctx, 5, false) }()
 	for {
 		b.mu.Lock()
 		n := len(b.waiters)
@@ -499,7 +499,7 @@ func TestBudgetSmallPassesLarge(t *testing.T) {
 	}
 	small, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	if err := b.acquire(small, 2); err != nil {
+	if err := b.acquire(small, 2, false); err != nil {
 		t.Fatalf("a 2-byte share behind a waiting 5-byte one: %v", err)
 	}
 	b.release(2)
@@ -578,5 +578,86 @@ func TestSmallRequestsGoFirst(t *testing.T) {
 	}
 	if at != busy {
 		t.Fatalf("the identify ran in backbone run %d; the run after the busy one is %d (runs: %d)", at, busy, len(runs))
+	}
+}
+
+// TestEnrollPolicy: the HTTP enroll applies the CLI's photo check
+// (facever.CheckEnrollFaces): a face under MinFace pixels and a photo of
+// several faces without largest are rejected with their codes; the rest
+// are enrolled.
+func TestEnrollPolicy(t *testing.T) {
+	f, _ := newFakeFixture(t, &fakeRecognizer{}, func(c *Config) { c.MinFace = 40 })
+	_, doc := f.do(t, "POST", "/v1/identities", "application/json", jsonBody(map[string]any{"name": "p"}), f.key)
+	path := fmt.Sprintf("/v1/identities/%d/faces", int(doc["id"].(float64)))
+	body := jsonBody(map[string]any{"images": []string{b64(photo(t, 1, 1, 32)), b64(photo(t, 1, 1, 64)), b64(photo(t, 1, 2, 64))}})
+	code, doc := f.do(t, "POST", path, "application/json", body, f.key)
+	if code != 200 || doc["enrolled"].(float64) != 1 {
+		t.Fatalf("enroll: %d %v", code, doc)
+	}
+	faces := doc["faces"].([]any)
+	for i, want := range []string{"face_too_small", "", "multiple_faces"} {
+		o := faces[i].(map[string]any)
+		if got, _ := o["code"].(string); got != want || (want == "") != (o["enrolled"] == true) {
+			t.Errorf("photo %d: %v, want code %q", i, o, want)
+		}
+	}
+	body = jsonBody(map[string]any{"images": []string{b64(photo(t, 1, 2, 64))}, "largest": true})
+	if code, doc := f.do(t, "POST", path, "application/json", body, f.key); code != 200 || doc["enrolled"].(float64) != 1 {
+		t.Fatalf("two faces with largest: %d %v", code, doc)
+	}
+}
+
+// TestBudgetUrgentFirst: with the slot taken, an enroll's photo (not
+// urgent) and then an identify's photo (urgent) wait; the identify's is
+// let in first, and while it waits no later enroll photo gets in ahead.
+func TestBudgetUrgentFirst(t *testing.T) {
+	b := newBudget(1, 0)
+	ctx := context.Background()
+	if err := b.acquire(ctx, 1, false); err != nil {
+		t.Fatal(err)
+	}
+	order := make(chan string, 2)
+	waiters := func(n int) {
+		for {
+			b.mu.Lock()
+			k := len(b.waiters)
+			b.mu.Unlock()
+			if k == n {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	go func() { b.acquire(ctx, 1, false); order <- "enroll"; b.release(1) }()
+	waiters(1)
+	go func() { b.acquire(ctx, 1, true); order <- "identify"; b.release(1) }()
+	waiters(2)
+	b.release(1)
+	if first, second := <-order, <-order; first != "identify" || second != "enroll" {
+		t.Fatalf("granted %s then %s, want identify then enroll", first, second)
+	}
+}
+
+// TestBudgetReserve: the reserved unit is for urgent waiters only: with
+// one of two detectors kept, a second enroll photo waits while an
+// identify's photo gets in at once.
+func TestBudgetReserve(t *testing.T) {
+	b := newBudget(2, 1)
+	ctx := context.Background()
+	if err := b.acquire(ctx, 1, false); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if err := b.acquire(short, 1, false); err == nil {
+		t.Fatal("a second enroll photo took the reserved detector")
+	}
+	urgent, cancel2 := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel2()
+	if err := b.acquire(urgent, 1, true); err != nil {
+		t.Fatalf("an urgent photo did not get the reserved detector: %v", err)
+	}
+	if u := b.inUse(); u != 2 || len(b.waiters) != 0 {
+		t.Fatalf("%d held, %d waiting", u, len(b.waiters))
 	}
 }

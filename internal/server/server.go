@@ -30,10 +30,10 @@ import (
 	"strings"
 	"time"
 
+	facever "github.com/facever/facever"
 	"github.com/facever/facever/align"
 	"github.com/facever/facever/enroll"
 	"github.com/facever/facever/facehead"
-	"github.com/facever/facever/internal/pipeline"
 	"github.com/facever/facever/verify"
 )
 
@@ -55,22 +55,17 @@ const (
 	DefaultDecodeBudget     = 512 << 20
 	DefaultMaxConcurrent    = 16
 	DefaultPageSize         = 100
-	DefaultMaxPageSize      = 1000
+	DefaultMaxPageSize      = enroll.MaxPage
 )
 
 // Config configures a Server. Zero limits take the Default* values.
 type Config struct {
-	// Recognizer runs the models. Nil: New opens them from Pipeline, Head
-	// and Workers, and Close releases them.
+	// Recognizer runs the models. Nil: New opens them with facever.Open
+	// and Models, and Close releases them.
 	Recognizer Recognizer
-	// Pipeline selects models and runtime (when Recognizer is nil).
-	Pipeline pipeline.Config
-	// Head, when not empty, is a head file whose projection the embeddings
-	// use (when Recognizer is nil).
-	Head string
-	// Workers is the number of photos aligned at once (when Recognizer is
-	// nil; default: cores).
-	Workers int
+	// Models selects models, runtime, head and workers (when Recognizer is
+	// nil).
+	Models facever.Options
 	// Gallery is the open gallery (its API keys guard the API).
 	Gallery *enroll.Gallery
 	// Threshold is the default verification and identification threshold
@@ -80,6 +75,9 @@ type Config struct {
 	// threshold_too_low below it). Zero means 0: a negative threshold, which
 	// accepts nearly any face, is refused; set -1 to allow every threshold.
 	MinThreshold float64
+	// MinFace is the enroll policy's smallest face, the shorter side of its
+	// box in pixels (0: facever.DefaultMinFace, the CLI's; negative: none).
+	MinFace int
 	// MaxBodyBytes bounds a request body (413 too_large above it).
 	MaxBodyBytes int64
 	// MaxPixels bounds an uploaded image's width×height, read from the
@@ -105,6 +103,10 @@ type Config struct {
 	// identify, create) being read and worked on at once; others wait for a
 	// turn. With MaxBodyBytes it bounds the memory bodies hold.
 	MaxConcurrent int
+	// Detectors is how many photos are in the recognizer's detector at
+	// once (default: Models.Workers, else the number of CPUs); photos of
+	// verify and identify are let in before those of enrolls.
+	Detectors int
 	// PageSize is the default and MaxPageSize the largest page of a list.
 	PageSize int
 	// MaxPageSize is the largest page a client may ask for.
@@ -127,10 +129,13 @@ type Server struct {
 	cfg     Config
 	mux     *http.ServeMux
 	rec     Recognizer
-	owned   *pipelineRecognizer
+	owned   *facever.Recognizer
 	batch   *batcher
 	metrics *metrics
 	decode  *budget
+	// detectors admits photos to the recognizer's detector, verify and
+	// identify first.
+	detectors *budget
 	slots   chan struct{}
 	log     *accessLog
 	model   string
@@ -158,31 +163,42 @@ func New(cfg Config) (*Server, error) {
 	def(&cfg.MaxMetadataBytes, DefaultMaxMetadataBytes)
 	def(&cfg.MaxMetadataKeys, DefaultMaxMetadataKeys)
 	def(&cfg.MaxConcurrent, DefaultMaxConcurrent)
+	def(&cfg.Detectors, cfg.Models.Workers)
+	def(&cfg.Detectors, runtime.NumCPU())
 	def(&cfg.MaxPageSize, DefaultMaxPageSize)
+	cfg.MaxPageSize = min(cfg.MaxPageSize, enroll.MaxPage)
 	def(&cfg.PageSize, min(DefaultPageSize, cfg.MaxPageSize))
-	def(&cfg.Workers, runtime.NumCPU())
 	if cfg.BatchWindow <= 0 {
 		cfg.BatchWindow = 2 * time.Millisecond
 	}
 	if math.IsNaN(cfg.MinThreshold) || math.IsInf(cfg.MinThreshold, 0) || math.IsNaN(cfg.Threshold) || math.IsInf(cfg.Threshold, 0) {
 		return nil, errors.New("server: thresholds must be finite numbers")
 	}
-	if cost := imageCost(cfg.MaxPixels); cost > cfg.DecodeBudget {
-		return nil, fmt.Errorf("server: the decode budget (%d MiB) cannot hold one image of the pixel limit (%d pixels need %d MiB)", cfg.DecodeBudget>>20, cfg.MaxPixels, cost>>20)
+	if cost := imageCost(cfg.MaxPixels); cost > cfg.DecodeBudget-min(cfg.DecodeBudget/8, 64<<20) {
+		return nil, fmt.Errorf("server: the decode budget (%d MiB, of which %d MiB are kept for verify and identify) cannot hold one image of the pixel limit (%d pixels need %d MiB)", cfg.DecodeBudget>>20, min(cfg.DecodeBudget/8, 64<<20)>>20, cfg.MaxPixels, cost>>20)
 	}
-	s := &Server{cfg: cfg, mux: http.NewServeMux(), metrics: newMetrics(), decode: newBudget(cfg.DecodeBudget), slots: make(chan struct{}, cfg.MaxConcurrent)}
+	// One detector and an eighth of the decode budget (at most 64 MiB) are
+	// kept for urgent photos when there is room for it.
+	detectReserve := int64(0)
+	if cfg.Detectors >= 2 {
+		detectReserve = 1
+	}
+	decodeReserve := min(cfg.DecodeBudget/8, 64<<20)
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), metrics: newMetrics(),
+		decode: newBudget(cfg.DecodeBudget, decodeReserve), detectors: newBudget(int64(cfg.Detectors), detectReserve),
+		slots: make(chan struct{}, cfg.MaxConcurrent)}
 	if cfg.AccessLog != nil {
 		s.log = &accessLog{w: cfg.AccessLog}
 	}
 	s.rec = cfg.Recognizer
 	if s.rec == nil {
-		r, err := openPipeline(cfg.Pipeline, cfg.Workers, cfg.Head)
+		r, err := facever.Open(cfg.Models)
 		if err != nil {
 			return nil, err
 		}
 		s.rec, s.owned = r, r
 	}
-	s.model = s.rec.Backbone().Name
+	s.model = s.rec.Model()
 	if cfg.Threshold == 0 {
 		s.cfg.Threshold = s.rec.Threshold()
 	}
@@ -366,10 +382,16 @@ func asAPIError(err error) *apiError {
 		return &apiError{http.StatusUnprocessableEntity, "no_face", err.Error()}
 	case errors.Is(err, align.ErrMultipleFaces):
 		return &apiError{http.StatusUnprocessableEntity, "multiple_faces", err.Error()}
+	case errors.Is(err, facever.ErrFaceTooSmall):
+		return &apiError{http.StatusUnprocessableEntity, "face_too_small", err.Error()}
 	case errors.Is(err, enroll.ErrNotFound):
 		return &apiError{http.StatusNotFound, "not_found", err.Error()}
 	case errors.Is(err, enroll.ErrExists):
 		return &apiError{http.StatusConflict, "exists", err.Error()}
+	case errors.Is(err, enroll.ErrTooLarge):
+		return &apiError{http.StatusRequestEntityTooLarge, "metadata_too_large", err.Error()}
+	case errors.Is(err, enroll.ErrCorrupt):
+		return &apiError{http.StatusInternalServerError, "gallery_damaged", err.Error() + " (the operator should run `facever gallery check`)"}
 	case errors.Is(err, enroll.ErrInvalid):
 		return &apiError{http.StatusBadRequest, "bad_request", err.Error()}
 	case errors.Is(err, errShuttingDown):
@@ -647,8 +669,9 @@ func decodeBase64(s string) ([]byte, error) {
 
 // face is one photo's outcome: its faces and the chip of the chosen one.
 type face struct {
-	faces []align.Face
-	chip  align.Chip
+	faces  []align.Face
+	chosen align.Face
+	chip   align.Chip
 }
 
 // imageCost is what a decoded image of pixels may hold in memory while it
@@ -657,6 +680,10 @@ type face struct {
 // without a face found (1.5 times each side; small photos always get one),
 // and 1 MiB for the detector's small copies and the chip.
 func imageCost(pixels int) int64 { return (39*int64(pixels)+3)/4 + 1<<20 }
+
+// urgentPixels is the largest photo of a verify or an identify that goes
+// ahead of enroll photos and large photos (4 megapixels: 40 MiB decoded).
+const urgentPixels = 4_000_000
 
 // header reads an image's size from its header, without decoding pixels,
 // and checks it against the server's pixel limit.
@@ -676,9 +703,10 @@ func (s *Server) header(data []byte) (int, error) {
 }
 
 // detect checks an image's header, waits for its share of the decode
-// budget, decodes it and aligns its largest face (or, with single, refuses
-// several faces).
-func (s *Server) detect(ctx context.Context, data []byte, single bool) (*face, error) {
+// budget, decodes it and aligns its largest face. With an enroll policy,
+// the photo must pass facever.CheckEnrollFaces (the CLI's enroll check:
+// one face unless Largest, at least MinFace pixels).
+func (s *Server) detect(ctx context.Context, data []byte, policy *facever.EnrollPolicy) (*face, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -687,7 +715,10 @@ func (s *Server) detect(ctx context.Context, data []byte, single bool) (*face, e
 		return nil, err
 	}
 	cost := imageCost(px)
-	if err := s.decode.acquire(ctx, cost); err != nil {
+	// The photo of a verify or an identify of at most urgentPixels goes
+	// first: a person waits for the answer, and it costs little.
+	urgent := policy == nil && px <= urgentPixels
+	if err := s.decode.acquire(ctx, cost, urgent); err != nil {
 		return nil, err
 	}
 	defer s.decode.release(cost)
@@ -699,23 +730,33 @@ func (s *Server) detect(ctx context.Context, data []byte, single bool) (*face, e
 	if im.Width()*im.Height() > s.cfg.MaxPixels { // the header lied
 		return nil, fmt.Errorf("%w: %d×%d pixels, this server accepts at most %d pixels", align.ErrTooLarge, im.Width(), im.Height(), s.cfg.MaxPixels)
 	}
+	if err := s.detectors.acquire(ctx, 1, urgent); err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	faces, err := s.rec.Detect(im)
 	s.metrics.model("detect", time.Since(start), 0)
+	s.detectors.release(1)
 	if err != nil {
 		return nil, err
 	}
 	if len(faces) == 0 {
 		return nil, align.ErrNoFace
 	}
-	if single && len(faces) > 1 {
-		return nil, fmt.Errorf("%w: %d faces; send a photo of one person, or set largest", align.ErrMultipleFaces, len(faces))
+	chosen := faces[0]
+	if policy != nil {
+		if chosen, err = facever.CheckEnrollFaces(faces, *policy); err != nil {
+			if errors.Is(err, align.ErrMultipleFaces) {
+				return nil, fmt.Errorf("%w (send largest=true to enroll the largest)", err)
+			}
+			return nil, err
+		}
 	}
-	chip, err := s.rec.AlignFace(im, faces[0])
+	chip, err := s.rec.Align(im, chosen)
 	if err != nil {
 		return nil, err
 	}
-	return &face{faces: faces, chip: chip}, nil
+	return &face{faces: faces, chosen: chosen, chip: chip}, nil
 }
 
 // faceCounter enforces MaxFaces over one request.
@@ -759,7 +800,7 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		if fs[i], err = s.detect(ctx, data, false); err != nil {
+		if fs[i], err = s.detect(ctx, data, nil); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		q.images[name] = nil
@@ -881,34 +922,15 @@ func (s *Server) listIdentities(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	ids, more, err := listPage(s.cfg.Gallery, after, limit)
+	ids, next, err := s.cfg.Gallery.ListPage(after, limit)
 	if err != nil {
 		return err
 	}
+	more := next != 0
 	for _, it := range ids {
 		touched(r.Context(), it.ID)
 	}
 	return streamList(w, "identities", ids, more, func(it enroll.Identity) uint64 { return it.ID })
-}
-
-// listPage returns up to limit identities with ids above after, and
-// whether more follow.
-func listPage(g *enroll.Gallery, after uint64, limit int) ([]enroll.Identity, bool, error) {
-	all, err := g.List()
-	if err != nil {
-		return nil, false, err
-	}
-	out := make([]enroll.Identity, 0, min(limit, len(all)))
-	for _, it := range all {
-		if it.ID <= after {
-			continue
-		}
-		if len(out) == limit {
-			return out, true, nil
-		}
-		out = append(out, it)
-	}
-	return out, false, nil
 }
 
 func (s *Server) identityOf(r *http.Request) (enroll.Identity, error) {
@@ -970,6 +992,7 @@ type faceOutcome struct {
 	Index    int            `json:"index"`
 	Enrolled bool           `json:"enrolled"`
 	Reason   string         `json:"reason,omitempty"`
+	Code     string         `json:"code,omitempty"`
 	Faces    int            `json:"faces"`
 	Face     map[string]any `json:"face,omitempty"`
 	Template uint64         `json:"template_id,omitempty"`
@@ -1003,20 +1026,21 @@ func (s *Server) addFaces(w http.ResponseWriter, r *http.Request) error {
 	var idx []int
 	for i, data := range all {
 		outcomes[i].Index = i
-		f, err := s.detect(ctx, data, !largest)
+		f, err := s.detect(ctx, data, &facever.EnrollPolicy{Largest: largest, MinFace: s.cfg.MinFace})
 		all[i] = nil
 		if err != nil {
 			if errors.Is(err, errShuttingDown) || ctx.Err() != nil {
 				return err
 			}
 			outcomes[i].Reason = err.Error()
+			outcomes[i].Code = asAPIError(err).code
 			continue
 		}
 		if err := fc.add(len(f.faces)); err != nil {
 			return err
 		}
 		outcomes[i].Faces = len(f.faces)
-		outcomes[i].Face = faceJSON(f.faces[0])
+		outcomes[i].Face = faceJSON(f.chosen)
 		chips = append(chips, f.chip)
 		idx = append(idx, i)
 	}
@@ -1076,7 +1100,7 @@ func (s *Server) identify(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	f, err := s.detect(ctx, data, false)
+	f, err := s.detect(ctx, data, nil)
 	if err != nil {
 		return err
 	}

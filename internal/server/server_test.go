@@ -19,8 +19,8 @@ import (
 	"testing"
 	"time"
 
+	facever "github.com/facever/facever"
 	"github.com/facever/facever/enroll"
-	"github.com/facever/facever/internal/pipeline"
 	"github.com/facever/facever/internal/testmodels"
 	"github.com/facever/facever/models"
 )
@@ -59,7 +59,7 @@ func newFixture(t testing.TB, mod func(*Config)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Pipeline: pipeline.Config{ModelsDir: dir}, Gallery: gal}
+	cfg := Config{Models: facever.Options{ModelsDir: dir}, Gallery: gal}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -360,7 +360,7 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer gal.Close()
-	s, err := New(Config{Recognizer: &fakeRecognizer{detectDelay: 20 * time.Millisecond}, Gallery: gal, NoAuth: true})
+	s, err := New(Config{Recognizer: &fakeRecognizer{detectDelay: 20 * time.Millisecond}, Gallery: gal, NoAuth: true, MinFace: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
