@@ -136,9 +136,9 @@ type Server struct {
 	// detectors admits photos to the recognizer's detector, verify and
 	// identify first.
 	detectors *budget
-	slots   chan struct{}
-	log     *accessLog
-	model   string
+	slots     chan struct{}
+	log       *accessLog
+	model     string
 }
 
 // New returns a server, loading the models unless cfg.Recognizer is set.
