@@ -36,12 +36,15 @@ func trainingDeps(t *testing.T, roots ...string) []string {
 	return bad
 }
 
-// TestInferencePathLinksNoTraining checks the import graph: the embedder and
-// head file, the pipeline and the HTTP server must not link the training
+// TestInferencePathLinksNoTraining checks the import graph: the root package
+// that library users import, the runtime contract, the embedder and head
+// file, the pipeline and the HTTP server must not link the training
 // code or gorgonia, so that a verifier or a server built on them carries none
 // of it. The check itself must see training where it is: in facehead/train.
 func TestInferencePathLinksNoTraining(t *testing.T) {
 	if bad := trainingDeps(t,
+		"github.com/facever/facever",
+		"github.com/facever/facever/infer",
 		"github.com/facever/facever/facehead",
 		"github.com/facever/facever/internal/pipeline",
 		"github.com/facever/facever/internal/server",
@@ -49,6 +52,17 @@ func TestInferencePathLinksNoTraining(t *testing.T) {
 		t.Errorf("the inference path links %v", bad)
 	}
 	bad := trainingDeps(t, "github.com/facever/facever/facehead/train")
+	// verify scores and cross-validates on features and projections it is
+	// given: it imports no embedder and no trainer.
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", "github.com/facever/facever/verify").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list -deps verify: %v\n%s", err, out)
+	}
+	for _, d := range strings.Fields(string(out)) {
+		if strings.HasPrefix(d, "github.com/facever/facever/facehead") || strings.HasPrefix(d, "gorgonia.org/") || d == "github.com/facever/facever/margin" {
+			t.Errorf("verify links %s", d)
+		}
+	}
 	found := map[string]bool{}
 	for _, d := range bad {
 		found[d] = true

@@ -1,9 +1,9 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -48,32 +48,13 @@ Example (the README's LFW table):
 			if err != nil {
 				return fail(err)
 			}
-			if ps.Folds < 2 {
-				return fail(errors.New("the pairs file defines no folds: crossval needs LFW's pairs.txt format"))
+			foldPeople, err := verify.FoldPeople(ps)
+			if err != nil {
+				return fail(err)
 			}
 			root := c.String("root")
 			if root == "" {
-				root = filepath.Dir(ps.Pairs[0].A)
-				root = filepath.Dir(root)
-			}
-			// People of each fold, from the pairs' paths (root/<person>/<photo>).
-			foldPeople := make([]map[string]bool, ps.Folds)
-			for i := range foldPeople {
-				foldPeople[i] = map[string]bool{}
-			}
-			for _, p := range ps.Pairs {
-				for _, path := range []string{p.A, p.B} {
-					foldPeople[p.Fold][filepath.Base(filepath.Dir(path))] = true
-				}
-			}
-			for i := range foldPeople {
-				for j := i + 1; j < len(foldPeople); j++ {
-					for n := range foldPeople[i] {
-						if foldPeople[j][n] {
-							return fail(fmt.Errorf("folds %d and %d share %s: crossval needs identity-disjoint folds", i+1, j+1, n))
-						}
-					}
-				}
+				root = filepath.Dir(filepath.Dir(ps.Pairs[0].A))
 			}
 			// Every photo of every person in the pairs.
 			photos, err := photosByPerson(c, root)
@@ -81,8 +62,8 @@ Example (the README's LFW table):
 				return fail(fmt.Errorf("%w (is --root the folder per person?)", err))
 			}
 			var all []string
-			for _, fp := range foldPeople {
-				for n := range fp {
+			for _, names := range foldPeople {
+				for _, n := range names {
 					ps, ok := photos[n]
 					if !ok {
 						return fail(fmt.Errorf("%s has no photos of %s (is --root the folder per person?)", root, n))
@@ -90,59 +71,34 @@ Example (the README's LFW table):
 					all = append(all, ps...)
 				}
 			}
-			sort.Strings(all)
 			all = append(all, ps.Paths()...)
 			sort.Strings(all)
-			var uniq []string
-			for i, p := range all {
-				if i == 0 || p != all[i-1] {
-					uniq = append(uniq, p)
-				}
-			}
-			res, err := features(c, uniq, "embedding photos")
+			all = slices.Compact(all)
+			res, err := features(c, all, "embedding photos")
 			if err != nil {
 				return fail(err)
 			}
-			feat := make(map[string][]float32, len(res))
+			feats := verify.Features{ByPath: make(map[string][]float32, len(res)), Photos: photos}
 			for _, r := range res {
 				if r.Feature != nil {
-					feat[r.Path] = r.Feature
+					feats.ByPath[r.Path] = r.Feature
 				}
 			}
-			same, folds := ps.Labels(), ps.FoldIndices()
-			score := func(emb func(string) []float32) []float64 {
-				s := make([]float64, len(ps.Pairs))
-				for i, p := range ps.Pairs {
-					a, b := emb(p.A), emb(p.B)
-					if a == nil || b == nil {
-						s[i] = -1
-						continue
-					}
-					s[i] = verify.Cosine(a, b)
-				}
-				return s
-			}
-			summarise := func(method string, scores []float64) (crossvalResult, error) {
-				ev, err := verify.Evaluate(scores, same, folds, ps.Folds)
-				if err != nil {
-					return crossvalResult{}, err
-				}
+			summarise := func(method string, ev *verify.Evaluation) crossvalResult {
 				r := crossvalResult{Method: method, Mean: ev.KFold.Mean, Std: ev.KFold.Std, AUC: ev.ROC.AUC}
 				for _, op := range ev.TARAtFAR {
 					if op.TargetFAR == 1e-3 {
 						r.TAR3 = op.TAR
 					}
 				}
-				return r, nil
+				return r
 			}
-			var rows []crossvalResult
-			raw, err := summarise("raw backbone", score(func(p string) []float32 { return feat[p] }))
+			rawEv, err := verify.Evaluate(verify.ScorePairs(ps, func(p string) []float32 { return feats.ByPath[p] }), ps.Labels(), ps.FoldIndices(), ps.Folds)
 			if err != nil {
 				return fail(err)
 			}
-			rows = append(rows, raw)
-			losses := strings.Split(c.String("loss"), ",")
-			for _, loss := range losses {
+			rows := []crossvalResult{summarise("raw backbone", rawEv)}
+			for _, loss := range strings.Split(c.String("loss"), ",") {
 				if err := c.Set("loss", strings.TrimSpace(loss)); err != nil {
 					return fail(err)
 				}
@@ -150,69 +106,22 @@ Example (the README's LFW table):
 				if err != nil {
 					return fail(err)
 				}
-				scores := make([]float64, len(ps.Pairs))
 				var speeds []float64
 				bar := progress.New(c.App.ErrWriter, "crossval "+cfg.Loss, ps.Folds).HideRate()
-				for k := 0; k < ps.Folds; k++ {
-					var tf [][]float32
-					var tl []int
-					label := 0
-					for j, fp := range foldPeople {
-						if j == k {
-							continue
-						}
-						names := make([]string, 0, len(fp))
-						for n := range fp {
-							names = append(names, n)
-						}
-						sort.Strings(names)
-						for _, n := range names {
-							for _, p := range photos[n] {
-								if f := feat[p]; f != nil {
-									tf = append(tf, f)
-									tl = append(tl, label)
-								}
-							}
-							label++
-						}
-					}
+				cv, err := verify.CrossValidate(ps, feats, func(k int, tf [][]float32, tl []int) (verify.Projection, error) {
 					head, rep, err := train.Train(tf, tl, cfg)
 					if err != nil {
-						return fail(fmt.Errorf("fold %d, %s: %w", k+1, cfg.Loss, err))
+						return nil, fmt.Errorf("%s: %w", cfg.Loss, err)
 					}
 					speeds = append(speeds, rep.SamplesPerSec)
-					cache := map[string][]float32{}
-					proj := func(p string) []float32 {
-						if e, ok := cache[p]; ok {
-							return e
-						}
-						f := feat[p]
-						if f == nil {
-							return nil
-						}
-						e := make([]float32, head.OutDim())
-						head.Project(e, f)
-						cache[p] = e
-						return e
-					}
-					for i, p := range ps.Pairs {
-						if p.Fold != k {
-							continue
-						}
-						a, b := proj(p.A), proj(p.B)
-						if a == nil || b == nil {
-							scores[i] = -1
-						} else {
-							scores[i] = verify.Cosine(a, b)
-						}
-					}
 					bar.Set(k+1, fmt.Sprintf("fold %d: %d photos of %d people, %.0f samples/s", k+1, len(tf), rep.Identities, rep.SamplesPerSec))
-				}
+					return head, nil
+				})
 				bar.Done()
-				row, err := summarise(cfg.Loss, scores)
 				if err != nil {
 					return fail(err)
 				}
+				row := summarise(cfg.Loss, cv.Evaluation)
 				sort.Float64s(speeds)
 				row.SamplesPerSec = speeds[len(speeds)/2]
 				rows = append(rows, row)

@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -159,5 +161,109 @@ func TestTrainHelpShowsLossDefaults(t *testing.T) {
 				t.Errorf("%s --help lacks %q", cmd, want)
 			}
 		}
+	}
+}
+
+// lfwLayout copies the johns photos into an LFW-style tree
+// (root/<name>/<name>_0001.jpg) and writes a two-fold pairs file whose folds
+// are identity-disjoint: Salley and Savage in fold 1, the other three in fold 2.
+func lfwLayout(t *testing.T, pairs string) (pairsPath, root string) {
+	t.Helper()
+	dir := t.TempDir()
+	root = filepath.Join(dir, "images")
+	ents, err := os.ReadDir("../../testdata/johns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		photos, err := filepath.Glob(filepath.Join("../../testdata/johns", e.Name(), "*.jpg"))
+		if err != nil || len(photos) == 0 {
+			t.Fatalf("%s: %v", e.Name(), err)
+		}
+		if err := os.MkdirAll(filepath.Join(root, e.Name()), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for i, p := range photos {
+			data, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(root, e.Name(), fmt.Sprintf("%s_%04d.jpg", e.Name(), i+1)), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	pairsPath = filepath.Join(dir, "pairs.txt")
+	if err := os.WriteFile(pairsPath, []byte(pairs), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return pairsPath, root
+}
+
+const twoFoldPairs = `2 2
+John_Salley 1 2
+John_Savage 1 2
+John_Salley 3 John_Savage 3
+John_Salley 4 John_Savage 4
+John_Schneider 1 2
+John_Simm 1 2
+John_Shimkus 1 John_Simm 3
+John_Schneider 3 John_Shimkus 2
+`
+
+// TestCrossvalJohns runs crossval on two identity-disjoint folds of the
+// johns photos: one row for the raw backbone and one per loss (a margin and
+// a pair loss), each with its training speed; the Markdown table has the
+// same rows; folds that share a person and a pairs file without folds are
+// refused with exit 2.
+func TestCrossvalJohns(t *testing.T) {
+	pairs, root := lfwLayout(t, twoFoldPairs)
+	cache := filepath.Join(t.TempDir(), "cache.db")
+	args := []string{"crossval", "--pairs", pairs, "--root", root, "--epochs", "2", "--cache", cache}
+	code, out, errs := facever(t, append(args, "--loss", "cosface,triplet", "--json")...)
+	if code != exitOK {
+		t.Fatalf("crossval: exit %d\n%s", code, errs)
+	}
+	var doc struct {
+		Folds   int              `json:"folds"`
+		Pairs   int              `json:"pairs"`
+		Results []crossvalResult `json:"results"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if doc.Folds != 2 || doc.Pairs != 8 || len(doc.Results) != 3 {
+		t.Fatalf("%+v", doc)
+	}
+	for i, method := range []string{"raw backbone", "cosface", "triplet"} {
+		r := doc.Results[i]
+		if r.Method != method || r.Mean < 0.5 || r.Mean > 1 || r.AUC < 0.5 || r.AUC > 1 || (i > 0) != (r.SamplesPerSec > 0) {
+			t.Errorf("row %d: %+v", i, r)
+		}
+	}
+	// The raw backbone tells these eight pairs apart.
+	if doc.Results[0].AUC != 1 {
+		t.Errorf("raw backbone AUC %v on the johns pairs", doc.Results[0].AUC)
+	}
+	code, out, errs = facever(t, append(args, "--loss", "softmax", "--markdown")...)
+	if code != exitOK || !strings.Contains(out, "| method | 10-fold accuracy |") || !strings.Contains(out, "| raw backbone | ") || !strings.Contains(out, "| softmax | ") {
+		t.Fatalf("--markdown: exit %d\n%s\n%s", code, out, errs)
+	}
+
+	shared, sroot := lfwLayout(t, strings.Replace(twoFoldPairs, "John_Simm 1 2", "John_Salley 5 6", 1))
+	code, _, errs = facever(t, "crossval", "--pairs", shared, "--root", sroot, "--cache", cache)
+	if code != exitError || !strings.Contains(errs, "folds 1 and 2 share John_Salley") {
+		t.Errorf("shared person: exit %d %q", code, errs)
+	}
+	csv := filepath.Join(t.TempDir(), "pairs.csv")
+	if err := os.WriteFile(csv, []byte(simmA+","+simmB+",1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs = facever(t, "crossval", "--pairs", csv, "--cache", cache)
+	if code != exitError || !strings.Contains(errs, "defines no folds") {
+		t.Errorf("no folds: exit %d %q", code, errs)
 	}
 }
