@@ -1,7 +1,7 @@
 // Package align finds faces in photos and crops each one to the 112×112 RGB
 // chip the ArcFace family of embedders expects.
 //
-// The pipeline (see DESIGN.md): decode with GoCV; detect faces with the
+// The pipeline (docs/alignment.md): decode with GoCV; detect faces with the
 // UltraFace detector on a 320×240 copy (score threshold, then greedy
 // non-maximum suppression); regress 68 landmarks on each face box at full
 // resolution; reduce them to five points (eye centres, nose tip, mouth
@@ -28,7 +28,7 @@ const ChipSize = 112
 
 // Template is the ArcFace 112×112 five-point template: left eye, right eye,
 // nose tip, left mouth corner, right mouth corner (insightface, arcface_torch;
-// REFERENCE.md "Alignment").
+// docs/alignment.md).
 var Template = [5]Point{
 	{38.2946, 51.6963}, {73.5318, 51.5014}, {56.0252, 71.7366}, {41.5493, 92.3655}, {70.7299, 92.2041},
 }
@@ -51,7 +51,7 @@ type Options struct {
 	MinFace int
 }
 
-// DefaultOptions are the thresholds of DESIGN.md.
+// DefaultOptions are the detection thresholds of docs/alignment.md.
 var DefaultOptions = Options{Score: 0.65, NMS: 0.4}
 
 // Face is one detected face, in the pixel coordinates of the original photo.
@@ -349,7 +349,7 @@ func mean(pts *[68]Point, idx ...int) Point {
 // FivePoints reduces 68 landmarks (iBUG 300-W order, 0-based) to the five of
 // the ArcFace template: left eye = mean of 37, 38, 40, 41; right eye = mean of
 // 43, 44, 46, 47; nose = 30; mouth left = mean of 48 and 60; mouth right =
-// mean of 54 and 64 (DESIGN.md).
+// mean of 54 and 64 (docs/alignment.md).
 func FivePoints(p *[68]Point) [5]Point {
 	return [5]Point{
 		mean(p, 37, 38, 40, 41),

@@ -18,7 +18,7 @@ const DlibPadding = 0.25
 // DlibTemplate is dlib's five-point template in 150×150 chip coordinates
 // (padding 0.25): outer and inner corner of the eye on the image's right,
 // outer and inner corner of the eye on the image's left, bottom of the nose
-// (../shared/DLIB.md gives it to four decimals: (110.9567, 46.3498),
+// (docs/alignment.md gives it to four decimals: (110.9567, 46.3498),
 // (89.6060, 47.8967), (37.0575, 46.3727), (58.4085, 47.9064),
 // (74.0112, 87.7798)). It is computed as dlib's get_face_chip_details does,
 // (padding + p)/(2·padding + 1)·size from its mean-face points p.

@@ -216,7 +216,7 @@ func meanAbsDiff(a, b []byte) float64 {
 // WarpAffine on real photos with detected landmarks: with the same chip →
 // photo map the two differ only by OpenCV's 1/32-pixel fixed-point weights
 // and rounding instead of truncation (under one grey level on average);
-// with the generic warp onto the template shifted by −0.5 pixel (DLIB.md:
+// with the generic warp onto the template shifted by −0.5 pixel (docs/alignment.md:
 // within 0.008 in descriptor distance) they stay within a few levels.
 func TestAlignDlibMatchesOpenCVWarp(t *testing.T) {
 	a := newAligner(t)

@@ -23,12 +23,12 @@
 // x (N×D) and the class weights w (C×D); the batch's labels live in a Labels
 // value the graph reads at run time, so one graph serves every batch. The
 // losses are built from a few custom gorgonia ops (row normalisation, a matrix
-// product on gonum or, with -tags openblas, OpenBLAS (see GEMMBackend), label
-// picks, a stable softmax cross-entropy, the margin functions, a clamped
+// product on internal/gemm in float32 and gorgonia's BLAS in float64, or
+// OpenBLAS with -tags openblas (see GEMMBackend), label picks, a stable softmax cross-entropy, the margin functions, a clamped
 // differentiable Arccos), each with its symbolic gradient; gradients flow
 // through every normalisation.
 //
 // Evaluate runs the very graph training uses, in float64, and returns the loss
 // and its gradients, so the formulas can be checked against hand computations
-// and finite differences. Formulas and defaults follow ../shared/REFERENCE.md.
+// and finite differences. Formulas, defaults and their sources: docs/losses.md.
 package margin

@@ -1,6 +1,8 @@
 package margin
 
 import (
+	"fmt"
+
 	"gonum.org/v1/gonum/blas"
 	"gorgonia.org/gorgonia"
 
@@ -8,23 +10,31 @@ import (
 )
 
 // The heads spend most of their time in three matrix products of N×D by
-// D×C (forward, and the two gradients). By default they run on the BLAS
-// gorgonia uses (gorgonia.Use; gonum's pure-Go one unless changed). Built
-// with -tags openblas (cgo, Debian's libopenblas-dev), they call OpenBLAS's
-// cblas_sgemm and cblas_dgemm directly instead; see gemm_openblas.go.
+// D×C (forward, and the two gradients). In float32 (training) they run on
+// the project's packed GEMM, internal/gemm, the engine's, on every core; in
+// float64 (Evaluate, the gradient checks) on the BLAS gorgonia uses
+// (gorgonia.Use; gonum's pure-Go one unless changed). Built with -tags
+// openblas (cgo, Debian's libopenblas-dev), both call OpenBLAS's cblas_sgemm
+// and cblas_dgemm instead; see gemm_openblas.go.
 //
-// Measured on the 2-core AVX-512 machine of DESIGN.md (shared, so ±30 %),
-// forward+backward at N = 256, D = 512, C = 10 000 in float32: about 1 s per
-// batch with gonum (≈ 250 samples/s; three quarters of the time in gonum's
-// sgemm), 0.12–0.28 s with OpenBLAS (ArcFace ≈ 0.2–0.28 s, 900–1 250
-// samples/s, against PyTorch's 0.213 s and 1 200 samples/s).
+// Forward+backward at N = 256, D = 512, C = 10 000 in float32 (BenchmarkArcFace;
+// the README's "Speed" gives the figures of the machine it was run on):
+// ArcFace about 0.14 s per batch on internal/gemm, against 0.7–1.2 s on
+// gonum's pure-Go GEMM and PyTorch's 0.213 s (docs/design.md, "Machines").
 
-// gemmBackend names the implementation in use, for benchmarks and reports.
-var gemmBackend = "gorgonia BLAS (gonum pure Go unless gorgonia.Use changed it)"
+// gemmBackend, when not empty, names the implementation that replaces the
+// default (gemm_openblas.go sets it).
+var gemmBackend string
 
-// GEMMBackend returns a description of the matrix-multiply implementation the
-// heads run on.
-func GEMMBackend() string { return gemmBackend }
+// GEMMBackend describes the matrix-multiply implementation the heads run on,
+// for benchmarks and training reports: by default internal/gemm's kernel and
+// workers for float32 and gorgonia's BLAS for float64.
+func GEMMBackend() string {
+	if gemmBackend != "" {
+		return gemmBackend
+	}
+	return fmt.Sprintf("internal/gemm (%s micro-kernel, %d workers) for float32; gorgonia's BLAS for float64", gemm.Current(), gemm.Workers())
+}
 
 // sgemm computes c = op(a)·op(b) for row-major float32 matrices.
 var sgemm = func(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {

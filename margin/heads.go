@@ -24,7 +24,7 @@ type Loss interface {
 	Build(x, w *gorgonia.Node, labels *Labels) (*gorgonia.Node, error)
 }
 
-// Paper defaults (see REFERENCE.md and the papers cited on each head).
+// Paper defaults (docs/losses.md and the papers cited on each head).
 const (
 	DefaultScale         = 64.0 // s of ArcFace, CosFace and the combined margin
 	DefaultArcFaceMargin = 0.5  // m of ArcFace (Deng et al. 2019)

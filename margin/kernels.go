@@ -558,7 +558,7 @@ func mulMapK[T float](df func(float64) float64) func(c *call, in [][]T, out []T)
 // (OpenBLAS under -tags openblas, see GEMMBackend), differentiable with
 // respect to b, and to a unless dataA says a is data whose gradient is never
 // needed (which saves one of a training step's three products: gorgonia
-// computes every gradient an op offers). facehead builds its projection
+// computes every gradient an op offers). facehead/train builds its projection
 // layer with it.
 func MatMulT(a, b *gorgonia.Node, dataA bool) (*gorgonia.Node, error) {
 	if a == nil || b == nil || a.Dims() != 2 || b.Dims() != 2 {

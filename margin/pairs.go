@@ -10,7 +10,7 @@ import (
 // The pair losses compare the samples of a batch with one another through
 // their cosine similarities S_ij = x̂_i·x̂_j; they read no class weights
 // (w = nil) and need batches that hold several photos of each identity
-// (P identities × K photos). Formulas as in ../shared/REFERENCE.md (the
+// (P identities × K photos). Formulas as in docs/losses.md (the
 // Musgrave et al. 2020 taxonomy), each from the paper cited on its type.
 
 // Defaults of the pair and proxy losses (the cited papers' values, in
@@ -446,7 +446,7 @@ func (h *NPair) eval(s []float64, n, _ int, y, _ []int, grad []float64) (float64
 // LiftedStructure is the lifted structured loss of Song, Xiang, Jegelka and
 // Savarese, "Deep Metric Learning via Lifted Structured Feature Embedding",
 // CVPR 2016, in the per-anchor generalised form of Hermans et al. 2017 (as
-// REFERENCE.md writes it, with the hinge both papers apply):
+// docs/losses.md writes it, with the hinge both papers apply):
 //
 //	[log Σ_{k∈P_i} exp(m − S_ik) + log Σ_{k∈N_i} exp(S_ik)]₊
 //
@@ -539,7 +539,7 @@ func (h *LiftedStructure) eval(s []float64, n, _ int, y, _ []int, grad []float64
 //	(1/N) Σ_i { (1/α) log(1 + Σ_{k∈P_i} exp(−α(S_ik − λ)))
 //	          + (1/β) log(1 + Σ_{k∈N_i} exp(β(S_ik − λ))) }
 //
-// over all pairs, as REFERENCE.md writes it. A sample without positives, or
+// over all pairs, as docs/losses.md writes it. A sample without positives, or
 // without negatives, contributes only the other term, so every batch of two
 // or more samples is defined. WithMining adds the paper's hard-pair mining
 // (§4.2).

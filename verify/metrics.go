@@ -11,7 +11,7 @@ import (
 // "same person" when its score (cosine similarity) is ≥ the threshold.
 // TAR (true accept rate) is the share of genuine (same-person) pairs accepted,
 // FAR (false accept rate) the share of impostor (different-person) pairs
-// accepted, FRR = 1 − TAR. The protocols follow REFERENCE.md, "Evaluation".
+// accepted, FRR = 1 − TAR. The protocols are described in docs/protocols.md.
 
 // ErrNoPairs is returned when a metric is asked of an empty set of scores.
 var ErrNoPairs = errors.New("verify: no scored pairs")
@@ -25,7 +25,7 @@ var ErrNoImpostors = errors.New("verify: no impostor (different-person) pairs")
 var ErrNoGenuine = errors.New("verify: no genuine (same-person) pairs")
 
 // StandardFARs are the false-accept rates at which evaluations report the
-// true-accept rate (REFERENCE.md: TAR@FAR = 1e-2, 1e-3, 1e-4).
+// true-accept rate (docs/protocols.md: TAR@FAR = 1e-2, 1e-3, 1e-4).
 var StandardFARs = []float64{1e-2, 1e-3, 1e-4}
 
 // ROCPoint is one operating point of a ROC curve: accepting every pair whose
@@ -263,8 +263,8 @@ func AccuracyAt(scores []float64, same []bool, threshold float64) (Accuracy, err
 // midpoint between the lowest accepted and the highest rejected score; among
 // equally accurate thresholds the strictest is chosen, as insightface's LFW
 // evaluation does (verification.py calculate_roc: argmax over ascending
-// distance thresholds). ../shared/tools/ref_pipeline.py instead takes the
-// loosest tied score itself, so its k-fold figure can differ by a pair or so
+// distance thresholds). The reference pipeline (docs/design.md) instead
+// takes the loosest tied score itself, so its k-fold figure can differ by a pair or so
 // per fold.
 func BestAccuracy(scores []float64, same []bool) (Accuracy, error) {
 	v, err := sortScores(scores, same, nil)
@@ -362,7 +362,7 @@ type KFoldResult struct {
 	MeanThreshold float64 `json:"mean_threshold"`
 }
 
-// KFold runs the LFW protocol (REFERENCE.md): for each fold, choose the
+// KFold runs the LFW protocol (docs/protocols.md): for each fold, choose the
 // threshold maximising accuracy on the other k−1 folds (BestAccuracy's rule)
 // and report accuracy on the fold; then mean ± std over folds. folds[i] in
 // [0,k) gives the fold of pair i; nil assigns folds with AssignFolds. It sorts
@@ -543,7 +543,7 @@ func Calibrate(scores []float64, same []bool, targetFAR float64) (Calibration, e
 }
 
 // Evaluation gathers the standard verification metrics of a set of labelled
-// scores (REFERENCE.md, "Evaluation").
+// scores (docs/protocols.md).
 type Evaluation struct {
 	// Pairs counts the scored pairs.
 	Pairs int `json:"pairs"`

@@ -12,7 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// Exit codes (DESIGN.md): 0 success or same person, 1 different person or
+// Exit codes (docs/design.md, Conventions): 0 success or same person, 1 different person or
 // no match, 2 error.
 const (
 	exitOK       = 0

@@ -8,7 +8,7 @@ import (
 
 // BenchmarkTrain measures training speed on cached 512-d features: 8 192
 // samples of 1 000 identities, batch 128, d′ = 512, one epoch per iteration
-// (graph building included). The anchor (DESIGN.md): gorgonia ~10k
+// (graph building included). The anchor (docs/design.md, Machines): gorgonia ~10k
 // samples/s for ArcFace at batch 128 on 100 classes; PyTorch 1 200 samples/s
 // at N = 256, C = 10 000 (see margin's benchmarks for that size).
 func BenchmarkTrain(b *testing.B) {

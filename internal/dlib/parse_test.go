@@ -93,7 +93,7 @@ func TestFloats(t *testing.T) {
 }
 
 // TestParseModel parses the real file: 29 convolutions, 5.6 M parameters,
-// the input means of DLIB.md, every conv's shape consistent.
+// the input means of docs/dlib.md, every conv's shape consistent.
 func TestParseModel(t *testing.T) {
 	data := datFile(t)
 	sum := sha256.Sum256(data)

@@ -60,7 +60,7 @@ func johns(t testing.TB) []johnsPhoto {
 // TestJohnsSeparation checks the whole pipeline on 55 real photos of five
 // people, for each backbone: every same-person pair must score above every
 // different-person pair, as the Python/OpenCV reference pipeline does
-// (DESIGN.md), and the model's default threshold must sit between them.
+// (docs/design.md), and the model's default threshold must sit between them.
 func TestJohnsSeparation(t *testing.T) {
 	for _, model := range []string{"fr_feature", "dlib_resnet_v1"} {
 		t.Run(model, func(t *testing.T) { johnsSeparation(t, model) })
