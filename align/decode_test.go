@@ -560,3 +560,33 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkDecodeFormats decodes the 150×150 reference photo in each
+// format: the cost of the header and completeness checks next to the
+// decoder's.
+func BenchmarkDecodeFormats(b *testing.B) {
+	for _, fc := range formatCases(b) {
+		b.Run(strings.ReplaceAll(fc.name, " ", "_"), func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				im, err := align.Decode(fc.data)
+				if err != nil {
+					b.Fatal(err)
+				}
+				im.Close()
+			}
+		})
+	}
+}
+
+// BenchmarkReadHeader is the header check alone (what a server runs on
+// every upload before deciding to decode).
+func BenchmarkReadHeader(b *testing.B) {
+	data := readJohn(b)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := align.ReadHeader(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
