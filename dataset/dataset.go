@@ -24,6 +24,7 @@ package dataset
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -303,4 +304,27 @@ func (s *Set) Summary() string {
 		noun = "file"
 	}
 	return fmt.Sprintf("%d %s skipped: %s", len(s.Skipped), noun, strings.Join(parts, ", "))
+}
+
+// Report writes the summary of what was skipped and then the first max
+// skipped entries with their reasons, one a line ("  ... and N more" for the
+// rest; max < 0 lists all). It writes nothing when nothing was skipped.
+func (s *Set) Report(w io.Writer, max int) error {
+	sum := s.Summary()
+	if sum == "" {
+		return nil
+	}
+	if _, err := fmt.Fprintf(w, "%s: %s\n", s.Root, sum); err != nil {
+		return err
+	}
+	for i, k := range s.Skipped {
+		if max >= 0 && i == max {
+			_, err := fmt.Fprintf(w, "  ... and %d more\n", len(s.Skipped)-max)
+			return err
+		}
+		if _, err := fmt.Fprintln(w, "  "+k.String()); err != nil {
+			return err
+		}
+	}
+	return nil
 }

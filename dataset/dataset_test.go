@@ -137,6 +137,16 @@ func TestWalk(t *testing.T) {
 	if s.Photos() != 11 || len(s.Paths()) != 11 || s.Paths()[0] != j("ann", "1.jpg") || len(s.ByName()["bob"]) != 3 {
 		t.Errorf("Photos %d, Paths %v", s.Photos(), s.Paths())
 	}
+	var rep strings.Builder
+	s.Report(&rep, 2)
+	if want := dir + ": " + s.Summary() + "\n  " + j(".git") + ": hidden\n  " + j("__MACOSX", "ann") + ": folder inside a person folder\n  ... and 18 more\n"; rep.String() != want {
+		t.Errorf("report\n%s\nwant\n%s", rep.String(), want)
+	}
+	rep.Reset()
+	s.Report(&rep, -1)
+	if n := strings.Count(rep.String(), "\n"); n != 21 || !strings.Contains(rep.String(), j("bob", "broken")+": broken link (to "+j("gone")+")") {
+		t.Errorf("full report (%d lines):\n%s", n, rep.String())
+	}
 	// The same tree walked again gives the same answer.
 	again, err := Walk(dir)
 	if err != nil || !reflect.DeepEqual(again, s) {

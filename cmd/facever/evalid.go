@@ -135,16 +135,6 @@ func walkData(c *cli.Context, dir string) (*dataset.Set, error) {
 	if err != nil {
 		return nil, err
 	}
-	if sum := set.Summary(); sum != "" {
-		w := c.App.ErrWriter
-		fmt.Fprintf(w, "%s: %s\n", dir, sum)
-		for i, k := range set.Skipped {
-			if i == 10 {
-				fmt.Fprintf(w, "  ... and %d more\n", len(set.Skipped)-10)
-				break
-			}
-			fmt.Fprintln(w, "  "+k.String())
-		}
-	}
+	set.Report(c.App.ErrWriter, 10)
 	return set, nil
 }
