@@ -18,8 +18,8 @@ import (
 
 // fakeRecognizer stands in for the models in the tests of auth, limits,
 // cancellation and shutdown. A test photo (see photo) says in its colour
-// who is in it and how many faces it holds: red is the person, green the
-// number of faces. Each person's embedding is a unit vector of its own,
+// who is in it and how many faces it holds: red is the person, green 40
+// times the number of faces (so that a JPEG's rounding keeps the count). Each person's embedding is a unit vector of its own,
 // so two photos of one person have similarity 1 and of two people 0.
 type fakeRecognizer struct {
 	detectDelay time.Duration
@@ -56,7 +56,7 @@ func (f *fakeRecognizer) Detect(im *align.Image) ([]align.Face, error) {
 	}
 	time.Sleep(f.detectDelay)
 	px := im.Mat.GetVecbAt(0, 0) // B, G, R
-	faces := make([]align.Face, int(px[1]))
+	faces := make([]align.Face, (int(px[1])+20)/40)
 	for i := range faces {
 		w, h := float64(im.Width()), float64(im.Height())
 		faces[i] = align.Face{Box: [4]float64{0, 0, w, h}, Score: 0.99}
@@ -102,7 +102,7 @@ func (f *fakeRecognizer) backboneRuns() [][]byte {
 // photo is a size×size PNG of person with faces faces (for fakeRecognizer).
 func photo(t testing.TB, person, faces uint8, size int) []byte {
 	im := image.NewNRGBA(image.Rect(0, 0, size, size))
-	c := color.NRGBA{R: person, G: faces, B: 7, A: 255}
+	c := color.NRGBA{R: person, G: 40 * faces, B: 7, A: 255}
 	for y := 0; y < size; y++ {
 		for x := 0; x < size; x++ {
 			im.SetNRGBA(x, y, c)

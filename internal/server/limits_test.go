@@ -7,6 +7,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/crc32"
+	"image"
+	"image/jpeg"
+	"image/png"
 	"io"
 	"math/rand"
 	"net/http"
@@ -55,6 +58,29 @@ func TestPixelLimitFromHeader(t *testing.T) {
 	}
 	if u := f.srv.decode.inUse(); u != 0 {
 		t.Fatalf("decode budget holds %d bytes after the request", u)
+	}
+	// A baseline JPEG over the limit is read reduced (align.DecodeWith) and
+	// answered; a PNG of the same size is refused from its header.
+	big := image.NewNRGBA(image.Rect(0, 0, 3400, 2000))
+	for i := 0; i < len(big.Pix); i += 4 {
+		big.Pix[i], big.Pix[i+1], big.Pix[i+2], big.Pix[i+3] = 3, 40, 7, 255
+	}
+	var jb, pb bytes.Buffer
+	if err := jpeg.Encode(&jb, big, &jpeg.Options{Quality: 90}); err != nil {
+		t.Fatal(err)
+	}
+	if err := png.Encode(&pb, big); err != nil {
+		t.Fatal(err)
+	}
+	f2, _ := newFakeFixture(t, &fakeRecognizer{}, func(c *Config) { c.MaxPixels = 2_000_000 })
+	if code, doc := f2.do(t, "POST", "/v1/identify", "application/json", jsonBody(map[string]any{"image": b64(jb.Bytes())}), f2.key); code != 200 || doc["faces"].(float64) != 1 || doc["scale"] != 0.5 {
+		t.Fatalf("6.8-megapixel baseline JPEG against a 2-megapixel limit: %d %v", code, doc)
+	}
+	if code, doc := f2.do(t, "POST", "/v1/identify", "application/json", jsonBody(map[string]any{"image": b64(pb.Bytes())}), f2.key); code != 413 || !strings.Contains(doc["error"].(map[string]any)["message"].(string), "header says 3400×2000") {
+		t.Fatalf("6.8-megapixel PNG against a 2-megapixel limit: %d %v", code, doc)
+	}
+	if u := f2.srv.decode.inUse(); u != 0 {
+		t.Fatalf("decode budget holds %d bytes after the requests", u)
 	}
 	// Just under the limit is decoded (and then found corrupt: 422).
 	code, doc = f.do(t, "POST", "/v1/identify", "application/json", jsonBody(map[string]any{"image": b64(pngHeader(1000, 1000))}), f.key)

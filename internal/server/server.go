@@ -20,7 +20,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"image"
 	"io"
 	"math"
 	"mime"
@@ -672,6 +671,9 @@ type face struct {
 	faces  []align.Face
 	chosen align.Face
 	chip   align.Chip
+	// scale is the size the photo was decoded at (1, or 1/2, 1/4, 1/8 for
+	// a large JPEG read reduced); boxes are in the photo's own pixels.
+	scale float64
 }
 
 // imageCost is what a decoded image of pixels may hold in memory while it
@@ -685,19 +687,25 @@ func imageCost(pixels int) int64 { return (39*int64(pixels)+3)/4 + 1<<20 }
 // ahead of enroll photos and large photos (4 megapixels: 40 MiB decoded).
 const urgentPixels = 4_000_000
 
-// header reads an image's size from its header, without decoding pixels,
-// and checks it against the server's pixel limit.
+// header reads an image's size from its header (align.ReadHeader: every
+// format facever decodes), without decoding a pixel, and returns the most
+// pixels its decoding may hold. A photo over the server's pixel limit is
+// refused here, unless it is a baseline JPEG, which align.DecodeWith reads
+// at 1/2, 1/4 or 1/8 of its size to fit the limit (or refuses).
 func (s *Server) header(data []byte) (int, error) {
 	if len(data) == 0 {
 		return 0, fmt.Errorf("%w: empty file", align.ErrNotImage)
 	}
-	cfg, format, err := image.DecodeConfig(bytes.NewReader(data))
+	h, err := align.ReadHeader(data)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %v (send JPEG or PNG)", align.ErrNotImage, err)
+		return 0, err
 	}
-	px := int64(cfg.Width) * int64(cfg.Height)
+	px := h.Pixels()
 	if px > int64(s.cfg.MaxPixels) {
-		return 0, fmt.Errorf("%w: the %s header says %d×%d pixels; this server accepts at most %d pixels (%.1f megapixels)", align.ErrTooLarge, format, cfg.Width, cfg.Height, s.cfg.MaxPixels, float64(s.cfg.MaxPixels)/1e6)
+		if h.Format != align.FormatJPEG || h.Progressive {
+			return 0, fmt.Errorf("%w: the %s header says %d×%d pixels; this server accepts at most %d pixels (%.1f megapixels)", align.ErrTooLarge, h.Format, h.Width, h.Height, s.cfg.MaxPixels, float64(s.cfg.MaxPixels)/1e6)
+		}
+		px = int64(s.cfg.MaxPixels) // read reduced, at most the limit
 	}
 	return int(px), nil
 }
@@ -722,14 +730,11 @@ func (s *Server) detect(ctx context.Context, data []byte, policy *facever.Enroll
 		return nil, err
 	}
 	defer s.decode.release(cost)
-	im, err := align.Decode(data)
+	im, err := align.DecodeWith(data, align.DecodeOptions{MaxPixels: s.cfg.MaxPixels})
 	if err != nil {
 		return nil, err
 	}
 	defer im.Close()
-	if im.Width()*im.Height() > s.cfg.MaxPixels { // the header lied
-		return nil, fmt.Errorf("%w: %d×%d pixels, this server accepts at most %d pixels", align.ErrTooLarge, im.Width(), im.Height(), s.cfg.MaxPixels)
-	}
 	if err := s.detectors.acquire(ctx, 1, urgent); err != nil {
 		return nil, err
 	}
@@ -756,7 +761,7 @@ func (s *Server) detect(ctx context.Context, data []byte, policy *facever.Enroll
 	if err != nil {
 		return nil, err
 	}
-	return &face{faces: faces, chosen: chosen, chip: chip}, nil
+	return &face{faces: faces, chosen: chosen, chip: chip, scale: im.Scale}, nil
 }
 
 // faceCounter enforces MaxFaces over one request.
@@ -781,6 +786,7 @@ func faceJSON(f align.Face) map[string]any {
 type photoJSON struct {
 	Faces int            `json:"faces"`
 	Face  map[string]any `json:"face,omitempty"`
+	Scale float64        `json:"scale"`
 }
 
 func (s *Server) verify(w http.ResponseWriter, r *http.Request) error {
@@ -819,7 +825,7 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) error {
 		Model  string       `json:"model"`
 	}{Decision: d, Model: s.model}
 	for i, f := range fs {
-		out.Photos[i] = photoJSON{Faces: len(f.faces), Face: faceJSON(f.faces[0])}
+		out.Photos[i] = photoJSON{Faces: len(f.faces), Face: faceJSON(f.faces[0]), Scale: f.scale}
 	}
 	return writeJSON(w, http.StatusOK, out)
 }
@@ -1119,7 +1125,7 @@ func (s *Server) identify(w http.ResponseWriter, r *http.Request) error {
 	for _, m := range ms {
 		touched(ctx, m.IdentityID)
 	}
-	out := map[string]any{"threshold": thr, "faces": len(f.faces), "face": faceJSON(f.faces[0]), "top": append([]enroll.Match{}, ms...), "match": nil, "unknown": true}
+	out := map[string]any{"threshold": thr, "faces": len(f.faces), "face": faceJSON(f.faces[0]), "scale": f.scale, "top": append([]enroll.Match{}, ms...), "match": nil, "unknown": true}
 	if len(ms) > 0 && float64(ms[0].Score) >= thr {
 		out["match"] = ms[0]
 		out["unknown"] = false
