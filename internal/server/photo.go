@@ -1,0 +1,121 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	facever "github.com/facever/facever"
+	"github.com/facever/facever/align"
+)
+
+// face is one photo's outcome: its faces and the chip of the chosen one.
+type face struct {
+	faces  []align.Face
+	chosen align.Face
+	chip   align.Chip
+	// scale is the size the photo was decoded at (1, or 1/2, 1/4, 1/8 for
+	// a large JPEG read reduced); boxes are in the photo's own pixels.
+	scale float64
+}
+
+// imageCost is what a decoded image of pixels may hold in memory while it
+// is detected, as the decode budget counts it: 3 bytes per pixel (BGR),
+// 6.75 more for the black-bordered copy the detector makes of a photo
+// without a face found (1.5 times each side; small photos always get one),
+// and 1 MiB for the detector's small copies and the chip.
+func imageCost(pixels int) int64 { return (39*int64(pixels)+3)/4 + 1<<20 }
+
+// urgentPixels is the largest photo of a verify or an identify that goes
+// ahead of enroll photos and large photos (4 megapixels: 40 MiB decoded).
+const urgentPixels = 4_000_000
+
+// header reads an image's size from its header (align.ReadHeader: every
+// format facever decodes), without decoding a pixel, and returns the most
+// pixels its decoding may hold. A photo over the server's pixel limit is
+// refused here, unless it is a baseline JPEG, which align.DecodeWith reads
+// at 1/2, 1/4 or 1/8 of its size to fit the limit (or refuses).
+func (s *Server) header(data []byte) (int, error) {
+	if len(data) == 0 {
+		return 0, fmt.Errorf("%w: empty file", align.ErrNotImage)
+	}
+	h, err := align.ReadHeader(data)
+	if err != nil {
+		return 0, err
+	}
+	px := h.Pixels()
+	if px > int64(s.cfg.MaxPixels) {
+		if h.Format != align.FormatJPEG || h.Progressive {
+			return 0, fmt.Errorf("%w: the %s header says %d×%d pixels; this server accepts at most %d pixels (%.1f megapixels)", align.ErrTooLarge, h.Format, h.Width, h.Height, s.cfg.MaxPixels, float64(s.cfg.MaxPixels)/1e6)
+		}
+		px = int64(s.cfg.MaxPixels) // read reduced, at most the limit
+	}
+	return int(px), nil
+}
+
+// detect checks an image's header, waits for its share of the decode
+// budget, decodes it and aligns its largest face. With an enroll policy,
+// the photo must pass facever.CheckEnrollFaces (the CLI's enroll check:
+// one face unless Largest, at least MinFace pixels).
+func (s *Server) detect(ctx context.Context, data []byte, policy *facever.EnrollPolicy) (*face, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	px, err := s.header(data)
+	if err != nil {
+		return nil, err
+	}
+	cost := imageCost(px)
+	// The photo of a verify or an identify of at most urgentPixels goes
+	// first: a person waits for the answer, and it costs little.
+	urgent := policy == nil && px <= urgentPixels
+	if err := s.decode.acquire(ctx, cost, urgent); err != nil {
+		return nil, err
+	}
+	defer s.decode.release(cost)
+	im, err := align.DecodeWith(data, align.DecodeOptions{MaxPixels: s.cfg.MaxPixels})
+	if err != nil {
+		return nil, err
+	}
+	defer im.Close()
+	if err := s.detectors.acquire(ctx, 1, urgent); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	faces, err := s.rec.Detect(im)
+	s.metrics.model("detect", time.Since(start), 0)
+	s.detectors.release(1)
+	if err != nil {
+		return nil, err
+	}
+	if len(faces) == 0 {
+		return nil, align.ErrNoFace
+	}
+	chosen := faces[0]
+	if policy != nil {
+		if chosen, err = facever.CheckEnrollFaces(faces, *policy); err != nil {
+			if errors.Is(err, align.ErrMultipleFaces) {
+				return nil, fmt.Errorf("%w (send largest=true to enroll the largest)", err)
+			}
+			return nil, err
+		}
+	}
+	chip, err := s.rec.Align(im, chosen)
+	if err != nil {
+		return nil, err
+	}
+	return &face{faces: faces, chosen: chosen, chip: chip, scale: im.Scale}, nil
+}
+
+// faceCounter enforces MaxFaces over one request.
+type faceCounter struct{ n, max int }
+
+func (c *faceCounter) add(n int) error {
+	c.n += n
+	if c.n > c.max {
+		return &apiError{http.StatusUnprocessableEntity, "too_many_faces", fmt.Sprintf("the photos of this request hold %d or more faces; this server reports at most %d per request", c.n, c.max)}
+	}
+	return nil
+}
