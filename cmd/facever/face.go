@@ -320,6 +320,7 @@ Example:
 			defer r.Close()
 			type result struct {
 				Path      string    `json:"path"`
+				Scale     float64   `json:"scale"`
 				Faces     int       `json:"faces"`
 				Embedding []float32 `json:"embedding"`
 			}
@@ -330,7 +331,7 @@ Example:
 					return faceError(err)
 				}
 				e := [][]float32{ph.Faces[0].Embedding}
-				results = append(results, result{Path: path, Faces: ph.Detected, Embedding: e[0]})
+				results = append(results, result{Path: path, Scale: ph.Scale, Faces: ph.Detected, Embedding: e[0]})
 				if !c.Bool("json") {
 					var sb strings.Builder
 					for i, v := range e[0] {

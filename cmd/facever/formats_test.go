@@ -135,6 +135,7 @@ func TestVerifyEveryFormat(t *testing.T) {
 	var doc struct {
 		Photos []struct {
 			Path      string    `json:"path"`
+			Scale     float64   `json:"scale"`
 			Embedding []float32 `json:"embedding"`
 		} `json:"photos"`
 	}
@@ -147,6 +148,9 @@ func TestVerifyEveryFormat(t *testing.T) {
 		t.Fatalf("the JPEG pair is not the same person (%.4f)", ref)
 	}
 	for i, c := range cases {
+		if doc.Photos[i+2].Scale != 1 {
+			t.Errorf("%s: read at scale %v", c.name, doc.Photos[i+2].Scale)
+		}
 		s := verify.Cosine(doc.Photos[i+2].Embedding, b)
 		t.Logf("%-17s similarity to %s: %.4f (JPEG: %.4f)", c.name, filepath.Base(simmB), s, ref)
 		if c.lossless && math.Abs(s-ref) > 1e-5 || !c.lossless && math.Abs(s-ref) > 0.05 {
