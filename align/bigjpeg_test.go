@@ -3,6 +3,7 @@ package align_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"image"
 	"math"
 	"testing"
@@ -232,4 +233,25 @@ func TestReducedTooSmall(t *testing.T) {
 		t.Fatalf("%v", err)
 	}
 	im.Close()
+}
+
+// BenchmarkDecodeLarge reads the 201-megapixel JPEG of
+// TestDecodeLargeJPEGReduced at 1/2 (the default limit), 1/4 (a 20-megapixel
+// limit) and 1/8 (a 4-megapixel limit).
+func BenchmarkDecodeLarge(b *testing.B) {
+	canvas := bigCanvas(b)
+	data := dcOnlyJPEG(canvas)
+	canvas.Close()
+	for _, limit := range []int{0, 20_000_000, 4_000_000} {
+		b.Run(fmt.Sprintf("limit=%d", limit), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				im, err := align.DecodeWith(data, align.DecodeOptions{MaxPixels: limit})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(im.Scale, "scale")
+				im.Close()
+			}
+		})
+	}
 }
