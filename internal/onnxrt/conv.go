@@ -189,6 +189,9 @@ func compileConv(c *cctx) error {
 	P := g.oh * g.ow
 	K := g.cg * g.kh * g.kw
 	if !op.depth {
+		if err := c.reserve(int64(g.group*gemm.PackedASize(g.mg, K)) * 4); err != nil {
+			return err
+		}
 		op.ap = make([]float32, g.group*gemm.PackedASize(g.mg, K))
 		if op.wConst {
 			op.packWeights()

@@ -12,9 +12,9 @@ import (
 var ErrMemoryLimit = errors.New("over the memory limit")
 
 // SetMemoryLimit bounds the memory a plan may take, in bytes: the values'
-// buffers, the kernels' scratch, constants folded while compiling, and
-// the outputs Run returns (not the caller's inputs, nor the model's
-// weights, which Load already holds). A Run whose input shapes need more
+// buffers, the kernels' scratch and tables (packed convolution weights
+// among them), constants folded while compiling, and the outputs Run
+// returns (not the caller's inputs, nor the weights Load already holds). A Run whose input shapes need more
 // is refused with ErrMemoryLimit before anything is allocated. 0 (the
 // default) means no limit.
 func (m *Model) SetMemoryLimit(bytes int64) {

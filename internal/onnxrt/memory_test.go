@@ -83,3 +83,38 @@ func TestMemoryLimit(t *testing.T) {
 		t.Errorf("overflowing shape: %v", err)
 	}
 }
+
+// TestMemoryLimitKernelTables: what a kernel allocates while compiling
+// (Pow's broadcast copies) counts against the limit too, and is refused
+// before it is allocated.
+func TestMemoryLimitKernelTables(t *testing.T) {
+	dims := []onnxproto.Dim{{Value: 1}, {Value: 3}, {Value: 256}, {Value: 256}}
+	pm := &onnxproto.Model{IRVersion: 7, Opset: 13, Graph: onnxproto.Graph{
+		Name:    "pow",
+		Nodes:   []onnxproto.Node{{Name: "pow", OpType: "Pow", Inputs: []string{"x", "x"}, Outputs: []string{"y"}}},
+		Inputs:  []onnxproto.ValueInfo{{Name: "x", ElemType: onnxproto.Float, Dims: dims}},
+		Outputs: []onnxproto.ValueInfo{{Name: "y", ElemType: onnxproto.Float, Dims: dims}},
+	}}
+	b, err := pm.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Load(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shapes := map[string][]int{"x": {1, 3, 256, 256}}
+	const n = 3 * 256 * 256
+	got, err := m.PlanMemory(shapes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// input and output buffers, the returned output, two float copies
+	if want := int64(n * (4 + 4 + 4 + 8)); got < want || got > want+1<<20 {
+		t.Errorf("PlanMemory = %d, want about %d", got, want)
+	}
+	m.SetMemoryLimit(n * 4) // less than Pow's own copies
+	if _, err := m.PlanMemory(shapes); !errors.Is(err, ErrMemoryLimit) || !strings.Contains(err.Error(), "kernel memory") {
+		t.Errorf("over the limit: %v", err)
+	}
+}

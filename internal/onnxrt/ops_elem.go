@@ -518,8 +518,24 @@ func compilePow(c *cctx) error {
 	sa := &stridedCopy{shape: out, strides: broadcastStrides(a.shape, out), ctr: make([]int, len(out))}
 	sb := &stridedCopy{shape: out, strides: broadcastStrides(b.shape, out), ctr: make([]int, len(out))}
 	n := prod(out)
+	var ai, bi []int64
+	kbytes := int64(n) * 8
+	if a.dt != dtFloat {
+		kbytes += int64(n) * 8
+	}
+	if b.dt != dtFloat {
+		kbytes += int64(n) * 8
+	}
+	if err := c.reserve(kbytes); err != nil {
+		return err
+	}
 	af, bf := make([]float32, n), make([]float32, n)
-	ai, bi := make([]int64, n), make([]int64, n)
+	if a.dt != dtFloat {
+		ai = make([]int64, n)
+	}
+	if b.dt != dtFloat {
+		bi = make([]int64, n)
+	}
 	c.run = func() {
 		if n == 0 {
 			return

@@ -574,6 +574,9 @@ func compileReduce(c *cctx, kind string) error {
 			yst[i] = 0
 		}
 	}
+	if err := c.reserve(int64(y.size()) * 8); err != nil {
+		return err
+	}
 	acc := make([]float64, y.size())
 	cnt := float64(x.size()) / math.Max(1, float64(y.size()))
 	ctr := make([]int, r)

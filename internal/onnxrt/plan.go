@@ -84,6 +84,17 @@ func (c *cctx) errorf(format string, args ...interface{}) error {
 	return fmt.Errorf("node %q (%s): %w", c.n.name, c.n.op, fmt.Errorf(format, args...))
 }
 
+// reserve counts n bytes a compiler allocates for its kernel beyond the
+// plan's buffers, and refuses them when the plan is over its memory limit.
+func (c *cctx) reserve(n int64) error {
+	p := c.p
+	p.extra += n
+	if p.limit > 0 && p.folded+p.extra > p.limit {
+		return c.errorf("%s of kernel memory while compiling: %w (%s)", formatBytes(p.folded+p.extra), ErrMemoryLimit, formatBytes(p.limit))
+	}
+	return nil
+}
+
 // setOut declares output i.
 func (c *cctx) setOut(i int, dt dtype, shape []int) *tensor {
 	t := &tensor{dt: dt, shape: append([]int{}, shape...)}
@@ -113,6 +124,7 @@ type plan struct {
 	shSize  int // floats of shared scratch asked for
 	bound   []*tensor
 	folded  int64 // bytes of constants folded while compiling
+	extra   int64 // bytes kernels allocated while compiling (packed weights, tables)
 	limit   int64 // the model's memory limit; 0: none
 }
 
@@ -366,7 +378,7 @@ func (m *Model) planTensors(ins []*tensor) (*plan, error) {
 			for _, t := range c.out {
 				p.folded += int64(t.size()) * elemBytes(t.dt)
 			}
-			if p.limit > 0 && p.folded > p.limit {
+			if p.limit > 0 && p.folded+p.extra > p.limit {
 				return nil, fmt.Errorf("node %q (%s): constants of %s folded while compiling: %w (%s)",
 					n.name, n.op, formatBytes(p.folded), ErrMemoryLimit, formatBytes(p.limit))
 			}
@@ -430,7 +442,7 @@ func (m *Model) planTensors(ins []*tensor) (*plan, error) {
 // memory is the number of bytes the plan holds once allocated (buffers,
 // scratch, folded constants) plus the outputs Run returns (float32).
 func (p *plan) memory() int64 {
-	total := p.folded + int64(max(p.shSize, len(p.shared)))*4 + int64(gemm.Workers())*int64(p.scrSize)*4
+	total := p.folded + p.extra + int64(max(p.shSize, len(p.shared)))*4 + int64(gemm.Workers())*int64(p.scrSize)*4
 	for _, b := range p.bufs {
 		total += int64(b.size) * elemBytes(b.dt)
 	}
