@@ -17,6 +17,7 @@ const (
 	AVX512               // AVX-512F, 6×32 tiles (two B panels) in twelve zmm registers
 )
 
+// String names the kernel as the benchmarks and tests do: go, avx2, avx512.
 func (k Kernel) String() string {
 	switch k {
 	case Go:
