@@ -38,7 +38,7 @@ test: dlib
 # Median times, engine beside OpenCV DNN in one run, as Markdown tables.
 bench: setup
 	@mkdir -p build
-	$(GO) test -run '^$$' -bench . -benchtime 20x -count 5 ./align/ ./facehead/... ./internal/onnxrt/ ./internal/dlib/ | tee build/bench.txt
+	$(GO) test -run '^$$' -bench . -benchtime 20x -count 5 ./align/ ./facehead/... ./internal/onnxrt/ ./internal/gemm/ ./internal/dlib/ | tee build/bench.txt
 	$(GO) test -run '^$$' -bench 'Search|Dot' -benchtime 10x -count 5 ./enroll/ | tee -a build/bench.txt
 	$(GO) test -run '^$$' -bench . -benchtime 3x -count 5 ./margin/ | tee -a build/bench.txt
 	$(GO) run ./internal/benchtable < build/bench.txt | tee build/bench.md
@@ -47,6 +47,7 @@ bench: setup
 fuzz: setup
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./align/
 	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime 30s ./internal/onnxrt/
+	$(GO) test -run '^$$' -fuzz FuzzScan -fuzztime 30s ./internal/onnxproto/
 	$(GO) test -run '^$$' -fuzz FuzzRead -fuzztime 30s ./internal/npy/
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./internal/dlib/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeHead -fuzztime 30s ./facehead/
