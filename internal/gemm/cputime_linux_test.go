@@ -1,15 +1,19 @@
 package gemm
 
 import (
-	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
-// threadCPU is the CPU time of the calling thread: on a shared machine a
-// one-thread benchmark's rate per CPU second varies far less with other
-// load than its rate per wall second.
+// threadCPU is the CPU time of the calling thread (CLOCK_THREAD_CPUTIME_ID,
+// nanosecond resolution): on a shared machine a one-thread benchmark's rate
+// per CPU second varies far less with other load than its rate per wall
+// second.
 func threadCPU() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_THREAD, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
 }
