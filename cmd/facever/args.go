@@ -77,7 +77,7 @@ func version() string {
 // prepareCommand installs the usage handlers on c and its subcommands and
 // fixes their flags.
 func prepareCommand(app *cli.App, c *cli.Command, path string) {
-	c.OnUsageError = usageError
+	c.OnUsageError = commandUsageError(path, c.ArgsUsage)
 	prepareFlags(c.Flags)
 	if act := c.Action; act != nil && len(c.Subcommands) == 0 {
 		usage := "usage: " + path + " [options] " + c.ArgsUsage
@@ -89,8 +89,30 @@ func prepareCommand(app *cli.App, c *cli.Command, path string) {
 			return err
 		}
 	}
+	if c.Action == nil && len(c.Subcommands) > 0 {
+		c.Action = unknownSubcommand(path)
+	}
 	for _, s := range c.Subcommands {
 		prepareCommand(app, s, path+" "+s.Name)
+	}
+}
+
+// unknownSubcommand is the action of a command made of subcommands
+// (gallery, apikey, model): alone it shows its help, with anything else it
+// is exit status 2 naming its subcommands (urfave/cli would say "No help
+// topic" with status 3).
+func unknownSubcommand(path string) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		if c.NArg() == 0 {
+			return cli.ShowSubcommandHelp(c)
+		}
+		var names []string
+		for _, s := range c.Command.VisibleCommands() {
+			if s.Name != "help" {
+				names = append(names, s.Name)
+			}
+		}
+		return cli.Exit(fmt.Sprintf("%q is not a %s command; they are: %s (see '%s --help')", c.Args().First(), strings.TrimPrefix(path, "facever "), strings.Join(names, ", "), path), exitError)
 	}
 }
 
@@ -106,12 +128,16 @@ func isArgumentError(msg string) bool {
 // would print the whole help on stdout, where a --json reader expects
 // JSON).
 func usageError(c *cli.Context, err error, isSub bool) error {
-	name, args := "facever", "COMMAND"
-	if c.Command != nil && c.Command.Name != "" && c.Command.Name != c.App.Name {
-		name = "facever " + c.Command.FullName()
-		args = c.Command.ArgsUsage
+	return cli.Exit(fmt.Sprintf("%v\nusage: facever [global options] COMMAND [options] [arguments] (see 'facever --help')", err), exitError)
+}
+
+// commandUsageError is usageError for the command at path ("facever
+// gallery list").
+func commandUsageError(path, argsUsage string) cli.OnUsageErrorFunc {
+	return func(c *cli.Context, err error, isSub bool) error {
+		usage := strings.TrimSpace(path + " [options] " + argsUsage)
+		return cli.Exit(fmt.Sprintf("%v\nusage: %s (see 'facever help %s')", err, usage, strings.TrimPrefix(path, "facever ")), exitError)
 	}
-	return cli.Exit(fmt.Sprintf("%v\nusage: %s [options] %s (see 'facever help %s')", err, name, args, strings.TrimSpace(strings.TrimPrefix(name, "facever"))), exitError)
 }
 
 // unknownCommand is the app's action: no command shows the help; anything

@@ -203,6 +203,9 @@ func TestCommandLineErrors(t *testing.T) {
 		{[]string{"identify", simmA, "-g", "x.db", "--threshold", "7"}, []string{"outside [-1, 1]"}},
 		{[]string{"detect", simmA, "--min-score", "1.2"}, []string{"--min-score 1.2 is outside [0, 1]"}},
 		{[]string{"verify", simmA, simmB, "--threshold", "abc"}, []string{"invalid value", "usage: facever verify"}},
+		{[]string{"gallery", "nosuch"}, []string{`"nosuch" is not a gallery command`, "list, show"}},
+		{[]string{"gallery", "list", "-g", "x.db", "--nosuch"}, []string{"-nosuch", "usage: facever gallery list [options] (see 'facever help gallery list')"}},
+		{[]string{"--nosuch", "verify", simmA, simmB}, []string{"-nosuch", "usage: facever [global options] COMMAND"}},
 	}
 	for _, tc := range tests {
 		code, out, errs := facever(t, tc.args...)
