@@ -1,8 +1,12 @@
 package server
 
 import (
+	facever "github.com/facever/facever"
 	"github.com/facever/facever/align"
 )
+
+// The root package's recognizer is what `facever serve` runs on.
+var _ Recognizer = (*facever.Recognizer)(nil)
 
 // Recognizer is what the server needs of the models: find faces, align one,
 // embed aligned faces. It must be safe for concurrent use; the root
