@@ -239,7 +239,7 @@ func TestHelpAndVersion(t *testing.T) {
 
 // TestFlagsAnywhereRuns: the issue's own command lines, run for real.
 func TestFlagsAnywhereRuns(t *testing.T) {
-	testmodels.Dir(t, "dlib_resnet_v1")
+	testmodels.Dir(t, "fr_detect", "fr_landmark", "fr_feature", "dlib_resnet_v1")
 	code, out, errs := facever(t, "verify", simmA, simmB, "--json")
 	var d struct {
 		Same   bool `json:"same_person"`

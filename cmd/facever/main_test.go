@@ -8,10 +8,12 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/facever/facever/internal/testmodels"
+	"github.com/facever/facever/models"
 )
 
 const (
@@ -21,10 +23,17 @@ const (
 )
 
 // facever runs the CLI in-process and returns its exit status and output.
+// A run that fails for a missing catalogue model (without an explicit
+// --models, which tests of that error pass) goes through testmodels: the
+// test is skipped, or fails with FACEVER_REQUIRE_MODELS=1, even if it forgot
+// to ask for the models first.
 func facever(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	code := run(append([]string{"facever"}, args...), &out, &errb)
+	if code == exitError && strings.Contains(errb.String(), models.ErrMissing.Error()) && !slices.Contains(args, "--models") {
+		testmodels.Dir(t, "fr_detect", "fr_landmark", "fr_feature", "dlib_resnet_v1")
+	}
 	return code, out.String(), errb.String()
 }
 

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/facever/facever/internal/testmodels"
 )
 
 // lockedBuffer is a bytes.Buffer that the serving goroutine writes while
@@ -39,6 +41,7 @@ func (l *lockedBuffer) String() string {
 // needs the key on the API's address and not on --metrics-addr; a client
 // threshold under --min-threshold is refused; SIGTERM stops it with exit 0.
 func TestServeAccessLogAndMetrics(t *testing.T) {
+	testmodels.Dir(t)
 	dir := t.TempDir()
 	gal := filepath.Join(dir, "g.db")
 	code, key, errs := facever(t, "apikey", "create", "--gallery", gal, "--name", "ci")

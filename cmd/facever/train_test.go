@@ -220,6 +220,7 @@ John_Schneider 3 John_Shimkus 2
 // same rows; folds that share a person and a pairs file without folds are
 // refused with exit 2.
 func TestCrossvalJohns(t *testing.T) {
+	testmodels.Dir(t)
 	pairs, root := lfwLayout(t, twoFoldPairs)
 	cache := filepath.Join(t.TempDir(), "cache.db")
 	args := []string{"crossval", "--pairs", pairs, "--root", root, "--epochs", "2", "--cache", cache}
