@@ -225,8 +225,8 @@ func Train(features [][]float32, labels []int, cfg Config) (*facehead.Head, Repo
 	return h, rep, nil
 }
 
-// dataset is the checked training data and how its batches are drawn.
-type dataset struct {
+// trainingSet is the checked training data and how its batches are drawn.
+type trainingSet struct {
 	features [][]float32
 	y        []int // labels remapped onto 0..classes−1
 	classes  int
@@ -241,7 +241,7 @@ type dataset struct {
 
 // prepare checks the features, labels and config (filling its defaults),
 // builds the loss and plans the batches.
-func prepare(features [][]float32, labels []int, cfg *Config) (*dataset, error) {
+func prepare(features [][]float32, labels []int, cfg *Config) (*trainingSet, error) {
 	if len(features) == 0 {
 		return nil, fmt.Errorf("no features")
 	}
@@ -278,7 +278,7 @@ func prepare(features [][]float32, labels []int, cfg *Config) (*dataset, error) 
 	if classes < 2 {
 		return nil, fmt.Errorf("%d identities; need at least 2", classes)
 	}
-	ds := &dataset{features: features, y: y, classes: classes, n: len(features), d: d, spec: spec, loss: loss,
+	ds := &trainingSet{features: features, y: y, classes: classes, n: len(features), d: d, spec: spec, loss: loss,
 		batch: min(cfg.BatchSize, len(features))}
 	if spec.Kind == margin.Pair {
 		if ds.pk, err = newPKSampler(y, classes, cfg.BatchSize, cfg.PerIdentity); err != nil {
@@ -325,7 +325,7 @@ type model struct {
 
 // newModel sets the parameters' starting values (initParams) and builds the
 // graph of the loss and its gradients (buildGraph).
-func newModel(ds *dataset, cfg *Config) (*model, error) {
+func newModel(ds *trainingSet, cfg *Config) (*model, error) {
 	m := &model{}
 	w, err := m.initParams(ds, cfg)
 	if err != nil {
@@ -342,7 +342,7 @@ func newModel(ds *dataset, cfg *Config) (*model, error) {
 // normalised to the loss's WeightNorm (K rows per class for SoftTriple, a
 // little noise keeping them apart; none for the pair losses). A loss that
 // starts from the class means (Center loss's centres) gets them.
-func (m *model) initParams(ds *dataset, cfg *Config) ([]float32, error) {
+func (m *model) initParams(ds *trainingSet, cfg *Config) ([]float32, error) {
 	dOut := cfg.OutDim
 	m.proj = initProjection(ds.features, dOut)
 	if cfg.BatchNorm {
@@ -392,7 +392,7 @@ func (m *model) initParams(ds *dataset, cfg *Config) ([]float32, error) {
 // gradients with respect to every parameter, the tape machine that runs
 // them and the optimiser over them (decay on P and W, W's learning rate
 // scaled by ProxyLRScale).
-func (m *model) buildGraph(ds *dataset, cfg *Config, w []float32) error {
+func (m *model) buildGraph(ds *trainingSet, cfg *Config, w []float32) error {
 	d, dOut, batch := ds.d, cfg.OutDim, ds.batch
 	g := gorgonia.NewGraph()
 	m.xbuf = make([]float32, batch*(d+1))
@@ -447,7 +447,7 @@ func (m *model) close() {
 
 // epochs runs cfg.Epochs passes of ds.steps steps each and returns each
 // epoch's statistics and the time the steps took.
-func (m *model) epochs(ds *dataset, cfg *Config, start time.Time) ([]EpochStats, time.Duration, error) {
+func (m *model) epochs(ds *trainingSet, cfg *Config, start time.Time) ([]EpochStats, time.Duration, error) {
 	order := make([]int, ds.n)
 	for i := range order {
 		order[i] = i
@@ -500,7 +500,7 @@ func (m *model) epochs(ds *dataset, cfg *Config, start time.Time) ([]EpochStats,
 
 // step runs one optimiser step on the samples idx[:batch] at learning rate
 // lr and returns the batch's loss.
-func (m *model) step(ds *dataset, idx, by []int, stepper margin.Stepper, iter int, lr float64) (float64, error) {
+func (m *model) step(ds *trainingSet, idx, by []int, stepper margin.Stepper, iter int, lr float64) (float64, error) {
 	d := ds.d
 	for k := range by {
 		i := idx[k]
@@ -538,7 +538,7 @@ func (m *model) step(ds *dataset, idx, by []int, stepper margin.Stepper, iter in
 
 // summarise fills the report from the run: what was trained on, with what,
 // and how the loss and accuracy ended.
-func (m *model) summarise(ds *dataset, cfg *Config, hist []EpochStats, loopTime time.Duration) Report {
+func (m *model) summarise(ds *trainingSet, cfg *Config, hist []EpochStats, loopTime time.Duration) Report {
 	rep := Report{Loss: cfg.Loss, Params: cfg.record(ds.spec.Kind, ds.loss), Identities: ds.classes, Samples: ds.n,
 		InDim: ds.d, OutDim: cfg.OutDim, Epochs: cfg.Epochs, Steps: cfg.Epochs * ds.steps, History: hist, GEMM: margin.GEMMBackend()}
 	if ds.pk != nil {
@@ -556,7 +556,7 @@ func (m *model) summarise(ds *dataset, cfg *Config, hist []EpochStats, loopTime 
 
 // writeHead folds the trained projection (and BatchNorm) into the head,
 // with the training record.
-func (m *model) writeHead(ds *dataset, cfg *Config, rep Report) (*facehead.Head, error) {
+func (m *model) writeHead(ds *trainingSet, cfg *Config, rep Report) (*facehead.Head, error) {
 	return fold(ds.features, m.proj, cfg.OutDim, m.gamma, m.beta, facehead.HeadMeta{
 		BackboneSHA256: cfg.BackboneSHA256, Loss: cfg.Loss, Params: rep.Params, BatchNorm: cfg.BatchNorm,
 		Identities: rep.Identities, Samples: rep.Samples, FinalLoss: rep.FinalLoss, FinalAccuracy: rep.FinalAccuracy,
