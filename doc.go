@@ -10,7 +10,7 @@
 //
 // # Data flow
 //
-// A photo goes through the packages below, left to right. Each box is one
+// A photo goes through the packages below, left to right. Each stage is one
 // package with one job; the arrows are the data flow.
 //
 //	photo file ─► align.Load ─► align.Aligner.Detect ─► align.Align ─► facehead.Embedder ─► verify / enroll
@@ -28,7 +28,8 @@
 //     evaluations and by training.
 //   - verify holds the evaluation protocols (ROC, k-fold, TAR@FAR, open-set
 //     identification) over such features.
-//   - facehead trains and stores heads (with the losses of package margin).
+//   - facehead reads and writes head files; facehead/train trains heads with
+//     the losses of package margin (the only packages that link gorgonia).
 //   - internal/server is the HTTP API over a Recognizer; cmd/facever is the
 //     command line.
 //

@@ -89,9 +89,9 @@ func (r *Recognizer) Align(im *align.Image, f align.Face) (align.Chip, error) {
 }
 
 // Embed detects the faces of im, aligns the largest one or every one (see
-// Which) and embeds them in one backbone run. A photo without a face is an
-// error wrapping align.ErrNoFace. With Options.Aligned the whole photo is
-// the face.
+// Which) and embeds them together (backbone runs of up to facehead.MaxBatch
+// faces). A photo without a face is an error wrapping align.ErrNoFace. With
+// Options.Aligned the whole photo is the face.
 func (r *Recognizer) Embed(im *align.Image, which Which) (*Photo, error) {
 	ph := &Photo{Scale: im.Scale}
 	ph.Width, ph.Height = im.SourceSize()
