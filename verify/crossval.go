@@ -3,6 +3,7 @@ package verify
 import (
 	"errors"
 	"fmt"
+	"math"
 	"path/filepath"
 	"sort"
 )
@@ -82,16 +83,14 @@ func FoldPeople(ps *PairSet) ([][]string, error) {
 }
 
 // ScorePairs returns the cosine of every pair's embeddings, emb giving a
-// photo's (nil: none, and the pair scores −1, decided "different").
+// photo's (nil: none, and the pair scores RejectScore, −1, decided
+// "different": PairSet.Scores with the NoFaceReject policy applied).
 func ScorePairs(ps *PairSet, emb func(path string) []float32) []float64 {
-	s := make([]float64, len(ps.Pairs))
-	for i, p := range ps.Pairs {
-		a, b := emb(p.A), emb(p.B)
-		if a == nil || b == nil {
-			s[i] = -1
-			continue
+	s := ps.Scores(emb)
+	for i := range s {
+		if math.IsNaN(s[i]) {
+			s[i] = RejectScore
 		}
-		s[i] = Cosine(a, b)
 	}
 	return s
 }
@@ -158,7 +157,7 @@ func CrossValidate(ps *PairSet, features Features, fit Fit) (*CrossValidation, e
 				continue
 			}
 			if a, b := emb(p.A), emb(p.B); a == nil || b == nil {
-				scores[i] = -1
+				scores[i] = RejectScore // NoFaceReject
 			} else {
 				scores[i] = Cosine(a, b)
 			}
