@@ -544,6 +544,7 @@ func FuzzDecode(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte("GIF89a"))
+	f.Add(greyAlphaPNG(20, 20))
 	f.Add([]byte("P1\n16 16\n" + strings.Repeat("0 1 ", 128)))
 	f.Add([]byte("P7\nWIDTH 16\nHEIGHT 16\nDEPTH 4\nMAXVAL 255\nTUPLTYPE RGB_ALPHA\nENDHDR\n" + strings.Repeat("\x80", 1024)))
 	var jb bytes.Buffer
