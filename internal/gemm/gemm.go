@@ -116,18 +116,10 @@ func kernelGo(kc int, a, b, c []float32, ldc int, acc bool, ldb int) {
 // rows are ldb floats apart.
 func microTile(kc int, a, b, c []float32, ldc, rows, cols int, acc bool, tmp *Tile, ldb int) {
 	if rows == mr && cols == nr {
-		if kernel != Go {
-			kernelAVX2(kc, &a[0], &b[0], &c[0], ldc, acc, ldb)
-		} else {
-			kernelGo(kc, a, b, c, ldc, acc, ldb)
-		}
+		tile16(kc, a, b, c, ldc, acc, ldb)
 		return
 	}
-	if kernel != Go {
-		kernelAVX2(kc, &a[0], &b[0], &tmp[0], nr, false, ldb)
-	} else {
-		kernelGo(kc, a, b, tmp[:], nr, false, ldb)
-	}
+	tile16(kc, a, b, tmp[:], nr, false, ldb)
 	for r := 0; r < rows; r++ {
 		row := c[r*ldc : r*ldc+cols]
 		src := tmp[r*nr : r*nr+cols]
@@ -138,6 +130,18 @@ func microTile(kc int, a, b, c []float32, ldc, rows, cols int, acc bool, tmp *Ti
 		} else {
 			copy(row, src)
 		}
+	}
+}
+
+// tile16 computes one full 6×16 tile with the selected kernel.
+func tile16(kc int, a, b, c []float32, ldc int, acc bool, ldb int) {
+	switch kernel {
+	case AVX512:
+		kernelAVX512x16(kc, &a[0], &b[0], &c[0], ldc, acc, ldb)
+	case AVX2:
+		kernelAVX2(kc, &a[0], &b[0], &c[0], ldc, acc, ldb)
+	default:
+		kernelGo(kc, a, b, c, ldc, acc, ldb)
 	}
 }
 

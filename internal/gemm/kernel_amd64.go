@@ -18,3 +18,9 @@ func kernelAVX2(kc int, a, b, c *float32, ldc int, acc bool, ldb int)
 //
 //go:noescape
 func kernelAVX512(kc int, a, b, c *float32, ldc int, acc bool, ldb, b2 int)
+
+// kernelAVX512x16 is the AVX-512F 6×16 micro-kernel (kernel_amd64.s) for a
+// single B panel, with kernelAVX2's arguments.
+//
+//go:noescape
+func kernelAVX512x16(kc int, a, b, c *float32, ldc int, acc bool, ldb int)
