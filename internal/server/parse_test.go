@@ -2,9 +2,14 @@ package server
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 )
 
@@ -48,4 +53,55 @@ func FuzzParseBody(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestErrorCodesDocumented: every stable error code the server answers
+// with is listed in openapi.json's Error schema, so that clients can rely
+// on the document.
+func TestErrorCodesDocumented(t *testing.T) {
+	var doc struct {
+		Components struct {
+			Schemas struct {
+				Error struct {
+					Properties struct {
+						Error struct {
+							Properties struct {
+								Code struct {
+									Enum []string `json:"enum"`
+								} `json:"code"`
+							} `json:"properties"`
+						} `json:"error"`
+					} `json:"properties"`
+				} `json:"Error"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(OpenAPI, &doc); err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]bool{}
+	for _, c := range doc.Components.Schemas.Error.Properties.Error.Properties.Code.Enum {
+		documented[c] = true
+	}
+	files, _ := filepath.Glob("*.go")
+	re := regexp.MustCompile(`&apiError\{http\.Status\w+, "(\w+)"`)
+	found := 0
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range re.FindAllStringSubmatch(string(src), -1) {
+			found++
+			if !documented[m[1]] {
+				t.Errorf("%s: code %q is not in openapi.json's Error schema", f, m[1])
+			}
+		}
+	}
+	if found < 15 {
+		t.Fatalf("found only %d error codes in the sources", found)
+	}
 }
