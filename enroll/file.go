@@ -163,8 +163,10 @@ func readFileMeta(path string) (fileMeta, error) {
 		return m, fmt.Errorf("%w: not a facever gallery (not a bbolt database file)", ErrSchema)
 	case !m.valid[0] && !m.valid[1]:
 		return m, fmt.Errorf("%w: both bbolt meta pages are damaged", ErrCorrupt)
-	case uint64(m.size) < m.pgid*uint64(m.pageSize):
-		return m, fmt.Errorf("%w: truncated: the file is %d bytes, its last transaction (%d) needs %d", ErrCorrupt, m.size, m.txid, m.pgid*uint64(m.pageSize))
+	case m.pgid < 2:
+		return m, fmt.Errorf("%w: the meta page of transaction %d claims %d pages", ErrCorrupt, m.txid, m.pgid)
+	case m.pgid > uint64(m.size)/uint64(m.pageSize):
+		return m, fmt.Errorf("%w: truncated: the file is %d bytes, its last transaction (%d) needs %d pages of %d bytes", ErrCorrupt, m.size, m.txid, m.pgid, m.pageSize)
 	}
 	return m, nil
 }

@@ -263,8 +263,9 @@ type Gallery struct {
 // fails with ErrLocked.
 //
 // A file that is not a gallery (empty, foreign) fails with ErrSchema, a
-// damaged one (truncated, meta pages destroyed, its newest transaction
-// rolled back) with ErrCorrupt.
+// damaged one (truncated, meta pages destroyed, its page structure broken,
+// its newest transaction rolled back) with ErrCorrupt. Open reads every
+// page of the file once to check its structure (see checkStructure).
 func Open(path string, opts Options) (*Gallery, error) {
 	if opts.ReadOnly {
 		if _, err := os.Stat(path); err != nil {
@@ -287,7 +288,10 @@ func Open(path string, opts Options) (*Gallery, error) {
 		return err
 	})
 	if db == nil && opened != nil {
-		opened.Close() // bbolt panicked before it could close it; releases the lock
+		// bbolt panicked before it could close the file: release the lock
+		// (its mmap, left behind, would keep it) and the descriptor.
+		funlock(opened.Fd())
+		opened.Close()
 	}
 	if err != nil {
 		switch {
@@ -303,6 +307,10 @@ func Open(path string, opts Options) (*Gallery, error) {
 		return nil, fmt.Errorf("open gallery %s: %w", path, err)
 	}
 	g := &Gallery{db: db, path: path, opts: opts}
+	if err := g.checkStructure(); err != nil {
+		g.Close()
+		return nil, fmt.Errorf("open gallery %s: %w", path, err)
+	}
 	if err := g.checkRollback(); err != nil {
 		g.Close()
 		return nil, fmt.Errorf("open gallery %s: %w", path, err)
@@ -321,6 +329,31 @@ func Open(path string, opts Options) (*Gallery, error) {
 		}
 	}
 	return g, nil
+}
+
+// checkStructure walks the file's page structure (see pageWalker) before
+// bbolt reads it: on pages that point back at their ancestors, at each
+// other or out of the file, bbolt's cursors loop forever or panic in ways
+// no recover can reach. It reads every page once: 0.1–0.3 s for 10,000
+// templates of 512 values (20 MB) on a busy 2-core machine, about what
+// LoadIndex costs.
+func (g *Gallery) checkStructure() error {
+	var txid uint64
+	if err := g.view(func(tx *bolt.Tx) error { txid = uint64(tx.ID()); return nil }); err != nil {
+		return err
+	}
+	var first string
+	if !checkPages(g.path, txid, func(format string, args ...any) {
+		if first == "" {
+			first = fmt.Sprintf(format, args...)
+		}
+	}) {
+		if first == "" {
+			first = fmt.Sprintf("the meta page of transaction %d changed while it was read", txid)
+		}
+		return fmt.Errorf("%w: %s", ErrCorrupt, first)
+	}
+	return nil
 }
 
 // checkRollback compares the file's newest transaction with the counter

@@ -31,3 +31,8 @@ func flockWait(fd uintptr, exclusive bool, timeout time.Duration) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// funlock releases the lock explicitly: closing the file is not enough when
+// a mapping of it (bbolt's mmap, left behind by a panic) still holds the
+// open file description.
+func funlock(fd uintptr) { _ = syscall.Flock(int(fd), syscall.LOCK_UN) }

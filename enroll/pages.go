@@ -47,11 +47,12 @@ func (w *pageWalker) read(id uint64, from string) []byte {
 		w.fail("page %d (from %s): out of range [2, %d)", id, from, w.hwm)
 		return nil
 	}
-	hdr := make([]byte, pageHeader)
-	if _, err := w.f.ReadAt(hdr, int64(id)*int64(w.pageSize)); err != nil {
+	first := make([]byte, w.pageSize)
+	if _, err := w.f.ReadAt(first, int64(id)*int64(w.pageSize)); err != nil {
 		w.fail("page %d: %v", id, err)
 		return nil
 	}
+	hdr := first[:pageHeader]
 	overflow := uint64(binary.LittleEndian.Uint32(hdr[12:]))
 	if got := binary.LittleEndian.Uint64(hdr); got != id {
 		w.fail("page %d (from %s) says it is page %d", id, from, got)
@@ -68,8 +69,12 @@ func (w *pageWalker) read(id uint64, from string) []byte {
 		}
 		w.seen[i] = true
 	}
+	if overflow == 0 {
+		return first
+	}
 	p := make([]byte, int(1+overflow)*w.pageSize)
-	if _, err := w.f.ReadAt(p, int64(id)*int64(w.pageSize)); err != nil {
+	copy(p, first)
+	if _, err := w.f.ReadAt(p[w.pageSize:], int64(id+1)*int64(w.pageSize)); err != nil {
 		w.fail("page %d: %v", id, err)
 		return nil
 	}
@@ -198,13 +203,23 @@ func checkPages(path string, txid uint64, report func(format string, args ...any
 		report("pages: %v", err)
 		return false
 	}
+	// The meta page of txid: page txid%2 as bbolt commits, but either in a
+	// copy made by tx.WriteTo (both pages hold the same tree there).
 	meta := make([]byte, metaSumEnd+8)
-	if _, err := f.ReadAt(meta, int64(txid%2)*int64(fm.pageSize)); err != nil {
-		report("pages: meta page: %v", err)
-		return false
+	var hwm uint64
+	found := false
+	for _, pg := range []uint64{txid % 2, 1 - txid%2} {
+		if _, err := f.ReadAt(meta, int64(pg)*int64(fm.pageSize)); err != nil {
+			report("pages: meta page: %v", err)
+			return false
+		}
+		var mtx uint64
+		if _, hwm, mtx, err = parseMeta(meta); err == nil && mtx == txid {
+			found = true
+			break
+		}
 	}
-	_, hwm, mtx, err := parseMeta(meta)
-	if err != nil || mtx != txid {
+	if !found {
 		// A commit rewrote that meta page meanwhile: report nothing.
 		return false
 	}
