@@ -14,7 +14,7 @@ type Kernel int
 const (
 	Go     Kernel = iota // portable Go
 	AVX2                 // AVX2 with FMA, 6×16 tiles in twelve ymm registers
-	AVX512               // AVX-512F, 6×32 tiles (two B panels) in twelve zmm registers
+	AVX512               // AVX-512F: 6×32 tiles (two B panels) in twelve zmm registers, 6×16 for a lone panel
 )
 
 // String names the kernel as the benchmarks and tests do: go, avx2, avx512.
