@@ -200,7 +200,23 @@ func formatCases(t testing.TB) []formatCase {
 		{"GIF (Yale)", align.FormatGIF, goEncode(t, func(b *bytes.Buffer) error { return gif.Encode(b, pal, nil) }), orig, 20},
 		{"GIF transparent", align.FormatGIF, goEncode(t, func(b *bytes.Buffer) error { return gif.Encode(b, palT, nil) }), gifFramed, 20},
 		{"JPEG 2000", align.FormatJPEG2000, cvEncode(t, ".jp2", orig), orig, 2}, // OpenCV's default rate is lossy
+		{"J2K codestream", align.FormatJPEG2000, j2kCodestream(t, cvEncode(t, ".jp2", orig)), orig, 2},
+		{"PNG palette", align.FormatPNG, goEncode(t, func(b *bytes.Buffer) error { return png.Encode(b, pal) }), orig, 20},
+		{"PNG palette tRNS", align.FormatPNG, goEncode(t, func(b *bytes.Buffer) error { return png.Encode(b, palT) }), gifFramed, 20},
 	}
+}
+
+// j2kCodestream is the raw codestream inside a JP2 file's jp2c box.
+func j2kCodestream(t testing.TB, jp2 []byte) []byte {
+	i := bytes.Index(jp2, []byte("jp2c"))
+	if i < 4 {
+		t.Fatal("no jp2c box")
+	}
+	n := int(binary.BigEndian.Uint32(jp2[i-4:]))
+	if n == 0 {
+		return jp2[i+4:]
+	}
+	return jp2[i+4 : i-4+n]
 }
 
 // TestDecodeFormats: the reference photo written in every format decodes

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"compress/zlib"
 	"encoding/binary"
+	"errors"
 	"hash/crc32"
+	"strings"
 	"testing"
 
 	"gocv.io/x/gocv"
@@ -70,5 +72,49 @@ func TestDecodeGreyAlphaPNG(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// rle8BMP writes a w×h 8-bit RLE-compressed BMP with a grey palette, each
+// row one run of grey 10·y, then the end-of-bitmap code.
+func rle8BMP(w, h int) []byte {
+	var px bytes.Buffer
+	for y := 0; y < h; y++ {
+		px.Write([]byte{byte(w), byte(10 * y), 0, 0}) // a run, end of line
+	}
+	px.Write([]byte{0, 1}) // end of bitmap
+	le := binary.LittleEndian
+	off := 14 + 40 + 256*4
+	var b bytes.Buffer
+	b.WriteString("BM")
+	binary.Write(&b, le, uint32(off+px.Len()))
+	binary.Write(&b, le, uint32(0))
+	binary.Write(&b, le, uint32(off))
+	binary.Write(&b, le, []uint32{40, uint32(w), uint32(h)})
+	binary.Write(&b, le, []uint16{1, 8})
+	binary.Write(&b, le, []uint32{1, uint32(px.Len()), 2835, 2835, 256, 0})
+	for i := 0; i < 256; i++ {
+		b.Write([]byte{byte(i), byte(i), byte(i), 0})
+	}
+	b.Write(px.Bytes())
+	return b.Bytes()
+}
+
+// TestDecodeRLEBMP: an RLE8 BMP decodes (rows bottom-up), and one cut
+// before its end-of-bitmap code is refused as truncated.
+func TestDecodeRLEBMP(t *testing.T) {
+	data := rle8BMP(20, 20)
+	im, err := align.Decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := im.Mat.ToBytes()
+	im.Close()
+	// Row y of the file is row 19−y of the image.
+	if b[0] != 190 || b[3*20*19] != 0 {
+		t.Fatalf("top-left %d, bottom-left %d; want 190 and 0", b[0], b[3*20*19])
+	}
+	if _, err := align.Decode(data[:len(data)-2]); !errors.Is(err, align.ErrNotImage) || !strings.Contains(err.Error(), "end-of-bitmap") {
+		t.Fatalf("RLE without its end: %v", err)
 	}
 }
