@@ -37,6 +37,80 @@ func openRecognizer(c *cli.Context) (*fv.Recognizer, error) {
 	})
 }
 
+// photoError is a photo's entry in a batch's results when the photo could not
+// be used: {"path": ..., "error": {"code": ..., "message": ...}} in --json, the
+// line "PATH: error CODE: MESSAGE" on stdout, in order with the good results,
+// in text mode. The codes are fv.PhotoErrorCode's.
+type photoError struct {
+	Path  string    `json:"path"`
+	Error errorBody `json:"error"`
+}
+
+// errorBody is the error object of a photo entry (the server's too).
+type errorBody struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// batch collects the per-photo failures of a command over several photos.
+type batch struct {
+	c      *cli.Context
+	failed int
+}
+
+// photoFailed returns the entry for a photo that failed with err, counts it
+// and prints its line in text mode; ok is false when err is not the photo's
+// fault (a model failure...), which must stop the command.
+func (b *batch) photoFailed(path string, err error, loading bool) (e photoError, ok bool) {
+	e, ok = newPhotoError(path, err, loading)
+	if ok {
+		b.add(e)
+	}
+	return e, ok
+}
+
+// add counts a failed photo and prints its line in text mode.
+func (b *batch) add(e photoError) {
+	b.failed++
+	if !b.c.Bool("json") {
+		fmt.Fprintln(b.c.App.Writer, e.String())
+	}
+}
+
+// String is the text-mode line: "PATH: error CODE: MESSAGE".
+func (e photoError) String() string {
+	return fmt.Sprintf("%s: error %s: %s", e.Path, e.Error.Code, e.Error.Message)
+}
+
+// newPhotoError is the entry of a photo that failed with err; ok is false
+// when err is not the photo's fault. With loading (err came from reading
+// the file), an error of unknown kind is the photo's (unreadable).
+func newPhotoError(path string, err error, loading bool) (e photoError, ok bool) {
+	code := fv.PhotoErrorCode(err)
+	if st, serr := os.Stat(path); code == "" && serr == nil && st.IsDir() {
+		code = fv.CodeUnreadable
+	}
+	if code == "" {
+		if !loading {
+			return photoError{}, false
+		}
+		code = fv.CodeUnreadable
+	}
+	msg := strings.TrimPrefix(err.Error(), path+": ")
+	if code == fv.CodeNoFace {
+		msg += ": try a photo where the face is larger, frontal and lit, or lower --min-score"
+	}
+	return photoError{Path: path, Error: errorBody{Code: code, Message: msg}}, true
+}
+
+// end returns the command's outcome: exit 2 when a photo failed, else ok.
+func (b *batch) end(ok error) error {
+	if b.failed > 0 {
+		return cli.Exit(fmt.Sprintf("%d of %d photo(s) could not be used (see their error entries)", b.failed, b.c.NArg()), exitError)
+	}
+	return ok
+}
+
 // faceError turns a pipeline error into an exit-2 error with advice.
 func faceError(err error) error {
 	switch {
@@ -155,7 +229,10 @@ func detectCommand() *cli.Command {
 		ArgsUsage: "PHOTO...",
 		Description: `Prints each face's box (x1 y1 x2 y2 in pixels), detector score and five
 landmarks (left eye, right eye, nose, left and right mouth corner), largest face first.
-A photo with no face is reported, not an error; an unreadable photo is (exit 2).
+A photo with no face is reported (faces: []), not an error. A photo that cannot be
+read is an error entry, "PHOTO: error CODE: MESSAGE" on stdout in text mode and
+{"path": ..., "error": {"code": ..., "message": ...}} in --json, in order with the
+other photos, which are still processed; the exit status is then 2.
 
 Example:
    facever detect --json group.jpg`,
@@ -176,18 +253,26 @@ Example:
 				Scale  float64          `json:"scale"` // 1, or 1/2, 1/4, 1/8: a large JPEG read reduced
 				Faces  []map[string]any `json:"faces"`
 			}
-			var results []result
+			var results []any
+			b := &batch{c: c}
 			for _, path := range c.Args().Slice() {
 				im, err := align.Load(path)
 				if err != nil {
-					return fail(err)
+					e, _ := b.photoFailed(path, err, true)
+					results = append(results, e)
+					continue
 				}
 				faces, err := r.Detect(im)
 				r := result{Path: path, Scale: im.Scale, Faces: []map[string]any{}}
 				r.Width, r.Height = im.SourceSize()
 				im.Close()
 				if err != nil {
-					return fail(fmt.Errorf("%s: %w", path, err))
+					e, ok := b.photoFailed(path, err, false)
+					if !ok {
+						return fail(fmt.Errorf("%s: %w", path, err))
+					}
+					results = append(results, e)
+					continue
 				}
 				for _, f := range faces {
 					r.Faces = append(r.Faces, boxJSON(f))
@@ -204,9 +289,11 @@ Example:
 				}
 			}
 			if c.Bool("json") {
-				return writeJSONOrFail(c, map[string]any{"photos": results})
+				if err := writeJSONOrFail(c, map[string]any{"photos": results}); err != nil {
+					return err
+				}
 			}
-			return nil
+			return b.end(nil)
 		},
 	}
 }
@@ -224,7 +311,10 @@ func alignCommand() *cli.Command {
 		Usage:     "write every face of each photo as an aligned 112×112 PNG",
 		ArgsUsage: "PHOTO...",
 		Description: `Each face found is warped onto the ArcFace five-point template and written as
-OUT/<photo name>_<n>.png (n = 1 for the largest face).
+OUT/<photo name>_<n>.png (n = 1 for the largest face). A photo that cannot be read
+or holds no face is an error entry ("PHOTO: error CODE: MESSAGE" on stdout, or
+{"path", "error": {"code", "message"}} in --json); the others are still processed,
+and the exit status is 2.
 
 Example:
    facever align --out faces/ team.jpg`,
@@ -245,43 +335,73 @@ Example:
 				return fail(err)
 			}
 			defer r.Close()
+			type result struct {
+				Path  string           `json:"path"`
+				Faces []map[string]any `json:"faces"`
+			}
 			var written []string
+			var results []any
+			b := &batch{c: c}
 			for _, path := range c.Args().Slice() {
 				im, err := align.Load(path)
 				if err != nil {
-					return fail(err)
+					e, _ := b.photoFailed(path, err, true)
+					results = append(results, e)
+					continue
 				}
 				faces, err := r.Detect(im)
+				if err == nil && len(faces) == 0 {
+					err = align.ErrNoFace
+				}
 				if err != nil {
 					im.Close()
-					return fail(fmt.Errorf("%s: %w", path, err))
-				}
-				if len(faces) == 0 && !c.Bool("json") {
-					fmt.Fprintf(c.App.ErrWriter, "%s: no face found\n", path)
+					e, ok := b.photoFailed(path, err, false)
+					if !ok {
+						return fail(fmt.Errorf("%s: %w", path, err))
+					}
+					results = append(results, e)
+					continue
 				}
 				base := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
-				for i, f := range faces {
-					chip, err := r.Align(im, f)
-					if err != nil {
-						im.Close()
-						return fail(err)
+				res := result{Path: path}
+				var chips []align.Chip
+				for _, f := range faces {
+					var chip align.Chip
+					if chip, err = r.Align(im, f); err != nil {
+						break
 					}
+					chips = append(chips, chip)
+				}
+				im.Close()
+				if err != nil {
+					e, ok := b.photoFailed(path, err, false)
+					if !ok {
+						return fail(fmt.Errorf("%s: %w", path, err))
+					}
+					results = append(results, e)
+					continue
+				}
+				for i, chip := range chips {
 					name := filepath.Join(out, fmt.Sprintf("%s_%d.png", base, i+1))
 					if err := writePNG(name, chip); err != nil {
-						im.Close()
 						return fail(err)
 					}
 					written = append(written, name)
+					fj := boxJSON(faces[i])
+					fj["file"] = name
+					res.Faces = append(res.Faces, fj)
 					if !c.Bool("json") {
 						fmt.Fprintln(c.App.Writer, name)
 					}
 				}
-				im.Close()
+				results = append(results, res)
 			}
 			if c.Bool("json") {
-				return writeJSONOrFail(c, map[string]any{"written": written})
+				if err := writeJSONOrFail(c, map[string]any{"photos": results, "written": written}); err != nil {
+					return err
+				}
 			}
-			return nil
+			return b.end(nil)
 		},
 	}
 }
@@ -304,7 +424,10 @@ func embedCommand() *cli.Command {
 		Usage:     "print the unit-length embedding of the face in each photo",
 		ArgsUsage: "PHOTO...",
 		Description: `The largest face of each photo is aligned and embedded; with --head, the
-embedding is the trained head's projection of the backbone feature.
+embedding is the trained head's projection of the backbone feature. A photo that
+cannot be read or holds no face is an error entry ("PHOTO: error CODE: MESSAGE" on
+stdout, or {"path", "error": {"code", "message"}} in --json); the others are still
+processed, and the exit status is 2.
 
 Example:
    facever embed --json a.jpg b.jpg > embeddings.json`,
@@ -324,11 +447,17 @@ Example:
 				Faces     int       `json:"faces"`
 				Embedding []float32 `json:"embedding"`
 			}
-			var results []result
+			var results []any
+			b := &batch{c: c}
 			for _, path := range c.Args().Slice() {
 				ph, err := r.EmbedFile(path, fv.Largest)
 				if err != nil {
-					return faceError(err)
+					e, ok := b.photoFailed(path, err, false)
+					if !ok {
+						return fail(err)
+					}
+					results = append(results, e)
+					continue
 				}
 				e := [][]float32{ph.Faces[0].Embedding}
 				results = append(results, result{Path: path, Scale: ph.Scale, Faces: ph.Detected, Embedding: e[0]})
@@ -344,9 +473,11 @@ Example:
 				}
 			}
 			if c.Bool("json") {
-				return writeJSONOrFail(c, map[string]any{"model": r.Backbone().Name, "head": c.String("head"), "dim": r.Dim(), "photos": results})
+				if err := writeJSONOrFail(c, map[string]any{"model": r.Backbone().Name, "head": c.String("head"), "dim": r.Dim(), "photos": results}); err != nil {
+					return err
+				}
 			}
-			return nil
+			return b.end(nil)
 		},
 	}
 }

@@ -59,11 +59,12 @@ func openGallery(c *cli.Context, p *pipeline.Pipeline, readOnly bool) (*enroll.G
 	return g, nil
 }
 
-// photoOutcome is what enroll did with one photo.
+// photoOutcome is a photo enroll took (a rejected one is a photoError).
 type photoOutcome struct {
 	Path     string         `json:"path"`
+	Name     string         `json:"name,omitempty"` // bulk enroll: the person
 	Enrolled bool           `json:"enrolled"`
-	Reason   string         `json:"reason,omitempty"`
+	Skipped  string         `json:"skipped,omitempty"` // bulk enroll: "already_enrolled" (a rerun)
 	Faces    int            `json:"faces"`
 	Face     map[string]any `json:"face,omitempty"`
 	Template uint64         `json:"template_id,omitempty"`
@@ -79,7 +80,12 @@ faces (unless --largest), or whose face is smaller than --min-face pixels is rej
 with its reason; the others become templates of the person, all in one transaction.
 Enrolling a name that exists adds photos to that person.
 
-Exit status: 0 when at least one photo was enrolled, 2 when none was (or on error).
+A rejected photo is the line "rejected  PHOTO: error CODE: MESSAGE" (text) or the
+entry {"path", "error": {"code", "message"}} (--json); the good photos are enrolled
+all the same.
+
+Exit status: 0 when every photo was enrolled, 2 when a photo was rejected (the others
+are enrolled), none was enrolled, or on error.
 
 Examples:
    facever enroll --gallery team.db --name "Ada Lovelace" ada1.jpg ada2.jpg
@@ -104,34 +110,47 @@ Examples:
 				}
 				meta[k] = v
 			}
-			p, err := openPipeline(c, true)
+			r, err := openRecognizer(c)
 			if err != nil {
 				return fail(err)
 			}
-			defer p.Close()
+			defer r.Close()
+			b := &batch{c: c}
 			var outcomes []photoOutcome
+			var rejected []photoError
+			type entry struct {
+				rejected bool
+				i        int
+			}
+			var order []entry // outcomes and rejections, in the photos' order
 			var chips []align.Chip
-			var accepted []int
 			for _, path := range c.Args().Slice() {
-				o, chip := checkPhoto(c, p, path)
-				outcomes = append(outcomes, o)
-				if o.Reason == "" {
-					chips = append(chips, chip)
-					accepted = append(accepted, len(outcomes)-1)
+				o, chip, rej, err := checkPhoto(c, r, path)
+				if err != nil {
+					return fail(fmt.Errorf("%s: %w", path, err))
 				}
+				if rej != nil {
+					b.failed++
+					rejected = append(rejected, *rej)
+					order = append(order, entry{true, len(rejected) - 1})
+					continue
+				}
+				outcomes = append(outcomes, o)
+				order = append(order, entry{false, len(outcomes) - 1})
+				chips = append(chips, chip)
 			}
 			var ident enroll.Identity
 			if len(chips) > 0 {
-				embs, err := p.Embedder.Embed(chips)
+				embs, err := r.EmbedChips(chips)
 				if err != nil {
 					return fail(err)
 				}
 				ts := make([]enroll.Template, len(embs))
 				for i, e := range embs {
-					path := outcomes[accepted[i]].Path
+					path := outcomes[i].Path
 					ts[i] = enroll.Template{Embedding: e, Source: filepath.Base(path), PhotoSHA256: fileSHA(path)}
 				}
-				g, err := openGallery(c, p, false)
+				g, err := r.OpenGallery(c.String("gallery"), enroll.Options{})
 				if err != nil {
 					return fail(err)
 				}
@@ -142,12 +161,20 @@ Examples:
 					return fail(err)
 				}
 				for i, t := range saved {
-					outcomes[accepted[i]].Enrolled = true
-					outcomes[accepted[i]].Template = t.ID
+					outcomes[i].Enrolled = true
+					outcomes[i].Template = t.ID
+				}
+			}
+			photos := make([]any, len(order))
+			for i, x := range order {
+				if x.rejected {
+					photos[i] = rejected[x.i]
+				} else {
+					photos[i] = &outcomes[x.i]
 				}
 			}
 			if c.Bool("json") {
-				doc := map[string]any{"gallery": c.String("gallery"), "photos": outcomes, "enrolled": len(chips)}
+				doc := map[string]any{"gallery": c.String("gallery"), "photos": photos, "enrolled": len(chips)}
 				if len(chips) > 0 {
 					doc["identity"] = ident
 				}
@@ -156,11 +183,12 @@ Examples:
 				}
 			} else {
 				w := c.App.Writer
-				for _, o := range outcomes {
-					if o.Enrolled {
+				for _, x := range photos {
+					switch o := x.(type) {
+					case *photoOutcome:
 						fmt.Fprintf(w, "enrolled  %s\n", o.Path)
-					} else {
-						fmt.Fprintf(w, "rejected  %s: %s\n", o.Path, o.Reason)
+					case photoError:
+						fmt.Fprintf(w, "rejected  %s\n", o)
 					}
 				}
 				if len(chips) > 0 {
@@ -170,48 +198,48 @@ Examples:
 			if len(chips) == 0 {
 				return cli.Exit("no photo was enrolled", exitError)
 			}
-			return nil
+			return b.end(nil)
 		},
 	}
 }
 
-// checkPhoto applies enroll's quality checks to one photo.
-func checkPhoto(c *cli.Context, p *pipeline.Pipeline, path string) (photoOutcome, align.Chip) {
-	o := photoOutcome{Path: path}
-	if c.Bool("aligned") {
-		ph, err := p.Face(path, true)
-		if err != nil {
-			o.Reason = err.Error()
-			return o, align.Chip{}
+// checkPhoto applies enroll's checks to one photo: the outcome (faces
+// found, the face chosen) and its chip, or the rejection's entry; err is
+// an error that is not the photo's fault (a model failure). Safe for
+// concurrent use (the Recognizer is).
+func checkPhoto(c *cli.Context, r *fv.Recognizer, path string) (o photoOutcome, chip align.Chip, rej *photoError, err error) {
+	o = photoOutcome{Path: path}
+	reject := func(err error, loading bool) (photoOutcome, align.Chip, *photoError, error) {
+		e, ok := newPhotoError(path, err, loading)
+		if !ok {
+			return o, align.Chip{}, nil, err
 		}
-		o.Faces = 1
-		return o, ph.Chip
+		return o, align.Chip{}, &e, nil
 	}
 	im, err := align.Load(path)
 	if err != nil {
-		o.Reason = err.Error()
-		return o, align.Chip{}
+		return reject(err, true)
 	}
 	defer im.Close()
-	faces, err := p.Aligner.Detect(im)
+	if c.Bool("aligned") {
+		o.Faces = 1
+		return o, align.ChipFromImageSize(im, r.Backbone().Shape[3]), nil, nil
+	}
+	faces, err := r.Detect(im)
 	if err != nil {
-		o.Reason = err.Error()
-		return o, align.Chip{}
+		return reject(err, false)
 	}
 	o.Faces = len(faces)
 	f, err := fv.CheckEnrollFaces(faces, enrollPolicy(c))
-	if err == nil || errors.Is(err, fv.ErrFaceTooSmall) {
-		o.Face = boxJSON(f)
-	}
 	if err != nil {
-		o.Reason = enrollReason(c, err)
-		return o, align.Chip{}
+		e := photoError{Path: path, Error: errorBody{Code: fv.PhotoErrorCode(err), Message: enrollReason(c, err)}}
+		return o, align.Chip{}, &e, nil
 	}
-	chip, err := p.Align(im, f)
-	if err != nil {
-		o.Reason = err.Error()
+	o.Face = boxJSON(f)
+	if chip, err = r.Align(im, f); err != nil {
+		return reject(err, false)
 	}
-	return o, chip
+	return o, chip, nil, nil
 }
 
 func fileSHA(path string) string {
@@ -232,8 +260,12 @@ func identifyCommand() *cli.Command {
 each person scores by their best template. The best --top people are listed; the
 photo is "unknown" when the best similarity is below --threshold.
 
+A photo that cannot be read or holds no face is an error entry ("PHOTO: error CODE:
+MESSAGE" on stdout, {"path", "error": {"code", "message"}} in --json) and the other
+photos are still searched.
+
 Exit status: 0 when every photo matched someone, 1 when a photo came back unknown,
-2 on error.
+2 when a photo could not be used or on error.
 
 Examples:
    facever identify --gallery team.db visitor.jpg
@@ -282,12 +314,18 @@ Examples:
 				Unknown bool           `json:"unknown"`
 				Top     []enroll.Match `json:"top"`
 			}
-			var results []result
+			var results []any
+			b := &batch{c: c}
 			unknown := 0
 			for _, path := range c.Args().Slice() {
 				ph, err := p.Face(path, c.Bool("aligned"))
 				if err != nil {
-					return faceError(err)
+					e, ok := b.photoFailed(path, err, false)
+					if !ok {
+						return fail(err)
+					}
+					results = append(results, e)
+					continue
 				}
 				e, err := p.Embedder.Embed([]align.Chip{ph.Chip})
 				if err != nil {
@@ -330,9 +368,9 @@ Examples:
 				}
 			}
 			if unknown > 0 {
-				return cli.Exit("", exitNegative)
+				return b.end(cli.Exit("", exitNegative))
 			}
-			return nil
+			return b.end(nil)
 		},
 	}
 }

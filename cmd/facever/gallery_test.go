@@ -100,13 +100,14 @@ func TestEnrollRejections(t *testing.T) {
 	}
 	var doc struct {
 		Photos []struct {
-			Reason string `json:"reason"`
+			Error struct{ Code, Message string } `json:"error"`
 		} `json:"photos"`
 	}
 	if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.Photos) != 2 {
 		t.Fatalf("%v %s", err, out)
 	}
-	if !strings.Contains(doc.Photos[0].Reason, "3 faces") || !strings.Contains(doc.Photos[1].Reason, "no face") {
+	if p := doc.Photos; !strings.Contains(p[0].Error.Message, "3 faces") || p[0].Error.Code != "multiple_faces" ||
+		!strings.Contains(p[1].Error.Message, "no face") || p[1].Error.Code != "no_face" {
 		t.Fatalf("reasons: %+v", doc.Photos)
 	}
 	// --largest takes the group photo; --min-face rejects small faces.
