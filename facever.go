@@ -74,7 +74,7 @@ type Recognizer struct {
 // as concurrent callers need them, up to opt.Workers) and returns a
 // Recognizer. Close it to release the models.
 func Open(opt Options) (*Recognizer, error) {
-	backbone, err := models.Backbone(opt.Model)
+	backbone, err := models.BackboneIn(opt.ModelsDir, opt.Model)
 	if err != nil {
 		return nil, err
 	}

@@ -12,7 +12,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 )
 
@@ -64,6 +63,12 @@ type Model struct {
 	// MadeBy says how the file is obtained when it is not fetched as is:
 	// the command that builds it.
 	MadeBy string
+	// Calibrated is true when Threshold was set by `facever calibrate`
+	// (user models; a new registration's threshold comes from its check
+	// photos only).
+	Calibrated bool `json:",omitempty"`
+	// Metadata are the ONNX file's metadata_props (user models).
+	Metadata map[string]string `json:",omitempty"`
 }
 
 const (
@@ -122,25 +127,10 @@ var All = []Model{Feature, Detect, Landmark, Dlib}
 var Backbones = []Model{Feature, Dlib}
 
 // Backbone returns the backbone called name ("" is the default, fr_feature;
-// "dlib" is short for dlib_resnet_v1).
-func Backbone(name string) (Model, error) {
-	switch name {
-	case "", "default":
-		return Feature, nil
-	case "dlib":
-		return Dlib, nil
-	}
-	for _, m := range Backbones {
-		if m.Name == name || m.File == name {
-			return m, nil
-		}
-	}
-	var names []string
-	for _, m := range Backbones {
-		names = append(names, m.Name)
-	}
-	return Model{}, fmt.Errorf("unknown model %q (choose one of: %s)", name, strings.Join(names, ", "))
-}
+// "dlib" is short for dlib_resnet_v1), or a user model registered in the
+// models directory Dir("") ($FACEVER_MODELS or the checkout's models/); see
+// BackboneIn for another directory.
+func Backbone(name string) (Model, error) { return BackboneIn("", name) }
 
 // Lookup returns the catalogue entry with the given name (with or without .onnx).
 func Lookup(name string) (Model, bool) {
@@ -194,7 +184,9 @@ func Path(dir string, m Model) (string, error) {
 	st, err := os.Stat(p)
 	if err != nil {
 		cmd := SetupCommand
-		if m.MadeBy != "" {
+		if m.Package == UserPackage {
+			cmd = "facever model add " + m.Path + " --name " + m.Name
+		} else if m.MadeBy != "" {
 			cmd = m.MadeBy
 		}
 		return "", fmt.Errorf("%w: %s not found in %s (run `%s`, or point --models / %s at the directory that holds it)", ErrMissing, m.File, dir, cmd, EnvDir)
@@ -206,6 +198,9 @@ func Path(dir string, m Model) (string, error) {
 	sum, err := FileSHA256(p)
 	if err != nil {
 		return "", err
+	}
+	if sum != m.SHA256 && m.Package == UserPackage {
+		return "", fmt.Errorf("%w: %s has sha256 %s, but it was registered as %s; register it again (`facever model remove %s`, then `facever model add`)", ErrChecksum, p, sum, m.SHA256, m.Name)
 	}
 	if sum != m.SHA256 {
 		return "", fmt.Errorf("%w: %s has sha256 %s, the catalogue expects %s (%s@%s %s); delete it and run `%s`", ErrChecksum, p, sum, m.SHA256, m.Package, m.Version, m.Path, SetupCommand)

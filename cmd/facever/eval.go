@@ -168,11 +168,22 @@ Examples:
 				return fail(err)
 			}
 			reportFailures(c, failed)
+			// a user model (facever model add) keeps it as its default
+			saved := ""
+			if m, err := models.BackboneIn(c.String("models"), c.String("model")); err == nil && m.Package == models.UserPackage {
+				if err := models.SetUserThreshold(c.String("models"), m.Name, cal.Threshold); err != nil {
+					return fail(err)
+				}
+				saved = m.Name
+			}
 			if c.Bool("json") {
-				return writeJSONOrFail(c, map[string]any{"calibration": cal, "photos_without_face": len(failed), "pairs": len(ps.Pairs)})
+				return writeJSONOrFail(c, map[string]any{"calibration": cal, "photos_without_face": len(failed), "pairs": len(ps.Pairs), "saved_for_model": saved})
 			}
 			w := c.App.Writer
 			fmt.Fprintf(w, "threshold %.4f for FAR ≤ %g\n", cal.Threshold, cal.TargetFAR)
+			if saved != "" {
+				fmt.Fprintf(w, "  saved as the default threshold of %s in %s\n", saved, models.UserPath(c.String("models")))
+			}
 			fmt.Fprintf(w, "  on these pairs: FAR %.5f (%d of %d different-person pairs accepted), TAR %.4f (%d of %d same-person pairs accepted)\n",
 				cal.FAR, cal.FalseAccepts, cal.Impostor, cal.TAR, cal.TrueAccepts, cal.Genuine)
 			if cal.Warning != "" {
@@ -239,7 +250,7 @@ Examples:
 }
 
 func rocLabel(c *cli.Context) string {
-	m, _ := models.Backbone(c.String("model"))
+	m, _ := models.BackboneIn(c.String("models"), c.String("model"))
 	if h := c.String("head"); h != "" {
 		return m.Name + " + head " + h
 	}
@@ -282,7 +293,7 @@ func loadHead(c *cli.Context) (facehead.Projector, error) {
 	if c.String("head") == "" {
 		return nil, nil
 	}
-	m, err := models.Backbone(c.String("model"))
+	m, err := models.BackboneIn(c.String("models"), c.String("model"))
 	if err != nil {
 		return nil, err
 	}

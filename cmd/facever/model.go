@@ -24,8 +24,8 @@ import (
 func modelCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "model",
-		Usage: "inspect or run an ONNX model on facever's engine",
-		Subcommands: []*cli.Command{
+		Usage: "inspect or run an ONNX model on facever's engine; add, list and remove your own backbones",
+		Subcommands: append([]*cli.Command{
 			importDlibCommand(),
 			{
 				Name:      "check",
@@ -52,7 +52,7 @@ func modelCommand() *cli.Command {
 				SkipFlagParsing: true,
 				Action:          modelRun,
 			},
-		},
+		}, userModelCommands()...),
 	}
 }
 

@@ -72,7 +72,7 @@ Example:
 			if (c.String("tls-cert") == "") != (c.String("tls-key") == "") {
 				return cli.Exit("--tls-cert and --tls-key go together", exitError)
 			}
-			backbone, err := models.Backbone(c.String("model"))
+			backbone, err := models.BackboneIn(c.String("models"), c.String("model"))
 			if err != nil {
 				return fail(err)
 			}

@@ -180,7 +180,7 @@ func trainConfig(c *cli.Context) (train.Config, error) {
 		OutDim: c.Int("out-dim"), BatchNorm: c.Bool("batch-norm"), Epochs: c.Int("epochs"), BatchSize: c.Int("batch-size"),
 		LR: c.Float64("lr"), WeightDecay: c.Float64("weight-decay"), Seed: c.Int64("seed"),
 	}
-	m, err := models.Backbone(c.String("model"))
+	m, err := models.BackboneIn(c.String("models"), c.String("model"))
 	if err != nil {
 		return train.Config{}, err
 	}

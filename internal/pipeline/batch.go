@@ -59,7 +59,7 @@ func Features(cfg Config, paths []string, opt BatchOptions) ([]Result, error) {
 	if opt.Augment != "" {
 		mode += fmt.Sprintf(" augment=%s seed=%d", opt.Augment, opt.Seed)
 	}
-	backbone, err := models.Backbone(cfg.Model)
+	backbone, err := models.BackboneIn(cfg.ModelsDir, cfg.Model)
 	if err != nil {
 		return nil, err
 	}

@@ -38,7 +38,7 @@ type Pipeline struct {
 // Open loads the detector and landmark models (and, when embed is true, the
 // backbone).
 func Open(cfg Config, embed bool) (*Pipeline, error) {
-	backbone, err := models.Backbone(cfg.Model)
+	backbone, err := models.BackboneIn(cfg.ModelsDir, cfg.Model)
 	if err != nil {
 		return nil, err
 	}
