@@ -348,7 +348,13 @@ func TestBackupWhileWriting(t *testing.T) {
 	}
 	var infos []BackupInfo
 	for i := range 5 {
-		time.Sleep(20 * time.Millisecond)
+		// Each backup after at least one more enroll committed (an event,
+		// not a sleep: under load a fixed pause may see none).
+		for n, deadline := enrolled.Load(), time.Now().Add(30*time.Second); enrolled.Load() == n; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("no enroll committed in 30 s")
+			}
+		}
 		info, err := g.Backup(filepath.Join(dir, fmt.Sprintf("b%d.db", i)))
 		if err != nil {
 			t.Fatal(err)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/facever/facever/align"
@@ -27,6 +28,9 @@ type batcher struct {
 	done   chan struct{}
 	// observe records each backbone run's duration and size.
 	observe func(d time.Duration, faces int)
+	// waitingSmall and waitingBulk count the jobs offered to the loop and
+	// not yet taken (the tests wait on them instead of sleeping).
+	waitingSmall, waitingBulk atomic.Int64
 }
 
 // smallJob is the most faces of a request that goes ahead of bulk chunks.
@@ -49,18 +53,22 @@ func newBatcher(embed func([]align.Chip) ([][]float32, error), max int, window t
 // run returns the embeddings of chips, batched with concurrent callers, in
 // chunks of at most b.max. It returns ctx's error as soon as ctx is done.
 func (b *batcher) run(ctx context.Context, chips []align.Chip) ([][]float32, error) {
-	in := b.bulk
+	in, waiting := b.bulk, &b.waitingBulk
 	if len(chips) <= smallJob {
-		in = b.small
+		in, waiting = b.small, &b.waitingSmall
 	}
 	out := make([][]float32, 0, len(chips))
 	for start := 0; start < len(chips); start += b.max {
 		j := &embedJob{ctx: ctx, chips: chips[start:min(start+b.max, len(chips))], done: make(chan struct{})}
+		waiting.Add(1)
 		select {
 		case in <- j:
+			waiting.Add(-1)
 		case <-b.stop:
+			waiting.Add(-1)
 			return nil, errShuttingDown
 		case <-ctx.Done():
+			waiting.Add(-1)
 			return nil, ctx.Err()
 		}
 		select {

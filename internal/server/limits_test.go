@@ -93,7 +93,9 @@ func TestPixelLimitFromHeader(t *testing.T) {
 // images, no more than two photos are decoded and in the detector at once,
 // however many requests arrive together.
 func TestDecodeBudgetBoundsDecodedImages(t *testing.T) {
-	rec := &fakeRecognizer{detectDelay: 15 * time.Millisecond}
+	// Detect holds every photo at the gate until two are in it at once, so
+	// that the lower bound does not depend on the machine's load.
+	rec := &fakeRecognizer{gate: make(chan struct{})}
 	const side = 64
 	f, _ := newFakeFixture(t, rec, func(c *Config) {
 		c.MaxPixels = side * side
@@ -110,6 +112,9 @@ func TestDecodeBudgetBoundsDecodedImages(t *testing.T) {
 			}
 		}(i)
 	}
+	waitFor(t, "two photos in the detector at once", func() bool { return rec.inDetect.Load() == 2 })
+	time.Sleep(10 * time.Millisecond) // room for a third to get in wrongly (the upper bound)
+	close(rec.gate)
 	wg.Wait()
 	if m := rec.maxDetect.Load(); m > 2 {
 		t.Fatalf("%d images decoded and in the detector at once; the budget holds 2", m)
@@ -224,11 +229,22 @@ func TestMetadataLimits(t *testing.T) {
 	}
 }
 
+// waitFor polls cond every millisecond until it holds, failing the test
+// after 30 s: the tests wait on events, never on a guessed sleep.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 30 s for %s", what)
+		}
+	}
+}
+
 // TestBatchSplitInterleaves: an enroll of 96 photos runs the backbone in
 // runs of at most 16 faces, and an identify sent while it runs is answered
 // before the enroll's last run: it does not wait for the whole enroll.
 func TestBatchSplitInterleaves(t *testing.T) {
-	rec := &fakeRecognizer{embedDelay: 10 * time.Millisecond}
+	rec := &fakeRecognizer{embedGate: make(chan struct{})}
 	f, _ := newFakeFixture(t, rec, func(c *Config) { c.MaxPhotos = 200 })
 	_, doc := f.do(t, "POST", "/v1/identities", "application/json", jsonBody(map[string]any{"name": "big"}), f.key)
 	id := int(doc["id"].(float64))
@@ -241,13 +257,30 @@ func TestBatchSplitInterleaves(t *testing.T) {
 		code, _ := f.do(t, "POST", fmt.Sprintf("/v1/identities/%d/faces", id), "application/json", jsonBody(map[string]any{"images": list}), f.key)
 		done <- code
 	}()
-	for len(rec.backboneRuns()) == 0 { // the enroll holds the backbone
-		time.Sleep(time.Millisecond)
-	}
-	code, doc := f.do(t, "POST", "/v1/identify", "application/json", jsonBody(map[string]any{"image": b64(photo(t, 2, 1, 24))}), f.key)
-	if code != 200 {
-		t.Fatalf("identify: %d %v", code, doc)
-	}
+	// The enroll's first run holds the backbone (at the gate) while the
+	// identify is offered to the batcher; then every run is let through.
+	waitFor(t, "the enroll's first backbone run", func() bool { return rec.inEmbed.Load() == 1 })
+	identified := make(chan struct{})
+	go func() {
+		defer close(identified)
+		code, doc := f.do(t, "POST", "/v1/identify", "application/json", jsonBody(map[string]any{"image": b64(photo(t, 2, 1, 24))}), f.key)
+		if code != 200 {
+			t.Errorf("identify: %d %v", code, doc)
+		}
+	}()
+	waitFor(t, "the identify at the batcher", func() bool { return f.srv.batch.waitingSmall.Load() == 1 })
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case rec.embedGate <- struct{}{}:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	<-identified
 	if c := <-done; c != 200 {
 		t.Fatalf("enroll: %d", c)
 	}
@@ -567,10 +600,9 @@ func TestSmallRequestsGoFirst(t *testing.T) {
 		}()
 	}
 	// Both enrolls detected; one chunk in the backbone, the other waiting.
-	for rec.detects.Load() < 64 || rec.inEmbed.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(30 * time.Millisecond)
+	waitFor(t, "one chunk in the backbone and one waiting", func() bool {
+		return rec.detects.Load() >= 64 && rec.inEmbed.Load() == 1 && f.srv.batch.waitingBulk.Load() == 1
+	})
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -578,10 +610,7 @@ func TestSmallRequestsGoFirst(t *testing.T) {
 			t.Errorf("identify: %d %v", code, doc)
 		}
 	}()
-	for rec.detects.Load() < 65 {
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(30 * time.Millisecond) // the identify waits for the backbone
+	waitFor(t, "the identify at the batcher", func() bool { return f.srv.batch.waitingSmall.Load() == 1 })
 	busy := len(rec.backboneRuns())
 	go func() {
 		for {
