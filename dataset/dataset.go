@@ -1,7 +1,7 @@
 // Package dataset walks a folder of labelled photos, one sub-folder per
 // person (DIR/<person>/<photo>, the layout of LFW, CASIA-WebFace, VGGFace2,
 // ORL), with one rule for what a photo is: a regular file whose first bytes
-// are those of an image (align.Sniff, through SniffFile), whatever its name. Every command that takes
+// are those of an image (imageformat.Sniff, through SniffFile; the decoder in align uses the same one), whatever its name. Every command that takes
 // --data (eval, eval-identify, train, crossval, enroll) reads its folder
 // through Walk, so they all see the same people and photos, and every file
 // left out is reported with its reason.

@@ -6,15 +6,15 @@ import (
 	"io"
 	"os"
 
-	"github.com/facever/facever/align"
+	"github.com/facever/facever/internal/imageformat"
 )
 
 // errEmpty marks a file of zero bytes.
 var errEmpty = errors.New("empty file")
 
-// SniffFile reads the first align.SniffLen bytes of a regular file and
-// returns its image format as align.Sniff names it ("" when it is not an
-// image). A photo is what align.Sniff recognises, whatever the file's name
+// SniffFile reads the first imageformat.SniffLen bytes of a regular file and
+// returns its image format as imageformat.Sniff names it ("" when it is not an
+// image). A photo is what imageformat.Sniff recognises, whatever the file's name
 // and whether or not the decoder reads that format: a HEIC photo is a photo,
 // refused later by the decoder with advice on converting it, never silently
 // left out. SniffFile refuses what is not a regular file (a FIFO would
@@ -32,7 +32,7 @@ func SniffFile(path string) (string, error) {
 		return "", err
 	}
 	defer f.Close()
-	var buf [align.SniffLen]byte
+	var buf [imageformat.SniffLen]byte
 	n, err := io.ReadFull(f, buf[:])
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 		return "", err
@@ -40,6 +40,6 @@ func SniffFile(path string) (string, error) {
 	if n == 0 {
 		return "", errEmpty
 	}
-	format, _ := align.Sniff(buf[:n])
+	format, _ := imageformat.Sniff(buf[:n])
 	return format, nil
 }

@@ -8,7 +8,9 @@ import (
 
 // TestDeps: verify measures and decides on features; it must not link the
 // embedder, the training code or gorgonia (a verification protocol takes the
-// features, and the fitting when there is one, from its caller).
+// features, and the fitting when there is one, from its caller), nor OpenCV
+// (its folder walker, dataset, sniffs photos with internal/imageformat, not
+// with align's decoder).
 func TestDeps(t *testing.T) {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
@@ -23,7 +25,8 @@ func TestDeps(t *testing.T) {
 	}
 	forbidden := func(d string) bool {
 		return strings.HasPrefix(d, "github.com/facever/facever/facehead") || strings.HasPrefix(d, "gorgonia.org/") ||
-			d == "github.com/facever/facever/margin" || d == "github.com/facever/facever/enroll"
+			d == "github.com/facever/facever/margin" || d == "github.com/facever/facever/enroll" ||
+			strings.HasPrefix(d, "gocv.io/") || d == "github.com/facever/facever/align"
 	}
 	var bad []string
 	for _, d := range list("github.com/facever/facever/verify") {
@@ -41,5 +44,12 @@ func TestDeps(t *testing.T) {
 	}
 	if !seen {
 		t.Error("the check does not see gorgonia in facehead/train")
+	}
+	seen = false
+	for _, d := range list("github.com/facever/facever/align") {
+		seen = seen || strings.HasPrefix(d, "gocv.io/")
+	}
+	if !seen {
+		t.Error("the check does not see gocv in align")
 	}
 }
