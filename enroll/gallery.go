@@ -200,9 +200,9 @@ type Meta struct {
 	// Schema is the layout version of the file.
 	Schema int `json:"schema"`
 	// Model and Head: what the templates were made with ("" = no template yet).
-	Model string `json:"model"`
+	Model string `json:"model,omitempty"`
 	// Head is the head the templates were made with ("" = none).
-	Head string `json:"head"`
+	Head string `json:"head,omitempty"`
 	// Dim is the embedding length (0 = no template yet).
 	Dim int `json:"dim"`
 	// Created is when the gallery was created.

@@ -143,7 +143,7 @@ type Match struct {
 	Name string `json:"name"`
 	// Score is the cosine similarity of the query with the identity's best
 	// template.
-	Score float32 `json:"score"`
+	Score float32 `json:"similarity"`
 	// TemplateID is that best template.
 	TemplateID uint64 `json:"template_id"`
 }

@@ -241,7 +241,7 @@ Examples:
 				}
 			}
 			if c.Bool("json") {
-				return writeJSONOrFail(c, map[string]any{"evaluation": ev, "photos_without_face": len(failed), "format": ps.Format, "roc_png": c.String("roc")})
+				return writeJSONOrFail(c, evalDoc(ev, len(failed), ps.Format, c.String("roc")))
 			}
 			printEvaluation(c, ev, len(failed))
 			return nil

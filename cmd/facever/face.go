@@ -183,7 +183,7 @@ Examples:
 				type photoJSON struct {
 					Path  string         `json:"path"`
 					Scale float64        `json:"scale"`
-					Faces int            `json:"faces"`
+					Faces int            `json:"face_count"`
 					Face  map[string]any `json:"face,omitempty"`
 				}
 				out := struct {
@@ -444,7 +444,7 @@ Example:
 			type result struct {
 				Path      string    `json:"path"`
 				Scale     float64   `json:"scale"`
-				Faces     int       `json:"faces"`
+				Faces     int       `json:"face_count"`
 				Embedding []float32 `json:"embedding"`
 			}
 			var results []any
@@ -473,7 +473,7 @@ Example:
 				}
 			}
 			if c.Bool("json") {
-				if err := writeJSONOrFail(c, map[string]any{"model": r.Backbone().Name, "head": c.String("head"), "dim": r.Dim(), "photos": results}); err != nil {
+				if err := writeJSONOrFail(c, embedDoc(r.Backbone().Name, c.String("head"), r.Dim(), results)); err != nil {
 					return err
 				}
 			}

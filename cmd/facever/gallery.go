@@ -65,7 +65,7 @@ type photoOutcome struct {
 	Name     string         `json:"name,omitempty"` // bulk enroll: the person
 	Enrolled bool           `json:"enrolled"`
 	Skipped  string         `json:"skipped,omitempty"` // bulk enroll: "already_enrolled" (a rerun)
-	Faces    int            `json:"faces"`
+	Faces    int            `json:"face_count"`
 	Face     map[string]any `json:"face,omitempty"`
 	Template uint64         `json:"template_id,omitempty"`
 }
@@ -309,7 +309,7 @@ Examples:
 			thr := threshold(c, p.Backbone)
 			type result struct {
 				Path    string         `json:"path"`
-				Faces   int            `json:"faces"`
+				Faces   int            `json:"face_count"`
 				Match   *enroll.Match  `json:"match"`
 				Unknown bool           `json:"unknown"`
 				Top     []enroll.Match `json:"top"`

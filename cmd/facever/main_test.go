@@ -81,7 +81,7 @@ func TestVerifyJSON(t *testing.T) {
 		Same       bool    `json:"same_person"`
 		Photos     []struct {
 			Path  string `json:"path"`
-			Faces int    `json:"faces"`
+			Faces int    `json:"face_count"`
 		} `json:"photos"`
 	}
 	if err := json.Unmarshal([]byte(out), &v); err != nil {

@@ -73,7 +73,7 @@ func TestPixelLimitFromHeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	f2, _ := newFakeFixture(t, &fakeRecognizer{}, func(c *Config) { c.MaxPixels = 2_000_000 })
-	if code, doc := f2.do(t, "POST", "/v1/identify", "application/json", jsonBody(map[string]any{"image": b64(jb.Bytes())}), f2.key); code != 200 || doc["faces"].(float64) != 1 || doc["scale"] != 0.5 {
+	if code, doc := f2.do(t, "POST", "/v1/identify", "application/json", jsonBody(map[string]any{"image": b64(jb.Bytes())}), f2.key); code != 200 || doc["face_count"].(float64) != 1 || doc["scale"] != 0.5 {
 		t.Fatalf("6.8-megapixel baseline JPEG against a 2-megapixel limit: %d %v", code, doc)
 	}
 	if code, doc := f2.do(t, "POST", "/v1/identify", "application/json", jsonBody(map[string]any{"image": b64(pb.Bytes())}), f2.key); code != 413 || !strings.Contains(doc["error"].(map[string]any)["message"].(string), "header says 3400×2000") {
@@ -649,10 +649,14 @@ func TestEnrollPolicy(t *testing.T) {
 	if code != 200 || doc["enrolled"].(float64) != 1 {
 		t.Fatalf("enroll: %d %v", code, doc)
 	}
-	faces := doc["faces"].([]any)
+	photos := doc["photos"].([]any)
 	for i, want := range []string{"face_too_small", "", "multiple_faces"} {
-		o := faces[i].(map[string]any)
-		if got, _ := o["code"].(string); got != want || (want == "") != (o["enrolled"] == true) {
+		o := photos[i].(map[string]any)
+		got := ""
+		if e, ok := o["error"].(map[string]any); ok {
+			got, _ = e["code"].(string)
+		}
+		if got != want || (want == "") != (o["enrolled"] == true) {
 			t.Errorf("photo %d: %v, want code %q", i, o, want)
 		}
 	}

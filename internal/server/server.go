@@ -421,7 +421,7 @@ func faceJSON(f align.Face) map[string]any {
 }
 
 type photoJSON struct {
-	Faces int            `json:"faces"`
+	Faces int            `json:"face_count"`
 	Face  map[string]any `json:"face,omitempty"`
 	Scale float64        `json:"scale"`
 }
@@ -631,12 +631,18 @@ func (s *Server) deleteIdentity(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, map[string]any{"removed": it})
 }
 
+// photoError is why one photo of several was not used: the shape of the
+// whole-request error's "error" member, so clients read both alike.
+type photoError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
 type faceOutcome struct {
 	Index    int            `json:"index"`
 	Enrolled bool           `json:"enrolled"`
-	Reason   string         `json:"reason,omitempty"`
-	Code     string         `json:"code,omitempty"`
-	Faces    int            `json:"faces"`
+	Error    *photoError    `json:"error,omitempty"`
+	Faces    int            `json:"face_count"`
 	Face     map[string]any `json:"face,omitempty"`
 	Template uint64         `json:"template_id,omitempty"`
 }
@@ -675,8 +681,7 @@ func (s *Server) addFaces(w http.ResponseWriter, r *http.Request) error {
 			if errors.Is(err, errShuttingDown) || ctx.Err() != nil {
 				return err
 			}
-			outcomes[i].Reason = err.Error()
-			outcomes[i].Code = asAPIError(err).code
+			outcomes[i].Error = &photoError{Code: asAPIError(err).code, Message: err.Error()}
 			continue
 		}
 		if err := fc.add(len(f.faces)); err != nil {
@@ -718,7 +723,7 @@ func (s *Server) addFaces(w http.ResponseWriter, r *http.Request) error {
 	if len(chips) == 0 {
 		status = http.StatusUnprocessableEntity
 	}
-	return writeJSON(w, status, map[string]any{"identity": it, "faces": outcomes, "enrolled": len(chips)})
+	return writeJSON(w, status, map[string]any{"identity": it, "photos": outcomes, "enrolled": len(chips)})
 }
 
 func (s *Server) identify(w http.ResponseWriter, r *http.Request) error {
@@ -762,7 +767,7 @@ func (s *Server) identify(w http.ResponseWriter, r *http.Request) error {
 	for _, m := range ms {
 		touched(ctx, m.IdentityID)
 	}
-	out := map[string]any{"threshold": thr, "faces": len(f.faces), "face": faceJSON(f.faces[0]), "scale": f.scale, "top": append([]enroll.Match{}, ms...), "match": nil, "unknown": true}
+	out := map[string]any{"threshold": thr, "face_count": len(f.faces), "face": faceJSON(f.faces[0]), "scale": f.scale, "top": append([]enroll.Match{}, ms...), "match": nil, "unknown": true}
 	if len(ms) > 0 && float64(ms[0].Score) >= thr {
 		out["match"] = ms[0]
 		out["unknown"] = false

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/facever/facever/internal/testmodels"
+	"github.com/facever/facever/schema"
+)
+
+// TestJSONSchema runs every command with --json on the johns photos and
+// validates each document against its file in schema/: the vocabulary is
+// what the commands print, not what someone hoped they print.
+func TestJSONSchema(t *testing.T) {
+	testmodels.Dir(t)
+	tmp := t.TempDir()
+	gal := filepath.Join(tmp, "g.db")
+	cache := filepath.Join(tmp, "c.db")
+	johns := "../../testdata/johns/"
+	pairs := filepath.Join(tmp, "pairs.csv")
+	writeJohnsPairs(t, johns, pairs)
+	runs := []struct {
+		schema string
+		args   []string
+	}{
+		{"verify.json", []string{"verify", "--json", simmA, simmB}},
+		{"verify.json", []string{"verify", "--json", salleyA, simmA}},
+		{"detect.json", []string{"detect", "--json", simmA, salleyA}},
+		{"embed.json", []string{"embed", "--json", simmA}},
+		{"align.json", []string{"align", "--json", "--out", filepath.Join(tmp, "aligned"), simmA}},
+		{"enroll.json", []string{"enroll", "--json", "--gallery", gal, "--name", "John Simm", simmA, simmB}},
+		{"enroll.json", []string{"enroll", "--json", "--gallery", gal, "--name", "John Salley", salleyA}},
+		{"identify.json", []string{"identify", "--json", "--gallery", gal, "--top", "2", salleyA, johns + "John_Savage/000264_01099001.jpg"}},
+		{"gallery-list.json", []string{"gallery", "list", "--json", "--gallery", gal}},
+		{"gallery-show.json", []string{"gallery", "show", "--json", "--gallery", gal, "John Simm"}},
+		{"eval.json", []string{"eval", "--json", "--pairs", pairs, "--root", johns, "--cache", cache}},
+		{"calibrate.json", []string{"calibrate", "--json", "--pairs", pairs, "--root", johns, "--cache", cache}},
+		{"eval-identify.json", []string{"eval-identify", "--json", "--data", johns, "--cache", cache}},
+		{"removed.json", []string{"gallery", "remove", "--json", "--gallery", gal, "John Salley"}},
+	}
+	for _, r := range runs {
+		code, out, errs := facever(t, r.args...)
+		if code == exitError {
+			t.Fatalf("%v: exit %d: %s", r.args, code, errs)
+		}
+		if err := schema.Validate(r.schema, []byte(out)); err != nil {
+			t.Errorf("%v: %v\n%s", r.args, err, out)
+		}
+	}
+}
+
+// writeJohnsPairs writes a CSV pairs file of the johns photos, enough for
+// ten folds: the first three photos of each person paired with each other
+// (15 genuine pairs) and each person's first photo with every other
+// person's (10 impostor pairs).
+func writeJohnsPairs(t *testing.T, johns, out string) {
+	t.Helper()
+	people, _ := filepath.Glob(filepath.Join(johns, "John_*"))
+	var first []string
+	var lines []string
+	for _, p := range people {
+		photos, _ := filepath.Glob(filepath.Join(p, "*.jpg"))
+		if len(photos) < 3 {
+			t.Fatalf("%s: %d photos", p, len(photos))
+		}
+		rel := func(i int) string { return filepath.Base(p) + "/" + filepath.Base(photos[i]) }
+		lines = append(lines, rel(0)+","+rel(1)+",1", rel(0)+","+rel(2)+",1", rel(1)+","+rel(2)+",1")
+		first = append(first, rel(0))
+	}
+	for i := range first {
+		for j := i + 1; j < len(first); j++ {
+			lines = append(lines, first[i]+","+first[j]+",0")
+		}
+	}
+	if err := os.WriteFile(out, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
