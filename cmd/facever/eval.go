@@ -177,7 +177,11 @@ Examples:
 				saved = m.Name
 			}
 			if c.Bool("json") {
-				return writeJSONOrFail(c, map[string]any{"calibration": cal, "photos_without_face": len(failed), "pairs": len(ps.Pairs), "saved_for_model": saved})
+				doc := map[string]any{"calibration": cal, "photos_without_face": len(failed), "pairs": len(ps.Pairs)}
+				if saved != "" {
+					doc["saved_for_model"] = saved
+				}
+				return writeJSONOrFail(c, doc)
 			}
 			w := c.App.Writer
 			fmt.Fprintf(w, "threshold %.4f for FAR ≤ %g\n", cal.Threshold, cal.TargetFAR)
