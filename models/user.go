@@ -139,6 +139,11 @@ func UpdateUser(dir string, f func(ms []Model) ([]Model, error)) error {
 	if err != nil {
 		return fmt.Errorf("user catalogue: %w", err)
 	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return fmt.Errorf("user catalogue: %w", err)
+	}
 	if _, err := tmp.Write(append(data, '\n')); err != nil {
 		tmp.Close()
 		os.Remove(tmp.Name())

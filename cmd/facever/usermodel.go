@@ -388,6 +388,11 @@ func placeModel(src, dst, sum string) (bool, error) {
 		}
 		return false, nil
 	}
+	// link the file itself, not a symbolic link to it (whose relative
+	// target would not resolve from the models directory)
+	if real, err := filepath.EvalSymlinks(src); err == nil {
+		src = real
+	}
 	if err := os.Link(src, dst); err == nil {
 		return true, nil
 	}

@@ -3,12 +3,15 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	fv "github.com/facever/facever"
 	"github.com/facever/facever/internal/onnxproto"
+	"github.com/facever/facever/internal/onnxrt"
 	"github.com/facever/facever/internal/testmodels"
 	"github.com/facever/facever/models"
 )
@@ -149,6 +152,17 @@ func TestModelAddDlibAsUser(t *testing.T) {
 	if _, thr := verifySimilarity(t, dir, "mydlib", simmA, simmB); thr != cal.Calibration.Threshold || thr == m.Threshold {
 		t.Errorf("verify threshold %v after calibrate to %v (registered %v)", thr, cal.Calibration.Threshold, m.Threshold)
 	}
+	// the library (what serve opens, with serveModels' options) finds it
+	// in the models directory in use and takes the stored threshold
+	r, err := fv.Open(fv.Options{ModelsDir: dir, Model: "mydlib", Workers: 1})
+	if err != nil {
+		t.Fatalf("facever.Open mydlib: %v", err)
+	}
+	dec, err := r.VerifyFiles(simmA, simmB)
+	r.Close()
+	if err != nil || r.Backbone().Chip != "dlib150" || r.Threshold() != cal.Calibration.Threshold || math.Abs(dec.Similarity-s2) > 5e-4 {
+		t.Errorf("facever.Open mydlib: %+v, %v; backbone %+v, threshold %v", dec, err, r.Backbone(), r.Threshold())
+	}
 	// a built-in model's threshold is not stored
 	if code, out, _ := facever(t, "--models", dir, "calibrate", "--model", "dlib_resnet_v1", "--pairs", csv, "--far", "0.1", "--json"); code != exitOK || strings.Contains(out, `"saved_for_model"`) {
 		t.Errorf("calibrate of a built-in: exit %d, %s", code, out)
@@ -274,5 +288,27 @@ func TestModelAddBadInput(t *testing.T) {
 	code, _, errs = facever(t, "--models", dir, "verify", "--model", "x", simmA, simmB)
 	if code != exitError || !strings.Contains(errs, "fix or delete the file") {
 		t.Errorf("garbled catalogue: exit %d, %s", code, errs)
+	}
+}
+
+// insightfaceOps is the operator set of insightface's IResNet (arcface_torch
+// iresnet*) and MobileFaceNet exports as PyTorch's exporter writes them
+// (Flatten or the Shape/Gather/Unsqueeze/Concat/Reshape of a dynamic batch,
+// Linear as Gemm or MatMul+Add, BatchNorm1d as BatchNormalization, input
+// Sub/Mul in the converted mxnet models), which the README says the engine
+// runs.
+var insightfaceOps = []string{"Conv", "BatchNormalization", "PRelu", "Relu", "Add", "Sub", "Mul", "Flatten", "Reshape",
+	"Shape", "Gather", "Unsqueeze", "Concat", "Gemm", "MatMul", "Dropout", "Identity", "Constant", "MaxPool", "AveragePool",
+	"GlobalAveragePool", "LpNormalization", "Transpose"}
+
+func TestEngineRunsInsightfaceOps(t *testing.T) {
+	have := map[string]bool{}
+	for _, op := range onnxrt.SupportedOps() {
+		have[op] = true
+	}
+	for _, op := range insightfaceOps {
+		if !have[op] {
+			t.Errorf("the engine lacks %s, which the README says it runs", op)
+		}
 	}
 }
