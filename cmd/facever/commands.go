@@ -8,7 +8,6 @@ import (
 
 	fv "github.com/facever/facever"
 	"github.com/facever/facever/align"
-	"github.com/facever/facever/internal/pipeline"
 )
 
 // commands lists every subcommand of the CLI.
@@ -34,32 +33,6 @@ func commands() []*cli.Command {
 }
 
 var headFlag = &cli.StringFlag{Name: "head", Usage: "a head file made by facever train: embeddings are its projection of the backbone feature"}
-
-// openPipeline loads the models named by the global flags (and, with embed,
-// the backbone and --head) as a pipeline, for the gallery commands.
-func openPipeline(c *cli.Context, embed bool) (*pipeline.Pipeline, error) {
-	p, err := pipeline.Open(pipelineConfig(c), embed)
-	if err != nil {
-		return nil, err
-	}
-	if embed && c.String("head") != "" {
-		if err := useHead(c, p); err != nil {
-			p.Close()
-			return nil, err
-		}
-	}
-	return p, nil
-}
-
-// useHead loads the --head file for the pipeline's backbone.
-func useHead(c *cli.Context, p *pipeline.Pipeline) error {
-	h, err := loadHead(c)
-	if err != nil {
-		return err
-	}
-	p.SetHead(h)
-	return nil
-}
 
 // enrollPolicy is enroll's photo check from --largest and --min-face (0 or
 // less: no minimum).

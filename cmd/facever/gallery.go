@@ -15,7 +15,6 @@ import (
 	fv "github.com/facever/facever"
 	"github.com/facever/facever/align"
 	"github.com/facever/facever/enroll"
-	"github.com/facever/facever/internal/pipeline"
 	"github.com/facever/facever/verify"
 )
 
@@ -35,16 +34,12 @@ func headID(c *cli.Context) (string, error) {
 	return hex.EncodeToString(sum[:]), nil
 }
 
-// openGallery opens --gallery for the pipeline's backbone and --head.
-func openGallery(c *cli.Context, p *pipeline.Pipeline, readOnly bool) (*enroll.Gallery, error) {
+// openGallery opens --gallery; with r, for r's backbone and head (a
+// gallery of other models is refused), without, for any.
+func openGallery(c *cli.Context, r *fv.Recognizer, readOnly bool) (*enroll.Gallery, error) {
 	opts := enroll.Options{ReadOnly: readOnly}
-	if p != nil {
-		opts.Model = p.Backbone.SHA256
-		h, err := headID(c)
-		if err != nil {
-			return nil, err
-		}
-		opts.Head = h
+	if r != nil {
+		opts.Model, opts.Head = r.Backbone().SHA256, r.HeadID()
 	}
 	path := c.String("gallery")
 	if readOnly {
@@ -284,12 +279,12 @@ Examples:
 			if c.Int("top") < 1 {
 				return cli.Exit("--top must be at least 1", exitError)
 			}
-			p, err := openPipeline(c, true)
+			r, err := openRecognizer(c)
 			if err != nil {
 				return fail(err)
 			}
-			defer p.Close()
-			g, err := openGallery(c, p, true)
+			defer r.Close()
+			g, err := openGallery(c, r, true)
 			if err != nil {
 				return fail(err)
 			}
@@ -306,7 +301,7 @@ Examples:
 			}
 			s := ix.NewSearcher()
 			defer s.Close()
-			thr := threshold(c, p.Backbone)
+			thr := threshold(c, r.Backbone())
 			type result struct {
 				Path    string         `json:"path"`
 				Faces   int            `json:"face_count"`
@@ -318,7 +313,7 @@ Examples:
 			b := &batch{c: c}
 			unknown := 0
 			for _, path := range c.Args().Slice() {
-				ph, err := p.Face(path, c.Bool("aligned"))
+				ph, err := r.EmbedFile(path, fv.Largest)
 				if err != nil {
 					e, ok := b.photoFailed(path, err, false)
 					if !ok {
@@ -327,33 +322,29 @@ Examples:
 					results = append(results, e)
 					continue
 				}
-				e, err := p.Embedder.Embed([]align.Chip{ph.Chip})
+				ms, err := s.Search(ph.Faces[0].Embedding, c.Int("top"))
 				if err != nil {
 					return fail(err)
 				}
-				ms, err := s.Search(e[0], c.Int("top"))
-				if err != nil {
-					return fail(err)
-				}
-				r := result{Path: path, Faces: len(ph.Faces), Top: append([]enroll.Match(nil), ms...)}
+				res := result{Path: path, Faces: ph.Detected, Top: append([]enroll.Match(nil), ms...)}
 				if len(ms) > 0 && float64(ms[0].Score) >= thr {
 					m := ms[0]
-					r.Match = &m
+					res.Match = &m
 				} else {
-					r.Unknown = true
+					res.Unknown = true
 					unknown++
 				}
-				results = append(results, r)
+				results = append(results, res)
 				if !c.Bool("json") {
 					w := c.App.Writer
-					if r.Unknown {
+					if res.Unknown {
 						best := ""
 						if len(ms) > 0 {
 							best = fmt.Sprintf(" (closest: %s, similarity %.3f)", ms[0].Name, ms[0].Score)
 						}
 						fmt.Fprintf(w, "%s: unknown, below threshold %.3f%s\n", path, thr, best)
 					} else {
-						fmt.Fprintf(w, "%s: %s (similarity %.3f)\n", path, r.Match.Name, r.Match.Score)
+						fmt.Fprintf(w, "%s: %s (similarity %.3f)\n", path, res.Match.Name, res.Match.Score)
 					}
 					if c.Int("top") > 1 {
 						for i, m := range ms {
