@@ -68,8 +68,8 @@ type photoOutcome struct {
 func enrollCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "enroll",
-		Usage:     "add a person's photos to a gallery",
-		ArgsUsage: "PHOTO...",
+		Usage:     "add a person's photos to a gallery, or a folder of people",
+		ArgsUsage: "--name NAME PHOTO... | --data DIR",
 		Description: `Each photo is checked before it is enrolled: a photo with no face, with several
 faces (unless --largest), or whose face is smaller than --min-face pixels is rejected
 with its reason; the others become templates of the person, all in one transaction.
@@ -82,18 +82,38 @@ all the same.
 Exit status: 0 when every photo was enrolled, 2 when a photo was rejected (the others
 are enrolled), none was enrolled, or on error.
 
+Bulk enroll (--data DIR): one person per sub-folder of DIR, named by the folder
+(symbolic links to folders and files followed; hidden and non-image files skipped
+and listed on stderr). Photos are checked and embedded by --workers goroutines and
+committed in order, --commit-every photos per transaction, with a progress bar on
+stderr and one line per photo: "enrolled  PHOTO (NAME)", "skipped   PHOTO (NAME):
+already enrolled" or "rejected  PHOTO: error CODE: MESSAGE". A photo whose content
+(sha256) is already a template of its person is skipped before it is embedded, so
+an interrupted bulk enroll is finished by running the same command again (a crash
+loses at most the last uncommitted transaction). A photo that is already a template
+of another person is rejected (duplicate_photo) unless --allow-duplicates. Exit
+status: 0 when no photo was rejected, 2 otherwise.
+
 Examples:
    facever enroll --gallery team.db --name "Ada Lovelace" ada1.jpg ada2.jpg
-   facever enroll --gallery team.db --name bob --meta dept=R&D --largest party.jpg`,
+   facever enroll --gallery team.db --name bob --meta dept=R&D --largest party.jpg
+   facever enroll --gallery team.db --data people/ --json > report.json`,
 		Flags: []cli.Flag{
 			galleryFlag,
-			&cli.StringFlag{Name: "name", Usage: "the person's name", Required: true},
+			&cli.StringFlag{Name: "name", Usage: "the person's name (not with --data)"},
 			&cli.StringSliceFlag{Name: "meta", Usage: "metadata KEY=VALUE (repeatable)"},
 			&cli.BoolFlag{Name: "largest", Usage: "when a photo holds several faces, enroll the largest instead of rejecting the photo"},
 			&cli.IntFlag{Name: "min-face", Value: 40, Usage: "reject faces whose box is smaller than this many pixels on its shorter side"},
 			alignedFlag, headFlag, jsonFlag, scoreFlag,
+			dataEnrollFlag, allowDupFlag, commitEveryFlag, workersFlag,
 		},
 		Action: func(c *cli.Context) error {
+			if c.IsSet("data") {
+				return bulkEnroll(c)
+			}
+			if !c.IsSet("name") {
+				return cli.Exit("enroll needs --name NAME PHOTO... (or --data DIR: one person per sub-folder)", exitError)
+			}
 			if c.NArg() == 0 {
 				return cli.Exit("enroll needs at least one photo", exitError)
 			}
