@@ -42,9 +42,13 @@ type Options struct {
 	// the whole photo is the face.
 	Aligned bool
 	// Threshold is the cosine similarity at or above which two faces are the
-	// same person, for Verify and Identify (0: the backbone's default,
+	// same person, for Verify (0: the backbone's default,
 	// Backbone().Threshold).
 	Threshold float64
+	// IdentifyThreshold is Identify's: the similarity at or above which the
+	// best match of a search is that person (0: the backbone's 1:N default,
+	// Backbone().Identification(), measured on LFW's open set).
+	IdentifyThreshold float64
 	// Workers bounds how many photos are processed at once by concurrent
 	// callers; each worker holds its own copy of the three models, loaded on
 	// first need (0: the number of CPUs).
@@ -62,6 +66,7 @@ type Recognizer struct {
 	head     facehead.Projector
 	headID   string
 	thr      float64
+	idThr    float64
 
 	mu     sync.Mutex
 	idle   []*pipeline.Pipeline // loaded, not in use
@@ -86,10 +91,14 @@ func Open(opt Options) (*Recognizer, error) {
 		cfg:      pipeline.Config{ModelsDir: opt.ModelsDir, Runtime: opt.Runtime, Model: opt.Model, Detect: opt.Detect},
 		backbone: backbone,
 		thr:      opt.Threshold,
+		idThr:    opt.IdentifyThreshold,
 	}
 	r.free = sync.NewCond(&r.mu)
 	if r.thr == 0 {
 		r.thr = backbone.Threshold
+	}
+	if r.idThr == 0 {
+		r.idThr = backbone.Identification()
 	}
 	if opt.Head != "" {
 		h, err := facehead.LoadHead(opt.Head, backbone.SHA256)
@@ -211,8 +220,11 @@ func (r *Recognizer) Model() string { return r.backbone.Name }
 // what galleries record to tell heads apart.
 func (r *Recognizer) HeadID() string { return r.headID }
 
-// Threshold is the similarity threshold of Verify and Identify.
+// Threshold is the similarity threshold of Verify.
 func (r *Recognizer) Threshold() float64 { return r.thr }
+
+// IdentifyThreshold is the similarity threshold of Identify (1:N).
+func (r *Recognizer) IdentifyThreshold() float64 { return r.idThr }
 
 // Dim is the length of the embeddings.
 func (r *Recognizer) Dim() int {

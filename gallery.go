@@ -59,7 +59,7 @@ func (r *Recognizer) identify(g *enroll.Gallery, ph *Photo, k int) (*Identificat
 		return nil, err
 	}
 	id := &Identification{Photo: ph, Top: ms}
-	if len(ms) > 0 && float64(ms[0].Score) >= r.thr {
+	if len(ms) > 0 && float64(ms[0].Score) >= r.idThr {
 		m := ms[0]
 		id.Match = &m
 	}

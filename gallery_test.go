@@ -54,8 +54,8 @@ func TestIdentify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if id.Match != nil || len(id.Top) != 1 || float64(id.Top[0].Score) >= r.Threshold() {
-		t.Errorf("a person not enrolled: match %+v, top %+v (threshold %.3f)", id.Match, id.Top, r.Threshold())
+	if id.Match != nil || len(id.Top) != 1 || float64(id.Top[0].Score) >= r.IdentifyThreshold() {
+		t.Errorf("a person not enrolled: match %+v, top %+v (threshold %.3f)", id.Match, id.Top, r.IdentifyThreshold())
 	}
 }
 

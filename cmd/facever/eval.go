@@ -269,6 +269,23 @@ func threshold(c *cli.Context, backbone models.Model) float64 {
 	return backbone.Threshold
 }
 
+// identifyThreshold is identify's: --threshold, else the backbone's 1:N
+// threshold (higher than the 1:1 one; see models.Model.IdentifyThreshold).
+func identifyThreshold(c *cli.Context, backbone models.Model) float64 {
+	if c.IsSet("threshold") {
+		return c.Float64("threshold")
+	}
+	return backbone.Identification()
+}
+
+// identifyThresholdFlag is identifyThreshold read from the flag name.
+func identifyThresholdFlag(c *cli.Context, name string, backbone models.Model) float64 {
+	if c.IsSet(name) {
+		return c.Float64(name)
+	}
+	return backbone.Identification()
+}
+
 func printEvaluation(c *cli.Context, ev *verify.Evaluation, missed int) {
 	w := c.App.Writer
 	fmt.Fprintf(w, "pairs: %d (%d same person, %d different); photos without a face: %d\n", ev.Pairs, ev.Genuine, ev.Impostor, missed)

@@ -15,7 +15,7 @@ import (
 	fv "github.com/facever/facever"
 	"github.com/facever/facever/align"
 	"github.com/facever/facever/enroll"
-	"github.com/facever/facever/verify"
+	"github.com/facever/facever/models"
 )
 
 var galleryFlag = &cli.StringFlag{Name: "gallery", Aliases: []string{"g"}, Usage: "the gallery file (created by enroll; mode 0600: it holds biometric data)", Required: true}
@@ -289,7 +289,7 @@ Examples:
 			galleryFlag,
 			&cli.IntFlag{Name: "top", Value: 1, Usage: "how many best-matching people to list"},
 			&cli.BoolFlag{Name: "int8", Usage: "search a compact int8 copy of the templates (4× less memory, about 4× faster on large galleries; recall@1 0.99–1.00 against exact search)"},
-			&cli.Float64Flag{Name: "threshold", Value: verify.DefaultThreshold, Usage: "similarity below which a photo is unknown (default: the model's; see facever calibrate)"},
+			&cli.Float64Flag{Name: "threshold", Value: models.Feature.IdentifyThreshold, Usage: "similarity below which a photo is unknown (default: the model's 1:N threshold, 0.495 for fr_feature, measured on LFW for ≤ 1 % of strangers matched; see facever eval-identify)"},
 			alignedFlag, headFlag, jsonFlag, scoreFlag,
 		},
 		Action: func(c *cli.Context) error {
@@ -321,7 +321,7 @@ Examples:
 			}
 			s := ix.NewSearcher()
 			defer s.Close()
-			thr := threshold(c, r.Backbone())
+			thr := identifyThreshold(c, r.Backbone())
 			type result struct {
 				Path    string         `json:"path"`
 				Faces   int            `json:"face_count"`

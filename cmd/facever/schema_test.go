@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/facever/facever/internal/testmodels"
+	"github.com/facever/facever/models"
 	"github.com/facever/facever/schema"
 )
 
@@ -87,5 +89,31 @@ func writeJohnsPairs(t *testing.T, johns, out string) {
 	}
 	if err := os.WriteFile(out, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestIdentifyThresholdDefault: identify decides with the backbone's 1:N
+// threshold (measured on LFW's open set), not the 1:1 one; --threshold wins.
+func TestIdentifyThresholdDefault(t *testing.T) {
+	testmodels.Dir(t)
+	gal := filepath.Join(t.TempDir(), "g.db")
+	if code, _, errs := facever(t, "enroll", "--gallery", gal, "--name", "John Simm", simmA); code != exitOK {
+		t.Fatalf("enroll: %d %s", code, errs)
+	}
+	for _, tc := range []struct {
+		args []string
+		want float64
+	}{
+		{nil, models.Feature.IdentifyThreshold},
+		{[]string{"--threshold", "0.3"}, 0.3},
+	} {
+		_, out, errs := facever(t, append(append([]string{"identify", "--json", "--gallery", gal}, tc.args...), simmB)...)
+		var doc struct{ Threshold float64 }
+		if err := json.Unmarshal([]byte(out), &doc); err != nil || doc.Threshold != tc.want {
+			t.Errorf("identify %v: threshold %v (%v), want %v; %s", tc.args, doc.Threshold, err, tc.want, errs)
+		}
+	}
+	if models.Feature.IdentifyThreshold <= models.Feature.Threshold {
+		t.Errorf("fr_feature's 1:N threshold %v is not above its 1:1 one %v", models.Feature.IdentifyThreshold, models.Feature.Threshold)
 	}
 }

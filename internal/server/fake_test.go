@@ -93,6 +93,8 @@ func (f *fakeRecognizer) EmbedChips(chips []align.Chip) ([][]float32, error) {
 func (f *fakeRecognizer) Model() string      { return "fake" }
 func (f *fakeRecognizer) Threshold() float64 { return 0.5 }
 
+func (f *fakeRecognizer) IdentifyThreshold() float64 { return 0.6 }
+
 func (f *fakeRecognizer) backboneRuns() [][]byte {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -23,6 +23,8 @@ type Recognizer interface {
 	EmbedChips(chips []align.Chip) ([][]float32, error)
 	// Model names the backbone (reported by /healthz and every answer).
 	Model() string
-	// Threshold is the default decision threshold.
+	// Threshold is the default verification (1:1) threshold.
 	Threshold() float64
+	// IdentifyThreshold is the default identification (1:N) threshold.
+	IdentifyThreshold() float64
 }

@@ -53,7 +53,12 @@ func (q *request) float(name string, def float64) (float64, error) {
 // threshold reads the client's threshold: a finite number in [-1, 1], not
 // below the server's minimum.
 func (s *Server) threshold(q *request) (float64, error) {
-	thr, err := q.float("threshold", s.cfg.Threshold)
+	return s.thresholdOr(q, s.cfg.Threshold)
+}
+
+// thresholdOr is the request's threshold, else def, checked alike.
+func (s *Server) thresholdOr(q *request, def float64) (float64, error) {
+	thr, err := q.float("threshold", def)
 	if err != nil {
 		return 0, err
 	}

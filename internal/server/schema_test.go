@@ -76,3 +76,21 @@ func TestResponsesMatchSchema(t *testing.T) {
 		check(e.what, "defs.json#/$defs/error_document", code, e.status, doc)
 	}
 }
+
+// TestIdentifyDefaultThreshold: /v1/identify answers with the model's 1:N
+// threshold, /v1/verify with its 1:1 one; a request's threshold wins.
+func TestIdentifyDefaultThreshold(t *testing.T) {
+	f, _ := newFakeFixture(t, &fakeRecognizer{}, nil)
+	img := b64(photo(t, 1, 1, 64))
+	_, doc := f.do(t, "POST", "/v1/identities", "application/json", jsonBody(map[string]any{"name": "p"}), f.key)
+	f.do(t, "POST", fmt.Sprintf("/v1/identities/%d/faces", int(doc["id"].(float64))), "application/json", jsonBody(map[string]any{"images": []string{img}}), f.key)
+	if code, doc := f.do(t, "POST", "/v1/identify", "application/json", jsonBody(map[string]any{"image": img}), f.key); code != 200 || doc["threshold"] != 0.6 {
+		t.Errorf("identify: %d %v, want the 1:N threshold 0.6", code, doc)
+	}
+	if code, doc := f.do(t, "POST", "/v1/identify", "application/json", jsonBody(map[string]any{"image": img, "threshold": 0.7}), f.key); code != 200 || doc["threshold"] != 0.7 {
+		t.Errorf("identify with a threshold: %d %v", code, doc)
+	}
+	if code, doc := f.do(t, "POST", "/v1/verify", "application/json", jsonBody(map[string]any{"image_a": img, "image_b": img}), f.key); code != 200 || doc["threshold"] != 0.5 {
+		t.Errorf("verify: %d %v, want the 1:1 threshold 0.5", code, doc)
+	}
+}

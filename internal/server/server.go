@@ -64,9 +64,11 @@ type Config struct {
 	Models facever.Options
 	// Gallery is the open gallery (its API keys guard the API).
 	Gallery *enroll.Gallery
-	// Threshold is the default verification and identification threshold
-	// (0: the model's).
+	// Threshold is the default verification threshold (0: the model's).
 	Threshold float64
+	// IdentifyThreshold is the default identification threshold (0: the
+	// model's 1:N threshold, higher than its 1:1 one).
+	IdentifyThreshold float64
 	// MinThreshold is the lowest threshold a client may ask for (400
 	// threshold_too_low below it). Zero means 0: a negative threshold, which
 	// accepts nearly any face, is refused; set -1 to allow every threshold.
@@ -197,6 +199,9 @@ func New(cfg Config) (*Server, error) {
 	s.model = s.rec.Model()
 	if cfg.Threshold == 0 {
 		s.cfg.Threshold = s.rec.Threshold()
+	}
+	if cfg.IdentifyThreshold == 0 {
+		s.cfg.IdentifyThreshold = s.rec.IdentifyThreshold()
 	}
 	if s.cfg.Threshold < s.cfg.MinThreshold {
 		s.Close()
@@ -732,7 +737,7 @@ func (s *Server) identify(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	thr, err := s.threshold(q)
+	thr, err := s.thresholdOr(q, s.cfg.IdentifyThreshold)
 	if err != nil {
 		return err
 	}
