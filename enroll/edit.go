@@ -22,6 +22,9 @@ type Edit struct {
 	// Metadata is merged into the identity's: a key with a nil value is
 	// removed, another is set. The result must fit the limits (ErrTooLarge).
 	Metadata map[string]*string
+	// Check, when not nil, is called in the transaction with the merged
+	// metadata (a caller's own limits); its error fails the update.
+	Check func(map[string]string) error
 }
 
 // Update renames identity id and/or edits its metadata, in one transaction,
@@ -57,6 +60,11 @@ func (g *Gallery) Update(id uint64, e Edit) (Identity, error) {
 			}
 			if err := checkMetadata(md, g.limits()); err != nil {
 				return fmt.Errorf("identity %q: %w", it.Name, err)
+			}
+			if e.Check != nil {
+				if err := e.Check(md); err != nil {
+					return err
+				}
 			}
 			it.Metadata = md
 		}

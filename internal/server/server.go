@@ -250,7 +250,11 @@ func (s *Server) routes() {
 	s.handle(route{pattern: "GET /v1/identities", name: "/v1/identities", auth: true}, s.listIdentities)
 	s.handle(route{pattern: "GET /v1/identities/{id}", name: "/v1/identities/{id}", auth: true}, s.getIdentity)
 	s.handle(route{pattern: "DELETE /v1/identities/{id}", name: "/v1/identities/{id}", auth: true}, s.deleteIdentity)
+	s.handle(route{pattern: "PATCH /v1/identities/{id}", name: "/v1/identities/{id}", auth: true, maxBody: metaBody}, s.patchIdentity)
 	s.handle(route{pattern: "POST /v1/identities/{id}/faces", name: "/v1/identities/{id}/faces", auth: true, heavy: true}, s.addFaces)
+	s.handle(route{pattern: "GET /v1/identities/{id}/faces", name: "/v1/identities/{id}/faces", auth: true}, s.listFaces)
+	s.handle(route{pattern: "DELETE /v1/identities/{id}/faces/{face_id}", name: "/v1/identities/{id}/faces/{face_id}", auth: true}, s.deleteFace)
+	s.handle(route{pattern: "POST /v1/identities/{id}/verify", name: "/v1/identities/{id}/verify", auth: true, heavy: true}, s.verifyIdentity)
 	s.handle(route{pattern: "POST /v1/identify", name: "/v1/identify", auth: true, heavy: true}, s.identify)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{http.StatusNotFound, "not_found", fmt.Sprintf("no endpoint %s %s; see /openapi.json", r.Method, r.URL.Path)})
@@ -385,7 +389,7 @@ func asAPIError(err error) *apiError {
 		return &apiError{http.StatusUnprocessableEntity, "multiple_faces", err.Error()}
 	case errors.Is(err, facever.ErrFaceTooSmall):
 		return &apiError{http.StatusUnprocessableEntity, "face_too_small", err.Error()}
-	case errors.Is(err, enroll.ErrNotFound):
+	case errors.Is(err, enroll.ErrNotFound), errors.Is(err, enroll.ErrTemplateNotFound):
 		return &apiError{http.StatusNotFound, "not_found", err.Error()}
 	case errors.Is(err, enroll.ErrExists):
 		return &apiError{http.StatusConflict, "exists", err.Error()}
@@ -516,30 +520,10 @@ func (s *Server) createIdentity(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusCreated, it)
 }
 
-// page reads ?limit= and ?after= of a list.
-func (s *Server) page(r *http.Request) (after uint64, limit int, err error) {
-	limit = s.cfg.PageSize
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > s.cfg.MaxPageSize {
-			return 0, 0, badRequest("limit must be a whole number from 1 to %d, not %q", s.cfg.MaxPageSize, v)
-		}
-		limit = n
-	}
-	if v := r.URL.Query().Get("after"); v != "" {
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			return 0, 0, badRequest("after must be an identity id, not %q", v)
-		}
-		after = n
-	}
-	return after, limit, nil
-}
-
-// streamList writes {"<key>": [items...], "next_after": N} one item at a
-// time, so that a page costs one item of buffer however slowly the client
-// reads. next_after (the last id of the page) is there when more follow.
-func streamList[T any](w http.ResponseWriter, key string, items []T, more bool, lastID func(T) uint64) error {
+// streamList writes {"<key>": [items...], <tail>} one item at a time, so
+// that a page costs one item of buffer however slowly the client reads.
+// tail holds next_cursor (and next_after) when more follow.
+func streamList[T any](w http.ResponseWriter, key string, items []T, tail map[string]any) error {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	if _, err := fmt.Fprintf(w, "{%q:[", key); err != nil {
@@ -557,16 +541,57 @@ func streamList[T any](w http.ResponseWriter, key string, items []T, more bool, 
 			return nil
 		}
 	}
-	tail := "]}\n"
-	if more && len(items) > 0 {
-		tail = fmt.Sprintf("],\"next_after\":%d}\n", lastID(items[len(items)-1]))
+	if _, err := io.WriteString(w, "]"); err != nil {
+		return nil
 	}
-	_, _ = io.WriteString(w, tail)
+	for _, k := range []string{"next_cursor", "next_after"} {
+		if v, ok := tail[k]; ok {
+			b, _ := json.Marshal(v)
+			if _, err := fmt.Fprintf(w, ",%q:%s", k, b); err != nil {
+				return nil
+			}
+		}
+	}
+	_, _ = io.WriteString(w, "}\n")
 	return nil
 }
 
+// listIdentities pages through identities by id, or with ?prefix= through
+// those whose names start with it, by name.
 func (s *Server) listIdentities(w http.ResponseWriter, r *http.Request) error {
-	after, limit, err := s.page(r)
+	q := r.URL.Query()
+	if q.Has("prefix") {
+		limit, err := s.limitOf(r)
+		if err != nil {
+			return err
+		}
+		if q.Get("after") != "" {
+			return badRequest("a prefix search pages with cursor, not after")
+		}
+		after := ""
+		if c := q.Get("cursor"); c != "" {
+			if after, err = decodeCursor(c, 'n'); err != nil {
+				return err
+			}
+		}
+		prefix := q.Get("prefix")
+		if len(prefix) > enroll.MaxName {
+			return badRequest("prefix is %d bytes; names have at most %d", len(prefix), enroll.MaxName)
+		}
+		ids, next, err := s.cfg.Gallery.ListPrefix(prefix, after, limit)
+		if err != nil {
+			return err
+		}
+		for _, it := range ids {
+			touched(r.Context(), it.ID)
+		}
+		tail := map[string]any{}
+		if next != "" {
+			tail["next_cursor"] = encodeCursor('n', next)
+		}
+		return streamList(w, "identities", ids, tail)
+	}
+	after, limit, err := s.idPage(r, 'i')
 	if err != nil {
 		return err
 	}
@@ -574,11 +599,15 @@ func (s *Server) listIdentities(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	more := next != 0
 	for _, it := range ids {
 		touched(r.Context(), it.ID)
 	}
-	return streamList(w, "identities", ids, more, func(it enroll.Identity) uint64 { return it.ID })
+	tail := map[string]any{}
+	if next != 0 {
+		tail["next_cursor"] = idCursor('i', next)
+		tail["next_after"] = next
+	}
+	return streamList(w, "identities", ids, tail)
 }
 
 func (s *Server) identityOf(r *http.Request) (enroll.Identity, error) {
@@ -591,7 +620,7 @@ func (s *Server) identityOf(r *http.Request) (enroll.Identity, error) {
 }
 
 func (s *Server) getIdentity(w http.ResponseWriter, r *http.Request) error {
-	after, limit, err := s.page(r)
+	after, limit, err := s.idPage(r, 't')
 	if err != nil {
 		return err
 	}
@@ -618,6 +647,7 @@ func (s *Server) getIdentity(w http.ResponseWriter, r *http.Request) error {
 	out := map[string]any{"identity": it, "templates": page}
 	if more {
 		out["next_after"] = page[len(page)-1].ID
+		out["next_cursor"] = idCursor('t', page[len(page)-1].ID)
 	}
 	return writeJSON(w, http.StatusOK, out)
 }
@@ -674,6 +704,22 @@ func (s *Server) addFaces(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	// Idempotency-Key: a retried request gets the first answer and enrolls
+	// nothing more (the key is kept with the enroll, in the gallery).
+	onceKey, digest := r.Header.Get("Idempotency-Key"), ""
+	if onceKey != "" {
+		digest = enrollDigest(it.ID, all, largest)
+		rec, ok, err := s.cfg.Gallery.LookupOnce(onceKey)
+		if err != nil {
+			return onceError(err)
+		}
+		if ok && rec.Digest != digest {
+			return onceError(fmt.Errorf("%w (key %q)", enroll.ErrOnceMismatch, onceKey))
+		}
+		if ok {
+			return replay(w, rec)
+		}
+	}
 	fc := faceCounter{max: s.cfg.MaxFaces}
 	outcomes := make([]faceOutcome, len(all))
 	var chips []align.Chip
@@ -710,6 +756,27 @@ func (s *Server) addFaces(w http.ResponseWriter, r *http.Request) error {
 		// out of time) commits nothing.
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if onceKey != "" {
+			rec, replayed, err := s.cfg.Gallery.AddTemplatesOnce(it.ID, ts, onceKey, digest, func(nit enroll.Identity, saved []enroll.Template) (int, []byte, error) {
+				for i, t := range saved {
+					outcomes[idx[i]].Enrolled = true
+					outcomes[idx[i]].Template = t.ID
+				}
+				b, err := json.Marshal(map[string]any{"identity": nit, "faces": outcomes, "enrolled": len(saved)})
+				return http.StatusOK, append(b, '\n'), err
+			})
+			if err != nil {
+				return onceError(err)
+			}
+			if !replayed {
+				entryOf(ctx).Faces = len(ts)
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(rec.Status)
+				_, err = w.Write(rec.Body)
+				return err
+			}
+			return replay(w, rec)
 		}
 		saved, err := s.cfg.Gallery.AddTemplates(it.ID, ts)
 		if err != nil {
