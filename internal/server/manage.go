@@ -235,7 +235,7 @@ func (s *Server) verifyIdentity(w http.ResponseWriter, r *http.Request) error {
 		verify.Decision
 		Identity enroll.Identity `json:"identity"`
 		FaceID   uint64          `json:"face_id"`
-		Faces    int             `json:"faces"`
+		Faces    int             `json:"face_count"`
 		Face     map[string]any  `json:"face"`
 		Scale    float64         `json:"scale"`
 		Model    string          `json:"model"`

@@ -180,11 +180,11 @@ func TestVerifyIdentity(t *testing.T) {
 	if code != 200 || doc["same_person"] != true || doc["similarity"].(float64) < 0.999 || doc["threshold"].(float64) != 0.5 || doc["model"] != "fake" {
 		t.Fatalf("same person: %d %v", code, doc)
 	}
-	if doc["identity"].(map[string]any)["name"] != "Ann" || doc["face_id"].(float64) == 0 || doc["faces"].(float64) != 1 {
+	if doc["identity"].(map[string]any)["name"] != "Ann" || doc["face_id"].(float64) == 0 || doc["face_count"].(float64) != 1 {
 		t.Fatalf("identity: %v", doc)
 	}
 	// Like /v1/verify: the largest face of a group photo, and how many there are.
-	if code, doc := f.do(t, "POST", path, "application/json", jsonBody(map[string]any{"image": b64(photo(t, 10, 2, 64))}), f.key); code != 200 || doc["faces"].(float64) != 2 || doc["same_person"] != true {
+	if code, doc := f.do(t, "POST", path, "application/json", jsonBody(map[string]any{"image": b64(photo(t, 10, 2, 64))}), f.key); code != 200 || doc["face_count"].(float64) != 2 || doc["same_person"] != true {
 		t.Fatalf("two faces: %d %v", code, doc)
 	}
 	code, doc = f.do(t, "POST", path, "application/json", jsonBody(map[string]any{"image": b64(photo(t, 11, 1, 64)), "threshold": 0.3}), f.key)

@@ -763,7 +763,7 @@ func (s *Server) addFaces(w http.ResponseWriter, r *http.Request) error {
 					outcomes[idx[i]].Enrolled = true
 					outcomes[idx[i]].Template = t.ID
 				}
-				b, err := json.Marshal(map[string]any{"identity": nit, "faces": outcomes, "enrolled": len(saved)})
+				b, err := json.Marshal(map[string]any{"identity": nit, "photos": outcomes, "enrolled": len(saved)})
 				return http.StatusOK, append(b, '\n'), err
 			})
 			if err != nil {
