@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,6 +28,56 @@ type APIKey struct {
 	// Prefix is the key's first characters, to tell keys apart.
 	Prefix  string    `json:"prefix"`
 	Created time.Time `json:"created"`
+	// Scopes say what the key may do (ScopeAdmin, ScopeEnroll,
+	// ScopeRecognize). Keys made before schema 5 were given ScopeAdmin.
+	Scopes []string `json:"scopes"`
+}
+
+// The scopes of API keys.
+const (
+	// ScopeAdmin may do everything: manage keys and identities (rename,
+	// edit, delete), and what the other scopes allow.
+	ScopeAdmin = "admin"
+	// ScopeEnroll may create identities, enroll photos and read the gallery.
+	ScopeEnroll = "enroll"
+	// ScopeRecognize may verify and identify only.
+	ScopeRecognize = "recognize"
+)
+
+// Scopes lists every scope.
+var Scopes = []string{ScopeAdmin, ScopeEnroll, ScopeRecognize}
+
+// Allows reports whether the key may act in scope (an admin key may do
+// everything).
+func (k APIKey) Allows(scope string) bool {
+	for _, s := range k.Scopes {
+		if s == scope || s == ScopeAdmin {
+			return true
+		}
+	}
+	return false
+}
+
+// checkScopes returns scopes sorted without repeats, or ErrInvalid.
+func checkScopes(scopes []string) ([]string, error) {
+	if len(scopes) == 0 {
+		return nil, fmt.Errorf("%w: a key needs at least one scope (%s)", ErrInvalid, strings.Join(Scopes, ", "))
+	}
+	var out []string
+	for _, want := range Scopes {
+		for _, s := range scopes {
+			if s == want {
+				out = append(out, s)
+				break
+			}
+		}
+	}
+	for _, s := range scopes {
+		if !slices.Contains(Scopes, s) {
+			return nil, fmt.Errorf("%w: unknown scope %q (want %s)", ErrInvalid, s, strings.Join(Scopes, ", "))
+		}
+	}
+	return out, nil
 }
 
 // keyPrefix starts every facever API key, so a leaked key is recognisable.
@@ -37,11 +88,20 @@ func keyHash(key string) []byte {
 	return []byte(hex.EncodeToString(h[:]))
 }
 
-// CreateAPIKey makes a new random key (256 bits) for name, stores its
+// CreateAPIKey makes a new random admin key (256 bits) for name, stores its
 // sha256, and returns the key: it cannot be recovered later.
 func (g *Gallery) CreateAPIKey(name string) (string, APIKey, error) {
+	return g.CreateScopedAPIKey(name, []string{ScopeAdmin})
+}
+
+// CreateScopedAPIKey is CreateAPIKey for a key with the given scopes (see
+// Scopes; ErrInvalid for none or an unknown one).
+func (g *Gallery) CreateScopedAPIKey(name string, scopes []string) (string, APIKey, error) {
 	name, err := NormalizeName(name)
 	if err != nil {
+		return "", APIKey{}, err
+	}
+	if scopes, err = checkScopes(scopes); err != nil {
 		return "", APIKey{}, err
 	}
 	var raw [32]byte
@@ -49,7 +109,7 @@ func (g *Gallery) CreateAPIKey(name string) (string, APIKey, error) {
 		return "", APIKey{}, err
 	}
 	key := keyPrefix + base64.RawURLEncoding.EncodeToString(raw[:])
-	rec := APIKey{Name: name, Prefix: key[:len(keyPrefix)+6], Created: time.Now().UTC()}
+	rec := APIKey{Name: name, Prefix: key[:len(keyPrefix)+6], Created: time.Now().UTC(), Scopes: scopes}
 	v, err := json.Marshal(rec)
 	if err != nil {
 		return "", APIKey{}, err
@@ -135,4 +195,25 @@ func (g *Gallery) RevokeAPIKey(prefix string) (int, error) {
 		return nil
 	})
 	return n, err
+}
+
+// migrateKeyScopes gives every key without scopes the admin scope (schema
+// 5: before it, every key could do everything).
+func migrateKeyScopes(tx *bolt.Tx) error {
+	b, err := tx.CreateBucketIfNotExists(bucketAPIKeys)
+	if err != nil {
+		return err
+	}
+	_, err = rewriteAll(b, func(k, v []byte) ([]byte, error) {
+		var rec map[string]json.RawMessage
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return nil, fmt.Errorf("%w: API key record %.12s…: %v", ErrCorrupt, k, err)
+		}
+		if _, ok := rec["scopes"]; ok {
+			return nil, nil
+		}
+		rec["scopes"] = json.RawMessage(`["admin"]`)
+		return json.Marshal(rec)
+	})
+	return err
 }

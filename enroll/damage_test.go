@@ -297,7 +297,7 @@ func TestMigrationV4(t *testing.T) {
 	g.Close()
 	migrations = saved
 	g = openTest(t, path, Options{Model: testModel})
-	if g.Meta().Schema != 4 {
+	if g.Meta().Schema != SchemaVersion {
 		t.Fatalf("schema %d", g.Meta().Schema)
 	}
 	r, err := g.Check()

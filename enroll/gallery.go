@@ -65,7 +65,7 @@ import (
 )
 
 // SchemaVersion is the layout version this package writes.
-const SchemaVersion = 4
+const SchemaVersion = 5
 
 // DefaultTimeout is how long Open waits for another process's lock when
 // Options.Timeout is zero.
@@ -523,6 +523,7 @@ var migrations = []migration{
 		}
 		return putCounts(tx, counts{identities: ni, templates: nt})
 	}},
+	{5, "API key scopes (keys made before are admin keys)", migrateKeyScopes},
 }
 
 // rewriteAll replaces every value of b by fn's result (nil: keep it), in

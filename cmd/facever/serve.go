@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -194,22 +195,27 @@ func apikeyCommand() *cli.Command {
 			{
 				Name:  "create",
 				Usage: "make a key; it is printed once and stored only as its sha256",
-				Flags: []cli.Flag{galleryFlag, &cli.StringFlag{Name: "name", Required: true, Usage: "whom the key is for"}, jsonFlag},
+				Flags: []cli.Flag{galleryFlag, &cli.StringFlag{Name: "name", Required: true, Usage: "whom the key is for"},
+					&cli.StringSliceFlag{Name: "scope", Usage: "what the key may do: admin (everything), enroll, recognize (verify and identify only); repeatable (default admin)"}, jsonFlag},
 				Action: func(c *cli.Context) error {
 					g, err := enroll.Open(c.String("gallery"), enroll.Options{})
 					if err != nil {
 						return fail(err)
 					}
 					defer g.Close()
-					key, rec, err := g.CreateAPIKey(c.String("name"))
+					scopes := c.StringSlice("scope")
+					if len(scopes) == 0 {
+						scopes = []string{enroll.ScopeAdmin}
+					}
+					key, rec, err := g.CreateScopedAPIKey(c.String("name"), scopes)
 					if err != nil {
 						return fail(err)
 					}
 					if c.Bool("json") {
-						return writeJSONOrFail(c, map[string]any{"key": key, "name": rec.Name, "prefix": rec.Prefix, "created": rec.Created})
+						return writeJSONOrFail(c, map[string]any{"key": key, "name": rec.Name, "prefix": rec.Prefix, "scopes": rec.Scopes, "created": rec.Created})
 					}
 					fmt.Fprintln(c.App.Writer, key)
-					fmt.Fprintf(c.App.ErrWriter, "API key for %s (prefix %s): keep it secret, it cannot be shown again\n", rec.Name, rec.Prefix)
+					fmt.Fprintf(c.App.ErrWriter, "API key for %s (prefix %s, scopes %s): keep it secret, it cannot be shown again\n", rec.Name, rec.Prefix, strings.Join(rec.Scopes, ","))
 					return nil
 				},
 			},
@@ -231,7 +237,7 @@ func apikeyCommand() *cli.Command {
 						return writeJSONOrFail(c, map[string]any{"keys": keys})
 					}
 					for _, k := range keys {
-						fmt.Fprintf(c.App.Writer, "%s…  %s  created %s\n", k.Prefix, k.Name, k.Created.Format("2006-01-02 15:04"))
+						fmt.Fprintf(c.App.Writer, "%s…  %s  [%s]  created %s\n", k.Prefix, k.Name, strings.Join(k.Scopes, ","), k.Created.Format("2006-01-02 15:04"))
 					}
 					return nil
 				},

@@ -230,6 +230,8 @@ type route struct {
 	pattern, name string
 	// auth: needs an API key; heavy: takes one of MaxConcurrent slots.
 	auth, heavy bool
+	// scope is what the key must allow (enroll.Scope*; "": any key).
+	scope string
 	// maxBody overrides MaxBodyBytes when smaller (0: MaxBodyBytes).
 	maxBody int64
 }
@@ -245,17 +247,21 @@ func (s *Server) routes() {
 	})
 	s.handle(route{pattern: "GET /metrics", name: "/metrics", auth: true}, s.serveMetrics)
 	metaBody := int64(2*s.cfg.MaxMetadataBytes + 16<<10)
-	s.handle(route{pattern: "POST /v1/verify", name: "/v1/verify", auth: true, heavy: true}, s.verify)
-	s.handle(route{pattern: "POST /v1/identities", name: "/v1/identities", auth: true, heavy: true, maxBody: metaBody}, s.createIdentity)
-	s.handle(route{pattern: "GET /v1/identities", name: "/v1/identities", auth: true}, s.listIdentities)
-	s.handle(route{pattern: "GET /v1/identities/{id}", name: "/v1/identities/{id}", auth: true}, s.getIdentity)
-	s.handle(route{pattern: "DELETE /v1/identities/{id}", name: "/v1/identities/{id}", auth: true}, s.deleteIdentity)
-	s.handle(route{pattern: "PATCH /v1/identities/{id}", name: "/v1/identities/{id}", auth: true, maxBody: metaBody}, s.patchIdentity)
-	s.handle(route{pattern: "POST /v1/identities/{id}/faces", name: "/v1/identities/{id}/faces", auth: true, heavy: true}, s.addFaces)
-	s.handle(route{pattern: "GET /v1/identities/{id}/faces", name: "/v1/identities/{id}/faces", auth: true}, s.listFaces)
-	s.handle(route{pattern: "DELETE /v1/identities/{id}/faces/{face_id}", name: "/v1/identities/{id}/faces/{face_id}", auth: true}, s.deleteFace)
-	s.handle(route{pattern: "POST /v1/identities/{id}/verify", name: "/v1/identities/{id}/verify", auth: true, heavy: true}, s.verifyIdentity)
-	s.handle(route{pattern: "POST /v1/identify", name: "/v1/identify", auth: true, heavy: true}, s.identify)
+	s.handle(route{pattern: "POST /v1/verify", name: "/v1/verify", auth: true, scope: enroll.ScopeRecognize, heavy: true}, s.verify)
+	s.handle(route{pattern: "POST /v1/identities", name: "/v1/identities", auth: true, scope: enroll.ScopeEnroll, heavy: true, maxBody: metaBody}, s.createIdentity)
+	s.handle(route{pattern: "GET /v1/identities", name: "/v1/identities", auth: true, scope: enroll.ScopeEnroll}, s.listIdentities)
+	s.handle(route{pattern: "GET /v1/identities/{id}", name: "/v1/identities/{id}", auth: true, scope: enroll.ScopeEnroll}, s.getIdentity)
+	s.handle(route{pattern: "DELETE /v1/identities/{id}", name: "/v1/identities/{id}", auth: true, scope: enroll.ScopeAdmin}, s.deleteIdentity)
+	s.handle(route{pattern: "PATCH /v1/identities/{id}", name: "/v1/identities/{id}", auth: true, scope: enroll.ScopeAdmin, maxBody: metaBody}, s.patchIdentity)
+	s.handle(route{pattern: "POST /v1/identities/{id}/faces", name: "/v1/identities/{id}/faces", auth: true, scope: enroll.ScopeEnroll, heavy: true}, s.addFaces)
+	s.handle(route{pattern: "GET /v1/identities/{id}/faces", name: "/v1/identities/{id}/faces", auth: true, scope: enroll.ScopeEnroll}, s.listFaces)
+	s.handle(route{pattern: "DELETE /v1/identities/{id}/faces/{face_id}", name: "/v1/identities/{id}/faces/{face_id}", auth: true, scope: enroll.ScopeAdmin}, s.deleteFace)
+	s.handle(route{pattern: "POST /v1/identities/{id}/verify", name: "/v1/identities/{id}/verify", auth: true, scope: enroll.ScopeRecognize, heavy: true}, s.verifyIdentity)
+	s.handle(route{pattern: "POST /v1/identify", name: "/v1/identify", auth: true, scope: enroll.ScopeRecognize, heavy: true}, s.identify)
+	keyBody := int64(16 << 10)
+	s.handle(route{pattern: "POST /v1/keys", name: "/v1/keys", auth: true, scope: enroll.ScopeAdmin, maxBody: keyBody}, s.createKey)
+	s.handle(route{pattern: "GET /v1/keys", name: "/v1/keys", auth: true, scope: enroll.ScopeAdmin}, s.listKeys)
+	s.handle(route{pattern: "DELETE /v1/keys/{id}", name: "/v1/keys/{id}", auth: true, scope: enroll.ScopeAdmin}, s.deleteKey)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{http.StatusNotFound, "not_found", fmt.Sprintf("no endpoint %s %s; see /openapi.json", r.Method, r.URL.Path)})
 	})
@@ -328,6 +334,10 @@ func (s *Server) handle(rt route, fn func(http.ResponseWriter, *http.Request) er
 				return
 			}
 			e.Key, e.KeyName = k.Prefix, k.Name
+			if rt.scope != "" && !k.Allows(rt.scope) {
+				fail(forbidden(k, rt.scope))
+				return
+			}
 		}
 		if rt.heavy {
 			select {
