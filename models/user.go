@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -98,7 +99,11 @@ func readUser(path string) (*userCatalogue, error) {
 		if err := CheckUserName(m.Name); err != nil {
 			return nil, fmt.Errorf("user catalogue %s: %w", path, err)
 		}
-		if len(m.Shape) != 4 || len(m.Outputs) == 0 || len(m.OutputShapes) == 0 || len(m.OutputShapes[0]) != 2 || m.File == "" || m.SHA256 == "" {
+		size := map[string]int{"arcface112": 112, "dlib150": 150}[m.Chip]
+		if len(m.Shape) != 4 || m.Shape[0] != 1 || m.Shape[1] != 3 || m.Shape[2] != size || m.Shape[3] != size || size == 0 ||
+			len(m.Outputs) == 0 || len(m.OutputShapes) == 0 || len(m.OutputShapes[0]) != 2 || m.OutputShapes[0][1] < 2 ||
+			m.File != filepath.Base(m.File) || !strings.HasSuffix(m.File, ".onnx") || m.SHA256 == "" || m.Color != "RGB" ||
+			math.IsNaN(float64(m.Mean)) || math.IsInf(float64(m.Mean), 0) || m.Scale == 0 || math.IsNaN(float64(m.Scale)) || math.IsInf(float64(m.Scale), 0) {
 			return nil, fmt.Errorf("user catalogue %s: entry %q is incomplete (remove it with `facever model remove %s` and add it again)", path, m.Name, m.Name)
 		}
 	}

@@ -4,13 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 )
 
 func userEntry(name string) Model {
-	return Model{Name: name, File: name + ".onnx", Package: UserPackage, SHA256: "00", Input: "x",
+	return Model{Name: name, File: name + ".onnx", Package: UserPackage, SHA256: "00", Input: "x", Color: "RGB", Mean: 127.5, Scale: 1 / 127.5,
 		Shape: []int{1, 3, 112, 112}, Outputs: []string{"y"}, OutputShapes: [][]int{{1, 512}}, Chip: "arcface112", Threshold: 0.5}
 }
 
@@ -107,4 +108,34 @@ func TestUserCatalogueConcurrent(t *testing.T) {
 	if err != nil || len(ms) != writers*rounds {
 		t.Fatalf("%d entries (want %d), %v", len(ms), writers*rounds, err)
 	}
+}
+
+// FuzzUserCatalogue: any content of user.json gives entries that are whole
+// (a 4-D input, an N×D output, a file and a sha256, a valid non-built-in
+// name) or an error; never a panic.
+func FuzzUserCatalogue(f *testing.F) {
+	f.Add([]byte(`{"models":[{"Name":"r50","File":"r50.onnx","SHA256":"00","Shape":[1,3,112,112],"Outputs":["y"],"OutputShapes":[[1,512]],"Chip":"arcface112","Color":"RGB","Scale":1}]}`))
+	f.Add([]byte(`{"models":[{"Name":"r50","File":"../r50.onnx","SHA256":"00","Shape":[1,3,112,112],"Outputs":["y"],"OutputShapes":[[1,512]],"Chip":"arcface112","Color":"RGB","Scale":1}]}`))
+	f.Add([]byte(`{"models":[{"Name":"fr_feature"}]}`))
+	f.Add([]byte(`{"models":[{"Name":"x","Shape":[1,3],"OutputShapes":[[]]}]}`))
+	f.Add([]byte(`{`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dir := t.TempDir()
+		if err := os.WriteFile(UserPath(dir), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ms, err := UserModels(dir)
+		if err != nil {
+			return
+		}
+		for _, m := range ms {
+			if CheckUserName(m.Name) != nil || len(m.Shape) != 4 || m.Shape[2] <= 0 || m.File != filepath.Base(m.File) || m.Scale == 0 || len(m.OutputShapes) == 0 || len(m.OutputShapes[0]) != 2 || len(m.Outputs) == 0 {
+				t.Fatalf("accepted a broken entry %+v", m)
+			}
+			if _, err := BackboneIn(dir, m.Name); err != nil {
+				t.Fatalf("%s listed but not found: %v", m.Name, err)
+			}
+		}
+	})
 }
