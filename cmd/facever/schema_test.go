@@ -2,6 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"image"
+	"image/draw"
+	"image/jpeg"
+	"image/png"
 	"os"
 	"path/filepath"
 	"slices"
@@ -115,5 +119,93 @@ func TestIdentifyThresholdDefault(t *testing.T) {
 	}
 	if models.Feature.IdentifyThreshold <= models.Feature.Threshold {
 		t.Errorf("fr_feature's 1:N threshold %v is not above its 1:1 one %v", models.Feature.IdentifyThreshold, models.Feature.Threshold)
+	}
+}
+
+// TestIdentifyAllFaces: a group photo made of two johns photos side by side
+// (John Simm left, John Salley right; other photos of both enrolled) is
+// identified face by face with --all-faces, each face with its box in its
+// half; without the flag only the largest face is searched.
+func TestIdentifyAllFaces(t *testing.T) {
+	testmodels.Dir(t)
+	tmp := t.TempDir()
+	gal := filepath.Join(tmp, "g.db")
+	for name, photo := range map[string]string{"John Simm": simmB, "John Salley": "../../testdata/johns/John_Salley/000183_02159543.jpg"} {
+		if code, _, errs := facever(t, "enroll", "--gallery", gal, "--name", name, photo); code != exitOK {
+			t.Fatalf("enroll %s: %d %s", name, code, errs)
+		}
+	}
+	group := filepath.Join(tmp, "group.png")
+	sideBySide(t, group, simmA, salleyA)
+	code, out, errs := facever(t, "identify", "--json", "--all-faces", "--gallery", gal, group)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s\n%s", code, errs, out)
+	}
+	if err := schema.Validate("identify.json", []byte(out)); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Photos []struct {
+			FaceCount int `json:"face_count"`
+			Faces     []struct {
+				Box   [4]float64
+				Match *struct{ Name string }
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.Photos) != 1 || len(doc.Photos[0].Faces) != 2 || doc.Photos[0].FaceCount != 2 {
+		t.Fatalf("want one photo with two faces: %v\n%s", err, out)
+	}
+	names := map[string]bool{}
+	for _, f := range doc.Photos[0].Faces {
+		if f.Match == nil {
+			t.Fatalf("a face came back unknown: %s", out)
+		}
+		cx := (f.Box[0] + f.Box[2]) / 2
+		want := "John Simm"
+		if cx >= 150 {
+			want = "John Salley"
+		}
+		if f.Match.Name != want {
+			t.Errorf("face at x %.0f identified as %s, want %s", cx, f.Match.Name, want)
+		}
+		names[f.Match.Name] = true
+	}
+	if len(names) != 2 {
+		t.Errorf("both faces are %v", names)
+	}
+	if _, out, _ := facever(t, "identify", "--json", "--gallery", gal, group); !strings.Contains(out, `"face_count": 2`) || strings.Contains(out, `"faces"`) {
+		t.Errorf("without --all-faces: %s", out)
+	}
+}
+
+// sideBySide writes a PNG of photos a and b next to each other.
+func sideBySide(t *testing.T, out, a, b string) {
+	t.Helper()
+	var ims []image.Image
+	for _, p := range []string{a, b} {
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		im, err := jpeg.Decode(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ims = append(ims, im)
+	}
+	w, h := ims[0].Bounds().Dx()+ims[1].Bounds().Dx(), max(ims[0].Bounds().Dy(), ims[1].Bounds().Dy())
+	dst := image.NewRGBA(image.Rect(0, 0, w, h))
+	draw.Draw(dst, ims[0].Bounds(), ims[0], ims[0].Bounds().Min, draw.Src)
+	r := ims[1].Bounds().Sub(ims[1].Bounds().Min).Add(image.Pt(ims[0].Bounds().Dx(), 0))
+	draw.Draw(dst, r, ims[1], ims[1].Bounds().Min, draw.Src)
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := png.Encode(f, dst); err != nil {
+		t.Fatal(err)
 	}
 }
