@@ -15,6 +15,7 @@ import (
 
 	fv "github.com/facever/facever"
 	"github.com/facever/facever/align"
+	"github.com/facever/facever/dataset"
 	"github.com/facever/facever/enroll"
 	"github.com/facever/facever/internal/progress"
 )
@@ -257,10 +258,14 @@ func bulkEnroll(c *cli.Context) error {
 	bar.Done()
 	secs := time.Since(start).Seconds()
 	if c.Bool("json") {
+		skippedFiles := set.Skipped
+		if skippedFiles == nil {
+			skippedFiles = []dataset.Skip{} // [], not null
+		}
 		if err := writeJSONOrFail(c, map[string]any{
 			"gallery": g.Path(), "data": set.Root, "people": len(set.People),
 			"enrolled": enrolled, "already_enrolled": skipped, "rejected": rejected,
-			"seconds": secs, "photos": photos, "skipped_files": set.Skipped,
+			"seconds": secs, "photos": photos, "skipped_files": skippedFiles,
 		}); err != nil {
 			return err
 		}

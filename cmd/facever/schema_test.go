@@ -47,6 +47,7 @@ func TestJSONSchema(t *testing.T) {
 		{"identify.json", []string{"identify", "--json", "--gallery", gal, "--top", "2", salleyA, johns + "John_Savage/000264_01099001.jpg"}},
 		{"identify.json", []string{"identify", "--json", "--gallery", gal, bad, simmB}},
 		{"enroll.json", []string{"enroll", "--json", "--gallery", gal, "--name", "John Savage", bad, johns + "John_Savage/000274_01099061.jpg"}},
+		{"enroll.json", []string{"enroll", "--json", "--gallery", filepath.Join(tmp, "bulk.db"), "--data", johns}},
 		{"gallery-list.json", []string{"gallery", "list", "--json", "--gallery", gal}},
 		{"gallery-show.json", []string{"gallery", "show", "--json", "--gallery", gal, "John Simm"}},
 		{"eval.json", []string{"eval", "--json", "--pairs", pairs, "--root", johns, "--cache", cache}},
