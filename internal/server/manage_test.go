@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/facever/facever/schema"
 )
 
 // enrollFake enrolls photos of person (fake recognizer) into identity id.
@@ -410,5 +413,48 @@ func TestIdempotentEnroll(t *testing.T) {
 	postOnce(t, f, path, "", ct, body)
 	if it, _ := f.gal.Get(uint64(ann)); it.Templates != 4 {
 		t.Fatalf("%d templates without keys", it.Templates)
+	}
+}
+
+func TestIdentifyAllFaces(t *testing.T) {
+	rec := &fakeRecognizer{}
+	f, _ := newFakeFixture(t, rec, func(c *Config) { c.MaxFaces = 4 })
+	ann := createFake(t, f, "Ann", nil)
+	enrollFake(t, f, ann, 10, 1)
+	code, doc := f.do(t, "POST", "/v1/identify", "application/json", jsonBody(map[string]any{"image": b64(photo(t, 10, 3, 64)), "all_faces": true, "top": 2}), f.key)
+	if code != 200 || doc["face_count"].(float64) != 3 {
+		t.Fatalf("all faces: %d %v", code, doc)
+	}
+	data, _ := json.Marshal(doc)
+	if err := schema.Validate("identify-http.json", data); err != nil {
+		t.Errorf("schema: %v\n%s", err, data)
+	}
+	faces := doc["faces"].([]any)
+	if len(faces) != 3 {
+		t.Fatalf("faces: %v", faces)
+	}
+	for i, fo := range faces {
+		m := fo.(map[string]any)
+		if m["unknown"] != false || m["match"].(map[string]any)["name"] != "Ann" || m["face"] == nil {
+			t.Fatalf("face %d: %v", i, m)
+		}
+	}
+	// One backbone run of three chips.
+	if runs := rec.backboneRuns(); len(runs[len(runs)-1]) != 3 {
+		t.Fatalf("backbone runs: %v", runs)
+	}
+	// Multipart form value too; without all_faces no "faces".
+	ct, body := multipartBody(t, map[string][][]byte{"image": {photo(t, 10, 3, 64)}}, map[string]string{"all_faces": "true"})
+	if code, doc := f.do(t, "POST", "/v1/identify", ct, body, f.key); code != 200 || len(doc["faces"].([]any)) != 3 {
+		t.Fatalf("multipart all_faces: %d %v", code, doc)
+	}
+	if _, doc := f.do(t, "POST", "/v1/identify", "application/json", jsonBody(map[string]any{"image": b64(photo(t, 10, 3, 64))}), f.key); doc["faces"] != nil {
+		t.Fatalf("faces without all_faces: %v", doc)
+	}
+	if code, doc := f.do(t, "POST", "/v1/identify", "application/json", jsonBody(map[string]any{"image": b64(photo(t, 10, 5, 64)), "all_faces": true}), f.key); code != 422 || errCode(doc) != "too_many_faces" {
+		t.Fatalf("over MaxFaces: %d %v", code, doc)
+	}
+	if code, _ := f.do(t, "POST", "/v1/identify", "application/json", jsonBody(map[string]any{"image": b64(photo(t, 10, 1, 64)), "all_faces": "yes"}), f.key); code != 400 {
+		t.Fatalf("all_faces not a boolean: %d", code)
 	}
 }

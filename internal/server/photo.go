@@ -16,6 +16,8 @@ type face struct {
 	faces  []align.Face
 	chosen align.Face
 	chip   align.Chip
+	// chips are every face's chip, in the order of faces (detectAll only).
+	chips []align.Chip
 	// scale is the size the photo was decoded at (1, or 1/2, 1/4, 1/8 for
 	// a large JPEG read reduced); boxes are in the photo's own pixels.
 	scale float64
@@ -60,6 +62,16 @@ func (s *Server) header(data []byte) (int, error) {
 // the photo must pass facever.CheckEnrollFaces (the CLI's enroll check:
 // one face unless Largest, at least MinFace pixels).
 func (s *Server) detect(ctx context.Context, data []byte, policy *facever.EnrollPolicy) (*face, error) {
+	return s.detectFaces(ctx, data, policy, false)
+}
+
+// detectAll is detect that also aligns every face of the photo (at most
+// MaxFaces: 422 too_many_faces above it, before any is aligned).
+func (s *Server) detectAll(ctx context.Context, data []byte) (*face, error) {
+	return s.detectFaces(ctx, data, nil, true)
+}
+
+func (s *Server) detectFaces(ctx context.Context, data []byte, policy *facever.EnrollPolicy, all bool) (*face, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -106,7 +118,24 @@ func (s *Server) detect(ctx context.Context, data []byte, policy *facever.Enroll
 	if err != nil {
 		return nil, err
 	}
-	return &face{faces: faces, chosen: chosen, chip: chip, scale: im.Scale}, nil
+	f := &face{faces: faces, chosen: chosen, chip: chip, scale: im.Scale}
+	if all {
+		fc := faceCounter{max: s.cfg.MaxFaces}
+		if err := fc.add(len(faces)); err != nil {
+			return nil, err
+		}
+		f.chips = make([]align.Chip, len(faces))
+		f.chips[0] = chip
+		for i := 1; i < len(faces); i++ {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			if f.chips[i], err = s.rec.Align(im, faces[i]); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return f, nil
 }
 
 // faceCounter enforces MaxFaces over one request.

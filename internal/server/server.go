@@ -810,7 +810,11 @@ func (s *Server) addFaces(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) identify(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	q, err := parse(r, fields{images: []string{"image"}, values: []string{"threshold", "top"}}, 1)
+	q, err := parse(r, fields{images: []string{"image"}, values: []string{"threshold", "top", "all_faces"}}, 1)
+	if err != nil {
+		return err
+	}
+	allFaces, err := q.bool("all_faces")
 	if err != nil {
 		return err
 	}
@@ -830,7 +834,12 @@ func (s *Server) identify(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	f, err := s.detect(ctx, data, nil)
+	var f *face
+	if allFaces {
+		f, err = s.detectAll(ctx, data)
+	} else {
+		f, err = s.detect(ctx, data, nil)
+	}
 	if err != nil {
 		return err
 	}
@@ -838,9 +847,32 @@ func (s *Server) identify(w http.ResponseWriter, r *http.Request) error {
 	if err := fc.add(len(f.faces)); err != nil {
 		return err
 	}
-	embs, err := s.batch.run(ctx, []align.Chip{f.chip})
+	chips := []align.Chip{f.chip}
+	if allFaces {
+		chips = f.chips
+	}
+	embs, err := s.batch.run(ctx, chips)
 	if err != nil {
 		return err
+	}
+	var each []map[string]any
+	if allFaces {
+		// Every face, largest first, with its own matches.
+		each = make([]map[string]any, len(embs))
+		for i, e := range embs {
+			ms, err := s.cfg.Gallery.Search(e, top)
+			if err != nil {
+				return err
+			}
+			fo := map[string]any{"face": faceJSON(f.faces[i]), "top": append([]enroll.Match{}, ms...), "match": nil, "unknown": true}
+			if len(ms) > 0 && float64(ms[0].Score) >= thr {
+				fo["match"], fo["unknown"] = ms[0], false
+			}
+			for _, m := range ms {
+				touched(ctx, m.IdentityID)
+			}
+			each[i] = fo
+		}
 	}
 	ms, err := s.cfg.Gallery.Search(embs[0], top)
 	if err != nil {
@@ -853,6 +885,9 @@ func (s *Server) identify(w http.ResponseWriter, r *http.Request) error {
 	if len(ms) > 0 && float64(ms[0].Score) >= thr {
 		out["match"] = ms[0]
 		out["unknown"] = false
+	}
+	if allFaces {
+		out["faces"] = each
 	}
 	return writeJSON(w, http.StatusOK, out)
 }
