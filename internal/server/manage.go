@@ -284,3 +284,28 @@ func onceError(err error) error {
 	}
 	return err
 }
+
+// detectPhoto reports the faces of a photo: boxes, landmarks, scores.
+func (s *Server) detectPhoto(w http.ResponseWriter, r *http.Request) error {
+	q, err := parse(r, fields{images: []string{"image"}}, 1)
+	if err != nil {
+		return err
+	}
+	data, err := q.image("image")
+	if err != nil {
+		return err
+	}
+	f, err := s.detectBoxes(r.Context(), data)
+	if err != nil {
+		return err
+	}
+	fc := faceCounter{max: s.cfg.MaxFaces}
+	if err := fc.add(len(f.faces)); err != nil {
+		return err
+	}
+	faces := make([]map[string]any, len(f.faces))
+	for i, fa := range f.faces {
+		faces[i] = faceJSON(fa)
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"face_count": len(faces), "faces": faces, "scale": f.scale, "model": s.model})
+}

@@ -458,3 +458,36 @@ func TestIdentifyAllFaces(t *testing.T) {
 		t.Fatalf("all_faces not a boolean: %d", code)
 	}
 }
+
+func TestDetectEndpoint(t *testing.T) {
+	f, _ := newFakeFixture(t, &fakeRecognizer{}, func(c *Config) { c.MaxFaces = 4 })
+	for _, n := range []uint8{0, 1, 3} {
+		code, doc := f.do(t, "POST", "/v1/detect", "application/json", jsonBody(map[string]any{"image": b64(photo(t, 10, n, 64))}), f.key)
+		if code != 200 || doc["face_count"].(float64) != float64(n) || len(doc["faces"].([]any)) != int(n) {
+			t.Fatalf("%d faces: %d %v", n, code, doc)
+		}
+		if n > 0 {
+			fa := doc["faces"].([]any)[0].(map[string]any)
+			if len(fa["box"].([]any)) != 4 || len(fa["landmarks"].([]any)) != 5 || fa["score"].(float64) != 0.99 {
+				t.Fatalf("face: %v", fa)
+			}
+		}
+	}
+	for _, c := range []struct {
+		body   []byte
+		status int
+		code   string
+	}{
+		{jsonBody(map[string]any{"image": b64(photo(t, 10, 5, 64))}), 422, "too_many_faces"},
+		{jsonBody(map[string]any{"image": b64([]byte("nope"))}), 422, "not_image"},
+		{jsonBody(map[string]any{}), 400, "bad_request"},
+		{jsonBody(map[string]any{"image": b64(photo(t, 10, 1, 64)), "top": 2}), 400, "bad_request"},
+	} {
+		if code, doc := f.do(t, "POST", "/v1/detect", "application/json", c.body, f.key); code != c.status || errCode(doc) != c.code {
+			t.Errorf("%s: %d %v", c.body[:min(30, len(c.body))], code, doc)
+		}
+	}
+	if code, _ := f.do(t, "POST", "/v1/detect", "application/json", jsonBody(map[string]any{"image": b64(photo(t, 10, 1, 64))}), ""); code != 401 {
+		t.Errorf("no key: %d", code)
+	}
+}

@@ -62,16 +62,31 @@ func (s *Server) header(data []byte) (int, error) {
 // the photo must pass facever.CheckEnrollFaces (the CLI's enroll check:
 // one face unless Largest, at least MinFace pixels).
 func (s *Server) detect(ctx context.Context, data []byte, policy *facever.EnrollPolicy) (*face, error) {
-	return s.detectFaces(ctx, data, policy, false)
+	return s.detectFaces(ctx, data, policy, alignOne)
+}
+
+// detectMode says what detectFaces aligns.
+type detectMode int
+
+const (
+	alignOne  detectMode = iota // the chosen face (no face: ErrNoFace)
+	alignAll                    // every face (no face: ErrNoFace)
+	alignNone                   // none: boxes only, and no face is no error
+)
+
+// detectBoxes finds the faces of a photo without aligning any (none found:
+// an empty list).
+func (s *Server) detectBoxes(ctx context.Context, data []byte) (*face, error) {
+	return s.detectFaces(ctx, data, nil, alignNone)
 }
 
 // detectAll is detect that also aligns every face of the photo (at most
 // MaxFaces: 422 too_many_faces above it, before any is aligned).
 func (s *Server) detectAll(ctx context.Context, data []byte) (*face, error) {
-	return s.detectFaces(ctx, data, nil, true)
+	return s.detectFaces(ctx, data, nil, alignAll)
 }
 
-func (s *Server) detectFaces(ctx context.Context, data []byte, policy *facever.EnrollPolicy, all bool) (*face, error) {
+func (s *Server) detectFaces(ctx context.Context, data []byte, policy *facever.EnrollPolicy, mode detectMode) (*face, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -102,6 +117,9 @@ func (s *Server) detectFaces(ctx context.Context, data []byte, policy *facever.E
 	if err != nil {
 		return nil, err
 	}
+	if mode == alignNone {
+		return &face{faces: faces, scale: im.Scale}, nil
+	}
 	if len(faces) == 0 {
 		return nil, align.ErrNoFace
 	}
@@ -119,7 +137,7 @@ func (s *Server) detectFaces(ctx context.Context, data []byte, policy *facever.E
 		return nil, err
 	}
 	f := &face{faces: faces, chosen: chosen, chip: chip, scale: im.Scale}
-	if all {
+	if mode == alignAll {
 		fc := faceCounter{max: s.cfg.MaxFaces}
 		if err := fc.add(len(faces)); err != nil {
 			return nil, err

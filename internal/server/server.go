@@ -258,6 +258,7 @@ func (s *Server) routes() {
 	s.handle(route{pattern: "DELETE /v1/identities/{id}/faces/{face_id}", name: "/v1/identities/{id}/faces/{face_id}", auth: true, scope: enroll.ScopeAdmin}, s.deleteFace)
 	s.handle(route{pattern: "POST /v1/identities/{id}/verify", name: "/v1/identities/{id}/verify", auth: true, scope: enroll.ScopeRecognize, heavy: true}, s.verifyIdentity)
 	s.handle(route{pattern: "POST /v1/identify", name: "/v1/identify", auth: true, scope: enroll.ScopeRecognize, heavy: true}, s.identify)
+	s.handle(route{pattern: "POST /v1/detect", name: "/v1/detect", auth: true, scope: enroll.ScopeRecognize, heavy: true}, s.detectPhoto)
 	keyBody := int64(16 << 10)
 	s.handle(route{pattern: "POST /v1/keys", name: "/v1/keys", auth: true, scope: enroll.ScopeAdmin, maxBody: keyBody}, s.createKey)
 	s.handle(route{pattern: "GET /v1/keys", name: "/v1/keys", auth: true, scope: enroll.ScopeAdmin}, s.listKeys)
