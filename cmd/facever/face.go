@@ -160,6 +160,7 @@ Examples:
    facever verify --aligned face1.png face2.png`,
 		Flags: []cli.Flag{
 			&cli.Float64Flag{Name: "threshold", Value: verify.DefaultThreshold, Usage: "cosine similarity at or above which the faces are the same person (default: the model's; 0.38 for fr_feature)"},
+			&cli.BoolFlag{Name: "any-face", Usage: "compare every face of one photo with every face of the other and decide on the best-matching pair (group photos); --json says which faces"},
 			jsonFlag, alignedFlag, scoreFlag, headFlag,
 		},
 		Action: func(c *cli.Context) error {
@@ -172,12 +173,17 @@ Examples:
 			}
 			defer r.Close()
 			var photos [2]*fv.Photo
+			which := fv.Largest
+			if c.Bool("any-face") {
+				which = fv.Every
+			}
 			for i := 0; i < 2; i++ {
-				if photos[i], err = r.EmbedFile(c.Args().Get(i), fv.Largest); err != nil {
+				if photos[i], err = r.EmbedFile(c.Args().Get(i), which); err != nil {
 					return faceError(err)
 				}
 			}
-			d := verify.Decide(photos[0].Faces[0].Embedding, photos[1].Faces[0].Embedding, threshold(c, r.Backbone()))
+			pick := bestPair(photos[0], photos[1]) // [0, 0] without --any-face
+			d := verify.Decide(photos[0].Faces[pick[0]].Embedding, photos[1].Faces[pick[1]].Embedding, threshold(c, r.Backbone()))
 			w := c.App.Writer
 			if c.Bool("json") {
 				type photoJSON struct {
@@ -185,6 +191,7 @@ Examples:
 					Scale float64        `json:"scale"`
 					Faces int            `json:"face_count"`
 					Face  map[string]any `json:"face,omitempty"`
+					Index *int           `json:"face_index,omitempty"` // --any-face: which face, 0 = the largest
 				}
 				out := struct {
 					verify.Decision
@@ -196,15 +203,22 @@ Examples:
 				for i, ph := range photos {
 					out.Photos[i] = photoJSON{Path: ph.Path, Scale: ph.Scale, Faces: ph.Detected}
 					if ph.Detected > 0 {
-						out.Photos[i].Face = boxJSON(ph.Faces[0].Face)
+						out.Photos[i].Face = boxJSON(ph.Faces[pick[i]].Face)
+					}
+					if c.Bool("any-face") {
+						out.Photos[i].Index = &pick[i]
 					}
 				}
 				if err := writeJSON(w, out); err != nil {
 					return fail(err)
 				}
 			} else {
-				for _, ph := range photos {
-					if ph.Detected > 1 {
+				for i, ph := range photos {
+					switch {
+					case c.Bool("any-face") && ph.Detected > 1:
+						f := ph.Faces[pick[i]]
+						fmt.Fprintf(w, "%s: %d faces, best match: face %d at %.0f,%.0f,%.0f,%.0f\n", ph.Path, ph.Detected, pick[i]+1, f.Box[0], f.Box[1], f.Box[2], f.Box[3])
+					case ph.Detected > 1:
 						fmt.Fprintf(w, "%s: %d faces, using the largest\n", ph.Path, ph.Detected)
 					}
 				}

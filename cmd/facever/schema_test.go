@@ -210,3 +210,40 @@ func sideBySide(t *testing.T, out, a, b string) {
 		t.Fatal(err)
 	}
 }
+
+// TestVerifyAnyFace: verify --any-face finds the matching face of a group
+// photo (John Simm left, John Salley right) for a photo of either man, and
+// says which face it compared.
+func TestVerifyAnyFace(t *testing.T) {
+	testmodels.Dir(t)
+	group := filepath.Join(t.TempDir(), "group.png")
+	sideBySide(t, group, simmA, salleyA)
+	for _, tc := range []struct {
+		other string
+		right bool // the matching face is the right-hand one
+	}{
+		{simmB, false},
+		{"../../testdata/johns/John_Salley/000183_02159543.jpg", true},
+	} {
+		code, out, errs := facever(t, "verify", "--json", "--any-face", group, tc.other)
+		if code != exitOK {
+			t.Fatalf("%s: exit %d %s\n%s", tc.other, code, errs, out)
+		}
+		if err := schema.Validate("verify.json", []byte(out)); err != nil {
+			t.Fatal(err)
+		}
+		var doc struct {
+			Photos []struct {
+				FaceCount int  `json:"face_count"`
+				Index     *int `json:"face_index"`
+				Face      struct{ Box [4]float64 }
+			}
+		}
+		if err := json.Unmarshal([]byte(out), &doc); err != nil || doc.Photos[0].FaceCount != 2 || doc.Photos[0].Index == nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		if cx := (doc.Photos[0].Face.Box[0] + doc.Photos[0].Face.Box[2]) / 2; (cx >= 150) != tc.right {
+			t.Errorf("%s: compared the face at x %.0f", tc.other, cx)
+		}
+	}
+}
