@@ -49,6 +49,13 @@ type Options struct {
 	NMS float64
 	// MinFace is the smallest face side in pixels kept (default 0: all).
 	MinFace int
+	// SmallestFace is the smallest face side in photo pixels the image
+	// pyramid searches for (default DefaultSmallestFace, 40). Smaller values
+	// cost more tiles on large photos.
+	SmallestFace int
+	// NoRotate turns off the search over quarter turns (rotate.go): faces
+	// are then landmarked as they stand in the photo, rolled up to ±45°.
+	NoRotate bool
 }
 
 // DefaultOptions are the detection thresholds of docs/alignment.md.
@@ -64,6 +71,21 @@ type Face struct {
 	Landmarks [5]Point
 	// Points68 are the 68 landmarks the five come from.
 	Points68 [68]Point
+	// Rotation is the quarter turn, in degrees clockwise (0, 90, 180 or
+	// 270), by which the face stands turned in the photo (rotate.go): 180
+	// for an upside-down photo, 90 for a photo turned a quarter clockwise.
+	// It is Roll rounded to the nearest quarter.
+	Rotation int
+	// Roll is the face's in-plane angle in the photo in degrees, (−180,
+	// 180], clockwise: the angle of the line from the first to the second
+	// eye of Landmarks.
+	Roll float64
+	// Quality is the face's quality score and its parts (quality.go).
+	Quality Quality
+	// tiled: found only in the tiles of a fine pyramid level.
+	tiled bool
+	// upright and tracking are uprightness's parts for the landmarks kept.
+	upright, tracking float64
 }
 
 // Width and Height of the face box.
@@ -142,9 +164,11 @@ func New(det, lmk infer.Session, opt Options) *Aligner {
 // usually tight face crops and the detector needs context around a face.
 const padLimit = 640
 
-// Detect finds the faces in im, sorted by decreasing box area. Landmarks are
-// computed at full resolution. Boxes and points are in the photo's
-// coordinates: im's pixels, divided by im.Scale for a photo read reduced.
+// Detect finds the faces in im, sorted by decreasing box area, over an
+// image pyramid (pyramid.go), with the search over rotations of rotate.go.
+// Landmarks are computed at full resolution. Boxes and points are in the
+// photo's coordinates: im's pixels, divided by im.Scale for a photo read
+// reduced. Each face carries its orientation and Quality (measured on im).
 func (a *Aligner) Detect(im *Image) ([]Face, error) {
 	work, pad, err := padded(im)
 	if err != nil {
@@ -153,23 +177,28 @@ func (a *Aligner) Detect(im *Image) ([]Face, error) {
 	if pad > 0 {
 		defer work.Close()
 	}
-	faces, err := a.detect(work)
+	boxes, err := a.detectPyramid(work, pad > 0)
 	if err != nil {
 		return nil, err
 	}
-	if len(faces) == 0 && pad == 0 && max(im.Width(), im.Height()) > padLimit {
+	if len(boxes) == 0 && pad == 0 && max(im.Width(), im.Height()) > padLimit {
 		// A large photo whose face touches the border: try once with padding.
 		pad = max(im.Width(), im.Height()) / 4
 		big := gocv.NewMat()
 		defer big.Close()
 		gocv.CopyMakeBorder(im.Mat, &big, pad, pad, pad, pad, gocv.BorderConstant, color.RGBA{})
 		work = big
-		if faces, err = a.detect(work); err != nil {
+		if boxes, err = a.detectPyramid(work, false); err != nil {
 			return nil, err
 		}
 	}
-	for i := range faces {
-		if err := a.landmarks(work, &faces[i]); err != nil {
+	photo := image.Rect(pad, pad, pad+im.Width(), pad+im.Height())
+	faces := boxes
+	if err := a.finish(work, photo, faces, 0); err != nil {
+		return nil, err
+	}
+	if len(faces) == 0 && !a.opt.NoRotate {
+		if faces, err = a.detectTurned(work, photo, photo.Min.X > 0 && max(im.Width(), im.Height()) <= padLimit); err != nil {
 			return nil, err
 		}
 	}
@@ -190,6 +219,13 @@ func (a *Aligner) Detect(im *Image) ([]Face, error) {
 			}
 		}
 	}
+	kept := faces[:0]
+	for _, f := range faces {
+		if !f.tiled || f.Score >= tileScore && f.upright-f.tracking >= tileUpright {
+			kept = append(kept, f)
+		}
+	}
+	faces = kept
 	im.toSource(faces) // a photo read reduced reports the photo's coordinates
 	if a.opt.MinFace > 0 {
 		kept := faces[:0]
@@ -217,74 +253,6 @@ func padded(im *Image) (gocv.Mat, int, error) {
 	big := gocv.NewMat()
 	gocv.CopyMakeBorder(im.Mat, &big, pad, pad, pad, pad, gocv.BorderConstant, color.RGBA{})
 	return big, pad, nil
-}
-
-// detect runs the detector on m (BGR) and returns the kept boxes in m's pixels.
-func (a *Aligner) detect(m gocv.Mat) ([]Face, error) {
-	in, ih := models.Detect.Shape[3], models.Detect.Shape[2]
-	small := gocv.NewMat()
-	defer small.Close()
-	interp := gocv.InterpolationLinear
-	if m.Cols() >= 2*in || m.Rows() >= 2*ih {
-		interp = gocv.InterpolationArea // a downscaled copy without aliasing
-	}
-	gocv.Resize(m, &small, image.Pt(in, ih), 0, 0, interp)
-	x := infer.NewTensor(1, 3, ih, in)
-	bgrToCHW(small.ToBytes(), x.Data, in*ih, models.Detect.Mean, models.Detect.Scale)
-	outs, err := a.det.Run(map[string]infer.Tensor{models.Detect.Input: x}, models.Detect.Outputs)
-	if err != nil {
-		return nil, fmt.Errorf("detector: %w", err)
-	}
-	scores, boxes := outs[0], outs[1]
-	n := len(scores.Data) / 2
-	if len(boxes.Data) != 4*n {
-		return nil, fmt.Errorf("detector: %d scores but %d box values", n, len(boxes.Data))
-	}
-	w, h := float64(m.Cols()), float64(m.Rows())
-	var cand []Face
-	for i := 0; i < n; i++ {
-		s := scores.Data[2*i+1]
-		if s < a.opt.Score || math.IsNaN(float64(s)) {
-			continue
-		}
-		b := boxes.Data[4*i : 4*i+4]
-		cand = append(cand, Face{Score: s, Box: [4]float64{float64(b[0]) * w, float64(b[1]) * h, float64(b[2]) * w, float64(b[3]) * h}})
-	}
-	return nms(cand, a.opt.NMS), nil
-}
-
-// nms is greedy non-maximum suppression: visit boxes by decreasing score and
-// keep a box unless its IoU with a kept box exceeds thr.
-func nms(c []Face, thr float64) []Face {
-	sort.SliceStable(c, func(i, j int) bool { return c[i].Score > c[j].Score })
-	var kept []Face
-	for _, f := range c {
-		ok := true
-		for _, k := range kept {
-			if iou(f.Box, k.Box) > thr {
-				ok = false
-				break
-			}
-		}
-		if ok {
-			kept = append(kept, f)
-		}
-	}
-	return kept
-}
-
-func iou(a, b [4]float64) float64 {
-	ix := math.Min(a[2], b[2]) - math.Max(a[0], b[0])
-	iy := math.Min(a[3], b[3]) - math.Max(a[1], b[1])
-	if ix <= 0 || iy <= 0 {
-		return 0
-	}
-	inter := ix * iy
-	union := (a[2]-a[0])*(a[3]-a[1]) + (b[2]-b[0])*(b[3]-b[1]) - inter
-	if union <= 0 {
-		return 0
-	}
-	return inter / union
 }
 
 // Landmarks recomputes the 68 and five landmarks of f on im (f in the

@@ -131,6 +131,9 @@ func boxJSON(f align.Face) map[string]any {
 		"box":       [4]float64{round2(f.Box[0]), round2(f.Box[1]), round2(f.Box[2]), round2(f.Box[3])},
 		"score":     round4(float64(f.Score)),
 		"landmarks": lm,
+		"rotation":  f.Rotation,
+		"roll":      round2(f.Roll),
+		"quality":   f.Quality.Rounded(),
 	}
 }
 

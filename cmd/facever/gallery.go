@@ -71,8 +71,8 @@ func enrollCommand() *cli.Command {
 		Usage:     "add a person's photos to a gallery, or a folder of people",
 		ArgsUsage: "--name NAME PHOTO... | --data DIR",
 		Description: `Each photo is checked before it is enrolled: a photo with no face, with several
-faces (unless --largest), or whose face is smaller than --min-face pixels is rejected
-with its reason; the others become templates of the person, all in one transaction.
+faces (unless --largest), whose face is smaller than --min-face pixels, or whose face
+quality is below --min-quality is rejected with its reason; the others become templates of the person, all in one transaction.
 Enrolling a name that exists adds photos to that person.
 
 A rejected photo is the line "rejected  PHOTO: error CODE: MESSAGE" (text) or the
@@ -104,6 +104,7 @@ Examples:
 			&cli.StringSliceFlag{Name: "meta", Usage: "metadata KEY=VALUE (repeatable)"},
 			&cli.BoolFlag{Name: "largest", Usage: "when a photo holds several faces, enroll the largest instead of rejecting the photo"},
 			&cli.IntFlag{Name: "min-face", Value: 40, Usage: "reject faces whose box is smaller than this many pixels on its shorter side"},
+			&cli.Float64Flag{Name: "min-quality", Value: align.DefaultMinQuality, Usage: "reject faces whose quality score (0-1, see detect --json) is below this"},
 			alignedFlag, headFlag, jsonFlag, scoreFlag,
 			dataEnrollFlag, allowDupFlag, commitEveryFlag, workersFlag,
 		},
@@ -251,6 +252,10 @@ func checkPhoto(c *cli.Context, r *fv.Recognizer, path string) (o photoOutcome, 
 		return o, align.Chip{}, &e, nil
 	}
 	o.Face = boxJSON(f)
+	if q := f.Quality.Score; q < c.Float64("min-quality") {
+		e := photoError{Path: path, Error: errorBody{Code: "low_quality", Message: fmt.Sprintf("face quality %.2f is below --min-quality %.2f (a partial, turned, blurred or badly lit face): use a photo of the whole face, upright and lit", q, c.Float64("min-quality"))}}
+		return o, align.Chip{}, &e, nil
+	}
 	if chip, err = r.Align(im, f); err != nil {
 		return reject(err, false)
 	}

@@ -1,0 +1,98 @@
+package align_test
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/facever/facever/align"
+)
+
+// lfwPairsPhotos lists the photos of LFW View 2's pairs.txt under dir.
+func lfwPairsPhotos(t testing.TB, dir string) []string {
+	f, err := os.Open(filepath.Join(dir, "pairs.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	seen := map[string]bool{}
+	photo := func(name, n string) {
+		var k int
+		fmt.Sscan(n, &k)
+		seen[filepath.Join(dir, "images", name, fmt.Sprintf("%s_%04d.jpg", name, k))] = true
+	}
+	sc := bufio.NewScanner(f)
+	sc.Scan() // header
+	for sc.Scan() {
+		w := strings.Fields(sc.Text())
+		switch len(w) {
+		case 3:
+			photo(w[0], w[1])
+			photo(w[0], w[2])
+		case 4:
+			photo(w[0], w[1])
+			photo(w[2], w[3])
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for p := range seen {
+		out = append(out, p)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestLFWEveryPhoto detects every photo of LFW View 2's pairs (7,701
+// photos) when FACEVER_LFW names the LFW folder (../shared/faces/lfw; about
+// two minutes on two cores): none may come back without a face, and the
+// largest face's quality must stay at or above DefaultMinQuality, so that
+// enroll keeps every LFW photo. Without FACEVER_LFW it checks the first
+// 200 johns-sized LFW photos found there, or skips when LFW is absent.
+func TestLFWEveryPhoto(t *testing.T) {
+	dir := os.Getenv("FACEVER_LFW")
+	if dir == "" {
+		t.Skip("set FACEVER_LFW=../shared/faces/lfw to check every LFW View 2 photo")
+	}
+	a := newAligner(t)
+	paths := lfwPairsPhotos(t, dir)
+	start := time.Now()
+	noFace, low := 0, 0
+	var qs []float64
+	turned := 0
+	for _, p := range paths {
+		im, err := align.Load(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		faces, err := a.Detect(im)
+		im.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(faces) == 0 {
+			noFace++
+			t.Errorf("%s: no face", p)
+			continue
+		}
+		q := faces[0].Quality.Score
+		qs = append(qs, q)
+		if faces[0].Rotation != 0 {
+			turned++
+			t.Logf("%s: read turned by %d°", p, faces[0].Rotation)
+		}
+		if q < align.DefaultMinQuality {
+			low++
+			t.Errorf("%s: quality %.3f below the default minimum %.2f: %+v", p, q, align.DefaultMinQuality, faces[0].Quality.Rounded())
+		}
+	}
+	el := time.Since(start)
+	sort.Float64s(qs)
+	pct := func(f float64) float64 { return qs[int(f*float64(len(qs)-1))] }
+	t.Logf("LFW View 2: %d photos in %v (%.1f ms per photo); %d without a face; %d read turned; %d below quality %.2f; quality min %.3f p1 %.3f p5 %.3f median %.3f",
+		len(paths), el.Round(time.Second), float64(el.Milliseconds())/float64(len(paths)), noFace, turned, low, align.DefaultMinQuality, qs[0], pct(0.01), pct(0.05), pct(0.5))
+}

@@ -1,0 +1,304 @@
+package align
+
+import (
+	"fmt"
+	"image"
+	"image/color"
+	"math"
+	"sort"
+
+	"gocv.io/x/gocv"
+
+	"github.com/facever/facever/infer"
+	"github.com/facever/facever/models"
+)
+
+// The detector runs on a fixed 320×240 input (its priors are part of the
+// graph). A photo is searched over an image pyramid of that input size:
+//
+//   - the whole photo, letterboxed: scaled by s₀ = min(320/W, 240/H) with its
+//     aspect ratio kept and the rest of the input black (never squashed);
+//   - then, when faces of DefaultSmallestFace pixels would be below the
+//     detector's reach at s₀, levels s = s_max, s_max/levelStep, … (s_max =
+//     detectorMinFace/SmallestFace) down to s₀, each cut into 320×240 tiles
+//     that overlap by tileOverlap input pixels, read straight from the photo
+//     (a region resized into the tile), so memory stays one tile whatever
+//     the photo's size.
+//
+// A face of up to tileOverlap input pixels lies whole inside some tile of a
+// level; boxes that touch a tile's inner edge are dropped (they are a face
+// cut by the tile, found whole elsewhere), and larger faces are found at the
+// next coarser level, which starts where this one's guarantee ends
+// (levelStep = tileOverlap/detectorMinFace). Boxes of every level are merged
+// by greedy non-maximum suppression.
+const (
+	// detectorMinFace is the smallest face side, in detector input pixels,
+	// the detector finds reliably: johns faces pasted into frames are found
+	// 19 times in 20 at a box of 19 input pixels, 20 in 20 at 22
+	// (TestDetectorReach).
+	detectorMinFace = 22.0
+	// tileOverlap is the overlap of neighbouring tiles in input pixels.
+	tileOverlap = 64
+	// levelStep is the scale ratio between pyramid levels.
+	levelStep = tileOverlap / detectorMinFace
+	// tileMaxFace is the largest face side, in input pixels, a tiled level
+	// reports: larger faces are the coarser levels' (which see them with
+	// more context), and larger boxes in a tile are mostly false (a
+	// shoulder, hair, a shirt read as a face at a scale too fine for it).
+	tileMaxFace = 1.25 * tileOverlap
+	// tileScore is the least detector score of a face found only in tiles,
+	// and tileUpright the least uprightness (rotate.go) of its landmarks:
+	// at the fine scales, hair, shirts and shoulders pass the detector's
+	// 0.65 (seen on the group photos at 0.68–0.97); a real face also looks
+	// like one once aligned.
+	tileScore   = 0.8
+	tileUpright = -0.05
+	// DefaultSmallestFace is the smallest face side in photo pixels the
+	// pyramid searches for when Options.SmallestFace is 0.
+	DefaultSmallestFace = 40
+)
+
+// level is one scale of the pyramid; tiled is false for the whole-photo pass.
+type level struct {
+	scale float64
+	tiled bool
+}
+
+// squashMax is the largest anisotropy (ratio of the horizontal to the
+// vertical scale, or its inverse) of the whole-photo pass of a small photo
+// that is still read squashed to 320×240, as the detector was trained and
+// as facever always read face crops: a padded face crop (a photo of at most
+// padLimit pixels, e.g. LFW's 250×250 or the johns 150×150 chips) keeps
+// its detector box, hence its landmarks and crop, bit for bit (the
+// reference pipeline's parity test). Every other photo is letterboxed.
+const squashMax = 1.34
+
+// squashed reports whether the whole-photo pass of a w×h image (padded, see
+// padded) is read squashed, and the scales if so.
+func squashed(w, h int, small bool) (sx, sy float64, ok bool) {
+	in, ih := float64(models.Detect.Shape[3]), float64(models.Detect.Shape[2])
+	sx, sy = in/float64(w), ih/float64(h)
+	r := sx / sy
+	return sx, sy, small && r <= squashMax && r >= 1/squashMax
+}
+
+// pyramid lists the levels searched on a w×h photo for faces of smallest
+// pixels and up.
+func pyramid(w, h int, smallest float64) []level {
+	in, ih := float64(models.Detect.Shape[3]), float64(models.Detect.Shape[2])
+	s0 := math.Min(in/float64(w), ih/float64(h))
+	ls := []level{{scale: s0}}
+	sMax := detectorMinFace / smallest
+	var fine []level
+	for s := sMax; s > s0*1.05; s /= levelStep {
+		fine = append(fine, level{scale: s, tiled: true})
+		if s/levelStep <= s0 {
+			break
+		}
+	}
+	for i := len(fine) - 1; i >= 0; i-- {
+		ls = append(ls, fine[i])
+	}
+	return ls
+}
+
+// tileRect is a region of the photo and the scale it is read at.
+type tileRect struct {
+	r      image.Rectangle // in photo pixels, clipped to the photo
+	sx, sy float64         // input pixels per photo pixel
+	whole  bool            // the tile is the whole photo
+}
+
+// tiles cuts a level into tiles over a w×h photo.
+func tiles(w, h int, lv level, small bool) []tileRect {
+	in, ih := models.Detect.Shape[3], models.Detect.Shape[2]
+	if !lv.tiled {
+		if sx, sy, ok := squashed(w, h, small); ok {
+			return []tileRect{{r: image.Rect(0, 0, w, h), sx: sx, sy: sy, whole: true}}
+		}
+		return []tileRect{tileAt(image.Rect(0, 0, w, h), lv.scale, in, ih, true)}
+	}
+	lw, lh := float64(w)*lv.scale, float64(h)*lv.scale
+	var out []tileRect
+	for _, ty := range starts(lh, ih) {
+		for _, tx := range starts(lw, in) {
+			r := image.Rect(int(math.Floor(tx/lv.scale)), int(math.Floor(ty/lv.scale)),
+				int(math.Ceil((tx+float64(in))/lv.scale)), int(math.Ceil((ty+float64(ih))/lv.scale))).Intersect(image.Rect(0, 0, w, h))
+			if r.Dx() < 2 || r.Dy() < 2 {
+				continue
+			}
+			out = append(out, tileAt(r, lv.scale, in, ih, false))
+		}
+	}
+	return out
+}
+
+// starts returns tile origins along one axis of length n (level pixels) for
+// tiles of size t overlapping by tileOverlap; the last tile ends at n.
+func starts(n float64, t int) []float64 {
+	if n <= float64(t) {
+		return []float64{0}
+	}
+	stride := float64(t - tileOverlap)
+	k := int(math.Ceil((n - float64(t)) / stride))
+	out := make([]float64, k+1)
+	for i := range out {
+		out[i] = math.Min(float64(i)*stride, n-float64(t))
+	}
+	return out
+}
+
+func tileAt(r image.Rectangle, s float64, in, ih int, whole bool) tileRect {
+	ow := min(max(int(math.Round(float64(r.Dx())*s)), 1), in)
+	oh := min(max(int(math.Round(float64(r.Dy())*s)), 1), ih)
+	return tileRect{r: r, sx: float64(ow) / float64(r.Dx()), sy: float64(oh) / float64(r.Dy()), whole: whole}
+}
+
+// detectPyramid runs the detector over every level of m (BGR) and returns
+// the merged boxes in m's pixels, with no landmarks yet. small says m is a
+// padded small photo (see squashMax).
+func (a *Aligner) detectPyramid(m gocv.Mat, small bool) ([]Face, error) {
+	smallest := float64(a.opt.SmallestFace)
+	if smallest <= 0 {
+		smallest = DefaultSmallestFace
+	}
+	var cand []Face
+	w, h := m.Cols(), m.Rows()
+	for _, lv := range pyramid(w, h, smallest) {
+		for _, t := range tiles(w, h, lv, small) {
+			c, err := a.detectTile(m, t)
+			if err != nil {
+				return nil, err
+			}
+			cand = append(cand, c...)
+		}
+	}
+	return nms(cand, a.opt.NMS), nil
+}
+
+// detectTile runs the detector on one tile: the region t.r of m resized by
+// (t.sx, t.sy) into the top-left corner of a black 320×240 input.
+func (a *Aligner) detectTile(m gocv.Mat, t tileRect) ([]Face, error) {
+	in, ih := models.Detect.Shape[3], models.Detect.Shape[2]
+	ow, oh := int(math.Round(float64(t.r.Dx())*t.sx)), int(math.Round(float64(t.r.Dy())*t.sy))
+	src := m
+	if !t.whole || t.r != image.Rect(0, 0, m.Cols(), m.Rows()) {
+		src = m.Region(t.r)
+		defer src.Close()
+	}
+	small := gocv.NewMat()
+	defer small.Close()
+	interp := gocv.InterpolationLinear
+	if t.r.Dx() >= 2*ow || t.r.Dy() >= 2*oh {
+		interp = gocv.InterpolationArea // a downscaled copy without aliasing
+	}
+	gocv.Resize(src, &small, image.Pt(ow, oh), 0, 0, interp)
+	if ow != in || oh != ih {
+		canvas := gocv.NewMat()
+		defer canvas.Close()
+		gocv.CopyMakeBorder(small, &canvas, 0, ih-oh, 0, in-ow, gocv.BorderConstant, color.RGBA{})
+		small, canvas = canvas, small
+	}
+	x := infer.NewTensor(1, 3, ih, in)
+	bgrToCHW(small.ToBytes(), x.Data, in*ih, models.Detect.Mean, models.Detect.Scale)
+	outs, err := a.det.Run(map[string]infer.Tensor{models.Detect.Input: x}, models.Detect.Outputs)
+	if err != nil {
+		return nil, fmt.Errorf("detector: %w", err)
+	}
+	scores, boxes := outs[0], outs[1]
+	n := len(scores.Data) / 2
+	if len(boxes.Data) != 4*n {
+		return nil, fmt.Errorf("detector: %d scores but %d box values", n, len(boxes.Data))
+	}
+	// An inner edge is a tile edge inside the photo: a box reaching it is
+	// a face the tile cuts.
+	const edge = 2.0 // input pixels
+	innerL, innerT := t.r.Min.X > 0, t.r.Min.Y > 0
+	innerR, innerB := t.r.Max.X < m.Cols(), t.r.Max.Y < m.Rows()
+	var cand []Face
+	for i := 0; i < n; i++ {
+		s := scores.Data[2*i+1]
+		if s < a.opt.Score || math.IsNaN(float64(s)) {
+			continue
+		}
+		b := boxes.Data[4*i : 4*i+4]
+		bx1, by1, bx2, by2 := float64(b[0])*float64(in), float64(b[1])*float64(ih), float64(b[2])*float64(in), float64(b[3])*float64(ih)
+		if !t.whole && (innerL && bx1 < edge || innerT && by1 < edge || innerR && bx2 > float64(ow)-edge || innerB && by2 > float64(oh)-edge ||
+			math.Min(bx2-bx1, by2-by1) > tileMaxFace) {
+			continue
+		}
+		cand = append(cand, Face{Score: s, tiled: !t.whole, Box: [4]float64{
+			float64(t.r.Min.X) + bx1/t.sx, float64(t.r.Min.Y) + by1/t.sy,
+			float64(t.r.Min.X) + bx2/t.sx, float64(t.r.Min.Y) + by2/t.sy,
+		}})
+	}
+	return cand, nil
+}
+
+// nms is greedy non-maximum suppression: visit boxes by decreasing score and
+// keep a box unless its IoU with a kept box exceeds thr, or it lies mostly
+// (containThr of its area) inside a larger kept box (the same face seen at
+// a finer pyramid level, or a part of it).
+func nms(c []Face, thr float64) []Face {
+	sort.SliceStable(c, func(i, j int) bool { return c[i].Score > c[j].Score })
+	var kept []Face
+	for _, f := range c {
+		ok := true
+		for i, k := range kept {
+			if iou(f.Box, k.Box) > thr || k.Area() > f.Area() && inside(f.Box, k.Box) > containThr {
+				ok = false
+				if !f.tiled {
+					kept[i].tiled = false // the whole photo saw it too
+				}
+				break
+			}
+		}
+		if ok {
+			kept = append(kept, f)
+		}
+	}
+	// A kept box that a larger, later-kept box contains is dropped too.
+	out := kept[:0]
+	for i, f := range kept {
+		ok := true
+		for j, k := range kept {
+			if j != i && k.Area() > f.Area() && inside(f.Box, k.Box) > containThr {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// containThr is the fraction of a box's area inside a larger box above
+// which the smaller one is taken for a part of the same face.
+const containThr = 0.7
+
+// inside is the fraction of a's area that lies inside b.
+func inside(a, b [4]float64) float64 {
+	ix := math.Min(a[2], b[2]) - math.Max(a[0], b[0])
+	iy := math.Min(a[3], b[3]) - math.Max(a[1], b[1])
+	area := (a[2] - a[0]) * (a[3] - a[1])
+	if ix <= 0 || iy <= 0 || area <= 0 {
+		return 0
+	}
+	return ix * iy / area
+}
+
+func iou(a, b [4]float64) float64 {
+	ix := math.Min(a[2], b[2]) - math.Max(a[0], b[0])
+	iy := math.Min(a[3], b[3]) - math.Max(a[1], b[1])
+	if ix <= 0 || iy <= 0 {
+		return 0
+	}
+	inter := ix * iy
+	union := (a[2]-a[0])*(a[3]-a[1]) + (b[2]-b[0])*(b[3]-b[1]) - inter
+	if union <= 0 {
+		return 0
+	}
+	return inter / union
+}

@@ -1,0 +1,109 @@
+package align_test
+
+import (
+	"image"
+	"math"
+	"path/filepath"
+	"sort"
+	"testing"
+
+	"gocv.io/x/gocv"
+
+	"github.com/facever/facever/align"
+	"github.com/facever/facever/internal/session"
+	"github.com/facever/facever/models"
+)
+
+func newAlignerOpt(t testing.TB, opt align.Options) *align.Aligner {
+	t.Helper()
+	det, err := session.Open(*runtimeFlag, modelsDir(t), models.Detect)
+	if err != nil {
+		t.Fatalf("detector (run `make setup`): %v", err)
+	}
+	lmk, err := session.Open(*runtimeFlag, modelsDir(t), models.Landmark)
+	if err != nil {
+		t.Fatalf("landmarks (run `make setup`): %v", err)
+	}
+	t.Cleanup(func() { det.Close(); lmk.Close() })
+	return align.New(det, lmk, opt)
+}
+
+func johnsPaths(t testing.TB) []string {
+	paths, _ := filepath.Glob(filepath.Join("..", "testdata", "johns", "*", "*.jpg"))
+	if len(paths) != 55 {
+		t.Fatalf("found %d johns photos, want 55", len(paths))
+	}
+	return paths
+}
+
+// bestQuality is the quality of the largest face of m (−1: no face).
+func bestQuality(t testing.TB, a *align.Aligner, m gocv.Mat) (float64, align.Face) {
+	faces, err := a.Detect(asImage(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(faces) == 0 {
+		return -1, align.Face{}
+	}
+	return faces[0].Quality.Score, faces[0]
+}
+
+func quantiles(v []float64) [3]float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	return [3]float64{s[0], s[len(s)/2], s[len(s)-1]}
+}
+
+// TestQualitySeparates: on the 55 johns photos, every face's quality is at
+// or above DefaultMinQuality; crops of only the forehead and eyes, and the
+// photos turned upside down read without the rotation search (the chip
+// then comes out upside down), are below it (or have no face at all).
+// With the search, the upside-down photos are read turned by 180° and
+// score as good faces again.
+func TestQualitySeparates(t *testing.T) {
+	a := newAligner(t)
+	plain := newAlignerOpt(t, align.Options{NoRotate: true})
+	var good, forehead, flipped, fixed []float64
+	upright := 0
+	for _, p := range johnsPaths(t) {
+		im, err := align.Load(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, _ := bestQuality(t, a, im.Mat)
+		good = append(good, q)
+		if q < align.DefaultMinQuality {
+			t.Errorf("%s: quality %.3f of an ordinary photo below %.2f", p, q, align.DefaultMinQuality)
+		}
+		// Forehead and eyes: the top 45 % of the chip photo.
+		top := im.Mat.Region(image.Rect(0, 0, im.Width(), im.Height()*45/100))
+		crop := top.Clone()
+		top.Close()
+		q, _ = bestQuality(t, a, crop)
+		crop.Close()
+		forehead = append(forehead, q)
+		if q >= align.DefaultMinQuality {
+			t.Errorf("%s: forehead-and-eyes crop scores %.3f, not below %.2f", p, q, align.DefaultMinQuality)
+		}
+		// Upside down, read as it stands: when the landmark model takes
+		// the face for an upright one (|roll| < 90°), its chip comes out
+		// upside down and must score low.
+		turned := turnImage(im.Mat, 180)
+		q, f := bestQuality(t, plain, turned)
+		if q >= 0 && math.Abs(f.Roll) < 90 {
+			flipped = append(flipped, q)
+			if q >= align.DefaultMinQuality {
+				t.Errorf("%s: upside down, aligned upside down, scores %.3f, not below %.2f", p, q, align.DefaultMinQuality)
+			}
+		}
+		q, f = bestQuality(t, a, turned)
+		fixed = append(fixed, q)
+		if f.Rotation == 180 {
+			upright++
+		}
+		turned.Close()
+		im.Close()
+	}
+	t.Logf("quality min/median/max: johns %.3f, forehead crops %.3f, upside down aligned upside down (%d photos) %.3f, upside down with the search %.3f (%d of 55 read at 180°)",
+		quantiles(good), quantiles(forehead), len(flipped), quantiles(flipped), quantiles(fixed), upright)
+}

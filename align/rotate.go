@@ -1,0 +1,332 @@
+package align
+
+import (
+	"fmt"
+	"image"
+	"image/color"
+	"math"
+
+	"gocv.io/x/gocv"
+
+	"github.com/facever/facever/infer"
+	"github.com/facever/facever/models"
+)
+
+// Faces rolled in the photo, and photos turned by a quarter or half turn
+// (a scan, a phone photo whose EXIF orientation was lost):
+//
+//   - Roll: the landmark model is run on the face box at angle 0 first (as it
+//     always was); when the eye line says the face is rolled by more than
+//     rollRefine degrees, the box is read again turned by that angle, so the
+//     model sees an upright face, and the points are mapped back (twice at
+//     most). The similarity fit onto the template then undoes any roll.
+//   - Quarter turns: the landmark model has no notion of "upside down": on
+//     a face turned by 180° it returns an upright-looking set of points and
+//     the chip comes out upside down. Each reading is scored for
+//     uprightness: the aligned chip's correlation with a mean upright face
+//     (meanface.go) and, when that is not conclusive, whether the points
+//     stay on the face when the box moves (tracking). When a photo's faces
+//     do not look upright, their boxes are read again at 90°, 180° and
+//     270° and the turn with the most upright faces is kept.
+//   - When the detector finds no face at all, the photo is searched again
+//     turned by 90°, 180° and 270° (exact pixel rotations), and the turn
+//     whose faces look most plausible is kept.
+//
+// Face.Rotation says which quarter turn was used, Face.Roll the face's
+// in-plane angle in the photo.
+const (
+	// rollRefine is the roll in degrees above which landmarks are taken
+	// again on the box turned upright.
+	rollRefine = 15.0
+	// uprightSure is the chip-to-mean-face correlation above which a face
+	// is taken to be read the right way up without more checks (no face
+	// turned by 90° or 180° of the measurement reached 0.47 before roll
+	// refinement; half the upright ones do).
+	uprightSure = 0.45
+	// uprightMin is the mean uprightness of a photo's faces below which
+	// the other quarter turns are tried.
+	uprightMin = 0.1
+	// uprightGain is how much more uprightness, per face, another quarter
+	// turn must give to replace the first.
+	uprightGain = 0.2
+	// turnedUpright is the least uprightness of a face found in a turned
+	// copy of a photo in which the photo as it stands showed none.
+	turnedUpright = 0.0
+)
+
+// landmarksAt fills f.Points68 and f.Landmarks from the landmark model run
+// on f's box turned by theta degrees (clockwise, y down) about its centre.
+// theta 0 is the original, axis-aligned crop (landmarks).
+func (a *Aligner) landmarksAt(m gocv.Mat, f *Face, theta float64) error {
+	if theta == 0 {
+		return a.landmarks(m, f)
+	}
+	side := models.Landmark.Shape[3]
+	bw, bh := f.Width(), f.Height()
+	rad := theta * math.Pi / 180
+	cos, sin := math.Cos(rad), math.Sin(rad)
+	if math.Abs(sin) > math.Abs(cos) { // a quarter turn: the box's sides swap
+		bw, bh = bh, bw
+	}
+	if bw < 2 || bh < 2 {
+		return fmt.Errorf("face box %v is too small", f.Box)
+	}
+	cx, cy := (f.Box[0]+f.Box[2])/2, (f.Box[1]+f.Box[3])/2
+	// Crop pixel (u, v) samples the photo at c + R·(((u+½)/side − ½)·bw,
+	// ((v+½)/side − ½)·bh), in pixel-corner coordinates; OpenCV's pixel
+	// centres are those minus ½.
+	kx, ky := bw/float64(side), bh/float64(side)
+	mt := gocv.NewMatWithSize(2, 3, gocv.MatTypeCV64F)
+	defer mt.Close()
+	ox := -bw/2 + kx/2
+	oy := -bh/2 + ky/2
+	mt.SetDoubleAt(0, 0, cos*kx)
+	mt.SetDoubleAt(0, 1, -sin*ky)
+	mt.SetDoubleAt(0, 2, cx-0.5+cos*ox-sin*oy)
+	mt.SetDoubleAt(1, 0, sin*kx)
+	mt.SetDoubleAt(1, 1, cos*ky)
+	mt.SetDoubleAt(1, 2, cy-0.5+sin*ox+cos*oy)
+	small := gocv.NewMat()
+	defer small.Close()
+	gocv.WarpAffineWithParams(m, &small, mt, image.Pt(side, side), gocv.InterpolationLinear|gocv.WarpInverseMap, gocv.BorderConstant, color.RGBA{})
+	grey := gocv.NewMat()
+	defer grey.Close()
+	gocv.CvtColor(small, &grey, gocv.ColorBGRToGray)
+	x := infer.NewTensor(1, 1, side, side)
+	for i, v := range grey.ToBytes() {
+		x.Data[i] = (float32(v) - models.Landmark.Mean) * models.Landmark.Scale
+	}
+	outs, err := a.lmk.Run(map[string]infer.Tensor{models.Landmark.Input: x}, models.Landmark.Outputs)
+	if err != nil {
+		return fmt.Errorf("landmarks: %w", err)
+	}
+	p := outs[0].Data
+	if len(p) != 136 {
+		return fmt.Errorf("landmarks: model gave %d values, want 136", len(p))
+	}
+	for i := 0; i < 68; i++ {
+		lx, ly := (float64(p[2*i])-0.5)*bw, (float64(p[2*i+1])-0.5)*bh
+		f.Points68[i] = Point{cx + cos*lx - sin*ly, cy + sin*lx + cos*ly}
+	}
+	f.Landmarks = FivePoints(&f.Points68)
+	return nil
+}
+
+// quarterOf is the multiple of 90° (0, 90, 180 or 270) nearest to roll.
+func quarterOf(roll float64) int {
+	q := int(math.Round(roll/90)) * 90
+	return (q%360 + 360) % 360
+}
+
+// eyeRoll is the angle of the line from the first to the second eye of the
+// five points, in degrees in (−180, 180], clockwise (y down): 0 for an
+// upright face, 180 for one upside down.
+func eyeRoll(l [5]Point) float64 {
+	return math.Atan2(l[1].Y-l[0].Y, l[1].X-l[0].X) * 180 / math.Pi
+}
+
+// angleDiff is a − b wrapped into (−180, 180].
+func angleDiff(a, b float64) float64 {
+	d := math.Mod(a-b, 360)
+	if d > 180 {
+		d -= 360
+	} else if d <= -180 {
+		d += 360
+	}
+	return d
+}
+
+// orient computes f's landmarks on m, read at the quarter turn quarter
+// (degrees), then refined for roll; it returns the chip's correlation with
+// the mean upright face.
+func (a *Aligner) orient(m gocv.Mat, f *Face, quarter float64) (float64, error) {
+	theta := quarter
+	if err := a.landmarksAt(m, f, theta); err != nil {
+		return 0, err
+	}
+	for i := 0; i < 2; i++ {
+		roll := eyeRoll(f.Landmarks)
+		if math.Abs(angleDiff(roll, theta)) <= rollRefine || a.opt.NoRotate && math.Abs(roll) > 45 {
+			break
+		}
+		g := *f
+		if err := a.landmarksAt(m, &g, roll); err != nil {
+			return 0, err
+		}
+		*f, theta = g, roll
+	}
+	f.Roll = eyeRoll(f.Landmarks)
+	f.Rotation = quarterOf(f.Roll)
+	return a.uprightness(m, f, theta)
+}
+
+// uprightness is how much f's landmarks look like those of an upright face
+// read the right way up: the chip's correlation with the mean face, less
+// the landmark model's tracking error (tracking) when the correlation
+// alone is not conclusive (below uprightSure). On LFW and group faces
+// against the same photos turned by 180° (TestDebugUpright's measurement),
+// the correlation alone separates them with an AUC of 0.949, the
+// difference with 0.978.
+func (a *Aligner) uprightness(m gocv.Mat, f *Face, theta float64) (float64, error) {
+	u := uprightScore(m, f)
+	f.upright, f.tracking = u, 0
+	if u >= uprightSure {
+		return u, nil
+	}
+	tr, err := a.tracking(m, f, theta)
+	if err != nil {
+		return 0, err
+	}
+	f.tracking = tr
+	return u - tr, nil
+}
+
+// finish fills the detected faces' landmarks, orientation and quality. m
+// is the image the boxes are in; photo is the photo's rectangle within m
+// (m may be padded); quarter is the turn the faces are first read at.
+//
+// The quarter turn is chosen for the photo as a whole (its faces nearly
+// always share it): when the faces' chips look upright on average, they
+// stay as read; otherwise every face is read at the other three turns too
+// and the turn with the highest total correlation wins, if it beats the
+// first by uprightGain per face.
+func (a *Aligner) finish(m gocv.Mat, photo image.Rectangle, faces []Face, quarter float64) error {
+	total := 0.0
+	for i := range faces {
+		u, err := a.orient(m, &faces[i], quarter)
+		if err != nil {
+			return err
+		}
+		total += u
+	}
+	n := float64(len(faces))
+	if !a.opt.NoRotate && len(faces) > 0 && total/n < uprightMin {
+		best, bestTotal := faces, total
+		for _, q := range [3]float64{90, 180, 270} {
+			alt := append([]Face(nil), faces...)
+			t := 0.0
+			for i := range alt {
+				u, err := a.orient(m, &alt[i], math.Mod(quarter+q, 360))
+				if err != nil {
+					return err
+				}
+				t += u
+			}
+			if t >= bestTotal+uprightGain*n && t/n >= uprightMin {
+				best, bestTotal = alt, t
+			}
+		}
+		copy(faces, best)
+	}
+	for i := range faces {
+		faces[i].Quality = quality(m, photo, &faces[i])
+	}
+	return nil
+}
+
+// turn rotates m clockwise by quarter (90, 180 or 270) degrees.
+func turn(m gocv.Mat, quarter int) gocv.Mat {
+	out := gocv.NewMat()
+	switch quarter {
+	case 90:
+		gocv.Rotate(m, &out, gocv.Rotate90Clockwise)
+	case 180:
+		gocv.Rotate(m, &out, gocv.Rotate180Clockwise)
+	default:
+		gocv.Rotate(m, &out, gocv.Rotate90CounterClockwise)
+	}
+	return out
+}
+
+// unturn maps a point of a w×h image turned clockwise by quarter degrees
+// back to the image (pixel-corner coordinates).
+func unturn(p Point, quarter, w, h int) Point {
+	switch quarter {
+	case 90:
+		return Point{p.Y, float64(h) - p.X}
+	case 180:
+		return Point{float64(w) - p.X, float64(h) - p.Y}
+	case 270:
+		return Point{float64(w) - p.Y, p.X}
+	}
+	return p
+}
+
+// unturnBox maps a box of the turned image back (see unturn).
+func unturnBox(b [4]float64, quarter, w, h int) [4]float64 {
+	p := unturn(Point{b[0], b[1]}, quarter, w, h)
+	q := unturn(Point{b[2], b[3]}, quarter, w, h)
+	return [4]float64{math.Min(p.X, q.X), math.Min(p.Y, q.Y), math.Max(p.X, q.X), math.Max(p.Y, q.Y)}
+}
+
+// detectTurned searches m turned by 90°, 180° and 270° and returns the
+// faces of the turn whose best face is the most plausible, with boxes and
+// landmarks in m's coordinates.
+func (a *Aligner) detectTurned(m gocv.Mat, photo image.Rectangle, small bool) ([]Face, error) {
+	var best []Face
+	bestQ := -1.0
+	for _, k := range [3]int{90, 180, 270} {
+		t := turn(m, k)
+		boxes, err := a.detectPyramid(t, small)
+		t.Close()
+		if err != nil {
+			return nil, err
+		}
+		if len(boxes) == 0 {
+			continue
+		}
+		faces := make([]Face, len(boxes))
+		for i, b := range boxes {
+			faces[i] = Face{Score: b.Score, Box: unturnBox(b.Box, k, m.Cols(), m.Rows())}
+		}
+		// Upright in the photo turned clockwise by k, the faces are turned
+		// by −k in the photo itself.
+		if err := a.finish(m, photo, faces, float64((360-k)%360)); err != nil {
+			return nil, err
+		}
+		// Only plausible faces count: turning a photo without a face
+		// gives the detector three more chances at a false one.
+		kept := faces[:0]
+		for _, f := range faces {
+			if f.Score >= tileScore && f.upright-f.tracking >= turnedUpright {
+				kept = append(kept, f)
+			}
+		}
+		faces = kept
+		if len(faces) == 0 {
+			continue
+		}
+		q := -1.0
+		for _, f := range faces {
+			q = math.Max(q, f.Quality.Score)
+		}
+		if q > bestQ {
+			best, bestQ = faces, q
+		}
+	}
+	return best, nil
+}
+
+// tracking measures whether the landmark model follows the face or the box:
+// it runs the model again on f's box shifted by a tenth of its size (along
+// the crop's own axes at angle theta) and returns the points' mean
+// movement as a share of the box's: near 0 when the points stay on the
+// face (the model sees a face the right way up), near 1 when they move
+// with the box (it draws a face it does not see: a face upside down or
+// sideways, or no face).
+func (a *Aligner) tracking(m gocv.Mat, f *Face, theta float64) (float64, error) {
+	g := *f
+	w, h := f.Width(), f.Height()
+	rad := theta * math.Pi / 180
+	dx, dy := 0.1*w, 0.1*h
+	sx, sy := math.Cos(rad)*dx-math.Sin(rad)*dy, math.Sin(rad)*dx+math.Cos(rad)*dy
+	g.Box = [4]float64{f.Box[0] + sx, f.Box[1] + sy, f.Box[2] + sx, f.Box[3] + sy}
+	if err := a.landmarksAt(m, &g, theta); err != nil {
+		return 1, err
+	}
+	var d float64
+	for i := range g.Points68 {
+		d += math.Hypot(g.Points68[i].X-f.Points68[i].X, g.Points68[i].Y-f.Points68[i].Y)
+	}
+	return d / 68 / math.Hypot(sx, sy), nil
+}
