@@ -20,7 +20,6 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/facever/facever/infer"
-	"github.com/facever/facever/models"
 )
 
 // ChipSize is the side of an aligned face in pixels.
@@ -271,38 +270,7 @@ func (a *Aligner) Landmarks(im *Image, f *Face) error {
 // landmarks fills f.Points68 and f.Landmarks from the landmark model run on
 // the face box of m.
 func (a *Aligner) landmarks(m gocv.Mat, f *Face) error {
-	x1, y1 := max(int(f.Box[0]), 0), max(int(f.Box[1]), 0)
-	x2, y2 := min(int(f.Box[2]), m.Cols()), min(int(f.Box[3]), m.Rows())
-	if x2-x1 < 2 || y2-y1 < 2 {
-		return fmt.Errorf("face box %v is outside the image", f.Box)
-	}
-	crop := m.Region(image.Rect(x1, y1, x2, y2))
-	defer crop.Close()
-	side := models.Landmark.Shape[3]
-	small := gocv.NewMat()
-	defer small.Close()
-	gocv.Resize(crop, &small, image.Pt(side, side), 0, 0, gocv.InterpolationLinear)
-	grey := gocv.NewMat()
-	defer grey.Close()
-	gocv.CvtColor(small, &grey, gocv.ColorBGRToGray)
-	x := infer.NewTensor(1, 1, side, side)
-	for i, v := range grey.ToBytes() {
-		x.Data[i] = (float32(v) - models.Landmark.Mean) * models.Landmark.Scale
-	}
-	outs, err := a.lmk.Run(map[string]infer.Tensor{models.Landmark.Input: x}, models.Landmark.Outputs)
-	if err != nil {
-		return fmt.Errorf("landmarks: %w", err)
-	}
-	p := outs[0].Data
-	if len(p) != 136 {
-		return fmt.Errorf("landmarks: model gave %d values, want 136", len(p))
-	}
-	bw, bh := float64(x2-x1), float64(y2-y1)
-	for i := 0; i < 68; i++ {
-		f.Points68[i] = Point{float64(p[2*i])*bw + float64(x1), float64(p[2*i+1])*bh + float64(y1)}
-	}
-	f.Landmarks = FivePoints(&f.Points68)
-	return nil
+	return a.landmarksAt(m, f, 0, false)
 }
 
 func mean(pts *[68]Point, idx ...int) Point {

@@ -62,7 +62,7 @@ func TestLFWEveryPhoto(t *testing.T) {
 	paths := lfwPairsPhotos(t, dir)
 	start := time.Now()
 	noFace, low := 0, 0
-	var qs []float64
+	var qs, ups, mouths []float64
 	turned := 0
 	for _, p := range paths {
 		im, err := align.Load(p)
@@ -81,6 +81,8 @@ func TestLFWEveryPhoto(t *testing.T) {
 		}
 		q := faces[0].Quality.Score
 		qs = append(qs, q)
+		ups = append(ups, faces[0].Quality.Upright-faces[0].Quality.Tracking)
+		mouths = append(mouths, faces[0].Quality.MouthInside)
 		if faces[0].Rotation != 0 {
 			turned++
 			t.Logf("%s: read turned by %d°", p, faces[0].Rotation)
@@ -93,6 +95,10 @@ func TestLFWEveryPhoto(t *testing.T) {
 	el := time.Since(start)
 	sort.Float64s(qs)
 	pct := func(f float64) float64 { return qs[int(f*float64(len(qs)-1))] }
+	sort.Float64s(ups)
+	sort.Float64s(mouths)
+	t.Logf("mouth inside: min %.3f p0.1 %.3f p1 %.3f", mouths[0], mouths[len(mouths)/1000], mouths[len(mouths)/100])
+	t.Logf("uprightness of the largest face: min %.3f p1 %.3f p5 %.3f median %.3f", ups[0], ups[len(ups)/100], ups[len(ups)/20], ups[len(ups)/2])
 	t.Logf("LFW View 2: %d photos in %v (%.1f ms per photo); %d without a face; %d read turned; %d below quality %.2f; quality min %.3f p1 %.3f p5 %.3f median %.3f",
 		len(paths), el.Round(time.Second), float64(el.Milliseconds())/float64(len(paths)), noFace, turned, low, align.DefaultMinQuality, qs[0], pct(0.01), pct(0.05), pct(0.5))
 }

@@ -58,6 +58,11 @@ const (
 	DefaultSmallestFace = 40
 )
 
+// DetectVersion names the detection recipe (pyramid, rotation search,
+// landmark reading). Caches of features keyed by photo content include it,
+// so that features made by an older recipe are not reused.
+const DetectVersion = "pyramid-rotation-1"
+
 // level is one scale of the pyramid; tiled is false for the whole-photo pass.
 type level struct {
 	scale float64
@@ -90,9 +95,12 @@ func pyramid(w, h int, smallest float64) []level {
 	ls := []level{{scale: s0}}
 	sMax := detectorMinFace / smallest
 	var fine []level
-	for s := sMax; s > s0*1.05; s /= levelStep {
+	// A level within 20 % of the whole-photo pass adds little: faces 20 %
+	// below the detector's reach there (18 input pixels) are still found
+	// 19 times in 20.
+	for s := sMax; s > s0*1.2; s /= levelStep {
 		fine = append(fine, level{scale: s, tiled: true})
-		if s/levelStep <= s0 {
+		if s/levelStep <= s0*1.2 {
 			break
 		}
 	}

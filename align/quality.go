@@ -14,21 +14,35 @@ import (
 //
 // The score is
 //
-//	Score = Landmarks · (Detector · Sharpness · Exposure · Size · Pose)^(1/5)
+//	Score = Inside · Mouth · (1 − UpsideDown) · (Detector · Landmarks² · Sharpness · Exposure · Size · Pose)^(1/7)
 //
-// Landmark plausibility gates the score (a partial face, a non-face or a
-// face aligned upside down gives a chip the backbone cannot use, whatever
-// its sharpness); the other parts are combined by their geometric mean, so
-// one weak part lowers the score without zeroing it. The parts:
+// The first three gate the score: a face whose central region (eyes to
+// chin) or whose mouth and chin lie partly outside the photo (a crop of
+// the forehead and eyes, a face cut by the border), or a face aligned
+// upside down, gives a chip the backbone cannot use, whatever its
+// sharpness. The other parts are combined by their geometric mean, the
+// landmark plausibility counted twice, each with a floor of 0.05, so that
+// one weak part lowers the score without zeroing it (on LFW, real faces
+// reach every part's worst value; the landmark and pose estimates are
+// rough). The parts:
 //
+//   - Inside: the share of the chip's central face region that lies inside
+//     the photo, ramping from 0 at 0.55 to 1 at 0.8 (LFW's real faces go
+//     down to 0.59, forehead-and-eyes crops mostly lie between 0.57 and 0.85).
+//   - Mouth: the share of the chip's mouth and chin region inside the
+//     photo, ramping from 0 at 0.6 to 1 at 0.69 (LFW's lowest is 0.691;
+//     most forehead-and-eyes crops are below 0.6).
+//   - UpsideDown: when a face's uprightness (below) is under 0.2, its box
+//     is read once more turned by 180°; UpsideDown ramps from 0 to 1 as that
+//     reading is more upright by 0.2 to 0.5 (HalfTurn), times a ramp from 0
+//     to 1 as that reading's own uprightness goes from 0.1 to 0.3 (it must
+//     look like a face itself).
 //   - Detector: the detector's score (at least Options.Score, 0.65 by default).
-//   - Landmarks: uprightness × inside. Uprightness is Upright − Tracking:
-//     the correlation of the aligned chip (28×28 grey, normalised) with the
-//     mean aligned face of the johns photos (meanface.go), less the landmark
-//     model's tracking error when the correlation is below 0.45 (rotate.go);
-//     it ramps from 0 at −0.2 to 1 at 0.3. Inside ramps from 0 to 1 as the
-//     share of the chip's central face region (eyes to chin) that lies
-//     inside the photo goes from 0.7 to 0.95.
+//   - Landmarks: uprightness, Upright − Tracking: the correlation of the
+//     aligned chip (28×28 grey, normalised) with the mean aligned face of the
+//     johns photos (meanface.go), less the landmark model's tracking error
+//     (how far its points move when the box moves by a tenth: rotate.go);
+//     it ramps from 0 at −1 to 1 at 0.3.
 //   - Sharpness: 1 − exp(−v/40), v the variance of the Laplacian of the grey
 //     112×112 chip's central region (a small face, scaled up to the chip,
 //     counts as blurred).
@@ -37,15 +51,15 @@ import (
 //     ramping from 0 at 6 to 1 at 20 (contrast).
 //   - Size: the face box's shorter side ramps from 0 at 20 pixels to 1 at
 //     64.
-//   - Pose: 1 while |yaw| ≤ 25° and |pitch| ≤ 20°, falling linearly to 0 at
-//     70° and 60°. Yaw, pitch and roll are rough estimates from the 68
-//     landmarks (see estimatePose), not a 3-D fit.
+//   - Pose: 1 while |yaw| ≤ 30° and |pitch| ≤ 25°, falling linearly to 0 at
+//     90° and 80° (their product). Yaw, pitch and roll are rough estimates
+//     from the 68 landmarks (see estimatePose), not a 3-D fit.
 type Quality struct {
 	// Score is the combined quality, 0–1.
 	Score float64 `json:"score"`
 	// Detector is the detector's score.
 	Detector float64 `json:"detector"`
-	// Landmarks is the landmark plausibility: Upright × Inside.
+	// Landmarks is the landmark plausibility, from Upright − Tracking.
 	Landmarks float64 `json:"landmarks"`
 	// Sharpness is 0–1 from the Laplacian variance.
 	Sharpness float64 `json:"sharpness"`
@@ -66,11 +80,21 @@ type Quality struct {
 	Roll  float64 `json:"roll"`
 	// Upright is the chip's correlation with the mean upright face (−1…1).
 	Upright float64 `json:"upright"`
-	// Tracking is the landmark model's tracking error (0 when Upright was
-	// high enough not to need it; rotate.go).
+	// Tracking is the landmark model's tracking error (rotate.go).
 	Tracking float64 `json:"tracking"`
-	// Inside is the share of the chip's face region inside the photo.
+	// Inside is the share of the chip's face region inside the photo (the
+	// raw share; the score uses its ramp).
 	Inside float64 `json:"inside"`
+	// MouthInside is the share of the chip's mouth and chin region inside
+	// the photo.
+	MouthInside float64 `json:"mouth_inside"`
+	// HalfTurn is how much more upright the face reads turned by 180°
+	// (uprightness of that reading less this one's), measured when this
+	// one's uprightness is below 0.2; 0 otherwise.
+	HalfTurn float64 `json:"half_turn"`
+	// BoxInside is the share of the detector's box inside the photo
+	// (reported, not part of the score).
+	BoxInside float64 `json:"box_inside"`
 	// Laplacian is the variance of the chip's Laplacian.
 	Laplacian float64 `json:"laplacian"`
 	// Brightness and Contrast are the mean and standard deviation of the
@@ -83,7 +107,7 @@ type Quality struct {
 func (q Quality) Rounded() Quality {
 	r := func(x *float64) { *x = math.Round(*x*1000) / 1000 }
 	for _, p := range []*float64{&q.Score, &q.Detector, &q.Landmarks, &q.Sharpness, &q.Exposure, &q.Size, &q.Pose,
-		&q.FacePixels, &q.Yaw, &q.Pitch, &q.Roll, &q.Upright, &q.Tracking, &q.Inside, &q.Laplacian, &q.Brightness, &q.Contrast} {
+		&q.FacePixels, &q.Yaw, &q.Pitch, &q.Roll, &q.Upright, &q.Tracking, &q.Inside, &q.MouthInside, &q.HalfTurn, &q.BoxInside, &q.Laplacian, &q.Brightness, &q.Contrast} {
 		r(p)
 	}
 	return q
@@ -110,6 +134,9 @@ func quality(m gocv.Mat, photo image.Rectangle, f *Face) Quality {
 	defer grey.Close()
 	q.Upright, q.Tracking = f.upright, f.tracking
 	q.Inside = insideShare(t, photo)
+	q.MouthInside = regionInside(t, photo, mouthRegion)
+	pr := [4]float64{float64(photo.Min.X), float64(photo.Min.Y), float64(photo.Max.X), float64(photo.Max.Y)}
+	q.BoxInside = inside(f.Box, pr)
 	region := grey.Region(faceRegion)
 	defer region.Close()
 	lap := gocv.NewMat()
@@ -119,13 +146,26 @@ func quality(m gocv.Mat, photo image.Rectangle, f *Face) Quality {
 	q.Laplacian *= q.Laplacian
 	q.Brightness, q.Contrast = meanStd(region)
 
-	q.Landmarks = ramp(q.Upright-q.Tracking, -0.2, 0.3) * ramp(q.Inside, 0.7, 0.95)
-	q.Sharpness = 1 - math.Exp(-q.Laplacian/40)
-	q.Exposure = math.Min(ramp(q.Brightness, 20, 60), 1-ramp(q.Brightness, 200, 245)) * ramp(q.Contrast, 6, 20)
-	q.Size = ramp(q.FacePixels, 20, 64)
-	q.Pose = (1 - ramp(math.Abs(q.Yaw), 25, 70)) * (1 - ramp(math.Abs(q.Pitch), 20, 60))
-	q.Score = q.Landmarks * math.Pow(q.Detector*q.Sharpness*q.Exposure*q.Size*q.Pose, 1.0/5)
+	q.score()
 	return q
+}
+
+// score computes the parts' 0–1 values and the combined score from the
+// measures.
+func (q *Quality) score() {
+	const floor = 0.05
+	soft := func(x float64) float64 { return floor + (1-floor)*x }
+	q.Landmarks = soft(ramp(q.Upright-q.Tracking, -1, 0.3))
+	q.Sharpness = soft(1 - math.Exp(-q.Laplacian/40))
+	q.Exposure = soft(math.Min(ramp(q.Brightness, 20, 60), 1-ramp(q.Brightness, 200, 245)) * ramp(q.Contrast, 6, 20))
+	q.Size = soft(ramp(q.FacePixels, 20, 64))
+	q.Pose = soft((1 - ramp(math.Abs(q.Yaw), 30, 90)) * (1 - ramp(math.Abs(q.Pitch), 25, 80)))
+	// Upside down: the face reads clearly more upright turned by a half
+	// turn, and that reading is a plausible upright face.
+	u := q.Upright - q.Tracking
+	upsideDown := ramp(q.HalfTurn, 0.2, 0.5) * ramp(u+q.HalfTurn, 0.1, 0.3)
+	q.Score = ramp(q.Inside, 0.55, 0.8) * ramp(q.MouthInside, 0.6, 0.69) * (1 - upsideDown) *
+		math.Pow(q.Detector*q.Landmarks*q.Landmarks*q.Sharpness*q.Exposure*q.Size*q.Pose, 1.0/7)
 }
 
 // meanStd returns the mean and standard deviation of a one-channel Mat.
@@ -226,9 +266,18 @@ func uprightScore(m gocv.Mat, f *Face) float64 {
 	return meanFaceNCC(grey)
 }
 
+// mouthRegion is the chip's mouth and chin (112×112 chip pixels).
+var mouthRegion = image.Rect(32, 84, 80, 108)
+
 // insideShare is the share of faceRegion's chip pixels (on a 9×9 grid)
 // that the inverse of t maps inside photo.
 func insideShare(t Affine, photo image.Rectangle) float64 {
+	return regionInside(t, photo, faceRegion)
+}
+
+// regionInside is the share of region's chip pixels (on a 9×9 grid) that
+// the inverse of t maps inside photo.
+func regionInside(t Affine, photo image.Rectangle, faceRegion image.Rectangle) float64 {
 	inv, ok := t.invert()
 	if !ok {
 		return 0
@@ -297,4 +346,4 @@ func estimatePose(f *Face) (yaw, pitch float64) {
 // default: below every LFW View 2 photo's largest face (TestLFWEveryPhoto),
 // above a crop of only the forehead and eyes and a face aligned upside
 // down (TestQualitySeparates).
-const DefaultMinQuality = 0.05
+const DefaultMinQuality = 0.09

@@ -55,7 +55,7 @@ func Features(cfg Config, paths []string, opt BatchOptions) ([]Result, error) {
 	if det.NMS == 0 {
 		det.NMS = align.DefaultOptions.NMS
 	}
-	mode := fmt.Sprintf("align=%v score=%.3f nms=%.2f", opt.Aligned, det.Score, det.NMS)
+	mode := fmt.Sprintf("align=%v score=%.3f nms=%.2f detect=%s", opt.Aligned, det.Score, det.NMS, align.DetectVersion)
 	if opt.Augment != "" {
 		mode += fmt.Sprintf(" augment=%s seed=%d", opt.Augment, opt.Seed)
 	}
