@@ -243,12 +243,20 @@ func (a *Aligner) detectTile(m gocv.Mat, t tileRect) ([]Face, error) {
 	return cand, nil
 }
 
-// nms is greedy non-maximum suppression: visit boxes by decreasing score and
-// keep a box unless its IoU with a kept box exceeds thr, or it lies mostly
+// nms is greedy non-maximum suppression: visit boxes by decreasing score
+// (the whole-photo pass's first) and keep a box unless its IoU with a kept box exceeds thr, or it lies mostly
 // (containThr of its area) inside a larger kept box (the same face seen at
 // a finer pyramid level, or a part of it).
 func nms(c []Face, thr float64) []Face {
-	sort.SliceStable(c, func(i, j int) bool { return c[i].Score > c[j].Score })
+	// Boxes of the whole-photo pass come first: where a tile's box and a
+	// whole-photo box are the same face, the one that saw the face with
+	// all its context wins (a tile sees part of a large face as a face).
+	sort.SliceStable(c, func(i, j int) bool {
+		if c[i].tiled != c[j].tiled {
+			return !c[i].tiled
+		}
+		return c[i].Score > c[j].Score
+	})
 	var kept []Face
 	for _, f := range c {
 		ok := true
