@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -137,8 +138,18 @@ func TestBulkEnrollFolders(t *testing.T) {
 		}
 	}
 	gal := filepath.Join(t.TempDir(), "g.db")
-	doc := bulk(t, exitError, "-g", gal, "--data", data)
+	// Four workers racing over 14 photos, committed 3 at a time, in order.
+	doc := bulk(t, exitError, "-g", gal, "--data", data, "--workers", "4", "--commit-every", "3")
 	ada := distinctPhotos(t, filepath.Join(johnsDir, "John_Simm"))
+	var order []string
+	for _, p := range doc.Photos {
+		var path string
+		json.Unmarshal(p["path"], &path)
+		order = append(order, path)
+	}
+	if !slices.IsSorted(order) {
+		t.Fatalf("photos not reported in the walk's order: %v", order)
+	}
 	if doc.People != 3 || doc.Enrolled != ada+2 || doc.Rejected != 1 || len(doc.Photos) != ada+3 {
 		t.Fatalf("first run: %d people, %d enrolled (want %d), %d rejected, %d photos", doc.People, doc.Enrolled, ada+2, doc.Rejected, len(doc.Photos))
 	}
