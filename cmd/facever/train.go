@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -239,24 +238,18 @@ func trainFeatures(c *cli.Context, data labelled, label string, augment []string
 }
 
 // splitIdentities holds out a fraction of the identities (with two or more
-// photos) for validation, chosen by seed.
+// photos) for validation, chosen by seed: train.Split over the people sorted
+// by name.
 func splitIdentities(people map[string][]string, frac float64, seed int64) (trainSet, val labelled, names []string) {
 	for n := range people {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	var eligible []int
+	photos := make([]int, len(names))
 	for i, n := range names {
-		if len(people[n]) >= 2 {
-			eligible = append(eligible, i)
-		}
+		photos[i] = len(people[n])
 	}
-	rng := rand.New(rand.NewPCG(uint64(seed), 0x9e3779b97f4a7c15))
-	rng.Shuffle(len(eligible), func(i, j int) { eligible[i], eligible[j] = eligible[j], eligible[i] })
-	held := map[int]bool{}
-	for _, i := range eligible[:int(frac*float64(len(eligible))+0.5)] {
-		held[i] = true
-	}
+	held := train.Split(photos, train.SplitOptions{HeldOut: frac, Seed: seed, MinPhotos: 2})
 	for i, n := range names {
 		dst := &trainSet
 		if held[i] {
