@@ -54,6 +54,12 @@ func TestResponsesMatchSchema(t *testing.T) {
 	check("identify known", "identify-http.json", code, 200, doc)
 	code, doc = f.do(t, "POST", "/v1/identify", "application/json", jsonBody(map[string]any{"image": b64(johns(t, "John_Savage")[0])}), f.key)
 	check("identify stranger", "identify-http.json", code, 200, doc)
+	code, doc = f.do(t, "POST", "/v1/detect", "application/json", jsonBody(map[string]any{"image": b64(simm[3])}), f.key)
+	check("detect", "detect-http.json", code, 200, doc)
+	code, doc = f.do(t, "POST", fmt.Sprintf("/v1/identities/%d/verify", id), "application/json", jsonBody(map[string]any{"image": b64(simm[4])}), f.key)
+	check("verify identity", "identity-verify-http.json", code, 200, doc)
+	code, doc = f.do(t, "PATCH", fmt.Sprintf("/v1/identities/%d", id), "application/json", jsonBody(map[string]any{"name": "John Simm (actor)"}), f.key)
+	check("patch identity", "defs.json#/$defs/identity", code, 200, doc)
 	code, doc = f.do(t, "DELETE", fmt.Sprintf("/v1/identities/%d", id2), "", nil, f.key)
 	check("remove", "removed.json", code, 200, doc)
 	for _, e := range []struct {
