@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"net/http"
+	"sort"
 
 	"github.com/facever/facever/enroll"
 )
@@ -56,16 +57,36 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusCreated, out)
 }
 
+// listKeys pages through the keys by id (prefix).
 func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) error {
+	limit, err := s.limitOf(r)
+	if err != nil {
+		return err
+	}
+	after := ""
+	if c := r.URL.Query().Get("cursor"); c != "" {
+		if after, err = decodeCursor(c, 'k'); err != nil {
+			return err
+		}
+	}
 	keys, err := s.cfg.Gallery.APIKeys()
 	if err != nil {
 		return err
 	}
-	out := make([]keyJSON, len(keys))
-	for i, k := range keys {
-		out[i] = toKeyJSON(k)
+	sort.Slice(keys, func(i, j int) bool { return keys[i].Prefix < keys[j].Prefix })
+	out := make([]keyJSON, 0, min(limit, len(keys)))
+	tail := map[string]any{}
+	for _, k := range keys {
+		if k.Prefix <= after {
+			continue
+		}
+		if len(out) == limit {
+			tail["next_cursor"] = encodeCursor('k', out[len(out)-1].ID)
+			break
+		}
+		out = append(out, toKeyJSON(k))
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"keys": out})
+	return streamList(w, "keys", out, tail)
 }
 
 func (s *Server) deleteKey(w http.ResponseWriter, r *http.Request) error {

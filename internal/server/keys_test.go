@@ -117,3 +117,40 @@ func TestKeyScopes(t *testing.T) {
 		t.Errorf("no key: %d", code)
 	}
 }
+
+func TestKeysPaged(t *testing.T) {
+	f, _ := newFakeFixture(t, &fakeRecognizer{}, nil)
+	for i := 0; i < 6; i++ {
+		if _, _, err := f.gal.CreateScopedAPIKey(fmt.Sprintf("k%d", i), []string{"recognize"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[string]bool{}
+	cursor := ""
+	pages := 0
+	for {
+		code, doc := f.do(t, "GET", "/v1/keys?limit=3"+cursor, "", nil, f.key)
+		if code != 200 {
+			t.Fatalf("%d %v", code, doc)
+		}
+		pages++
+		for _, k := range doc["keys"].([]any) {
+			id := k.(map[string]any)["id"].(string)
+			if seen[id] {
+				t.Fatalf("%s twice", id)
+			}
+			seen[id] = true
+		}
+		c, ok := doc["next_cursor"].(string)
+		if !ok {
+			break
+		}
+		cursor = "&cursor=" + c
+	}
+	if pages != 3 || len(seen) != 7 {
+		t.Fatalf("%d pages, %d keys", pages, len(seen))
+	}
+	if code, doc := f.do(t, "GET", "/v1/keys?cursor=zzz", "", nil, f.key); code != 400 || errCode(doc) != "bad_cursor" {
+		t.Fatalf("bad cursor: %d %v", code, doc)
+	}
+}

@@ -309,3 +309,28 @@ func (s *Server) detectPhoto(w http.ResponseWriter, r *http.Request) error {
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"face_count": len(faces), "faces": faces, "scale": f.scale, "model": s.model})
 }
+
+// embedPhoto answers the embedding of a photo's largest face.
+func (s *Server) embedPhoto(w http.ResponseWriter, r *http.Request) error {
+	q, err := parse(r, fields{images: []string{"image"}}, 1)
+	if err != nil {
+		return err
+	}
+	data, err := q.image("image")
+	if err != nil {
+		return err
+	}
+	f, err := s.detect(r.Context(), data, nil)
+	if err != nil {
+		return err
+	}
+	fc := faceCounter{max: s.cfg.MaxFaces}
+	if err := fc.add(len(f.faces)); err != nil {
+		return err
+	}
+	embs, err := s.batch.run(r.Context(), []align.Chip{f.chip})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"embedding": embs[0], "dim": len(embs[0]), "face_count": len(f.faces), "face": faceJSON(f.faces[0]), "scale": f.scale, "model": s.model})
+}

@@ -491,3 +491,21 @@ func TestDetectEndpoint(t *testing.T) {
 		t.Errorf("no key: %d", code)
 	}
 }
+
+func TestEmbedEndpoint(t *testing.T) {
+	f, _ := newFakeFixture(t, &fakeRecognizer{}, nil)
+	code, doc := f.do(t, "POST", "/v1/embed", "application/json", jsonBody(map[string]any{"image": b64(photo(t, 10, 1, 64))}), f.key)
+	if code != 200 || doc["dim"].(float64) != fakeDim || doc["model"] != "fake" {
+		t.Fatalf("embed: %d %v", code, doc)
+	}
+	e := doc["embedding"].([]any)
+	if len(e) != fakeDim || e[10].(float64) != 1 || e[11].(float64) != 0 {
+		t.Fatalf("embedding: %v", e)
+	}
+	if code, doc := f.do(t, "POST", "/v1/embed", "application/json", jsonBody(map[string]any{"image": b64(photo(t, 10, 0, 64))}), f.key); code != 422 || errCode(doc) != "no_face" {
+		t.Fatalf("no face: %d %v", code, doc)
+	}
+	if code, _ := f.do(t, "POST", "/v1/embed", "application/json", jsonBody(map[string]any{}), f.key); code != 400 {
+		t.Fatalf("no image: %d", code)
+	}
+}

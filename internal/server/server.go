@@ -259,6 +259,7 @@ func (s *Server) routes() {
 	s.handle(route{pattern: "POST /v1/identities/{id}/verify", name: "/v1/identities/{id}/verify", auth: true, scope: enroll.ScopeRecognize, heavy: true}, s.verifyIdentity)
 	s.handle(route{pattern: "POST /v1/identify", name: "/v1/identify", auth: true, scope: enroll.ScopeRecognize, heavy: true}, s.identify)
 	s.handle(route{pattern: "POST /v1/detect", name: "/v1/detect", auth: true, scope: enroll.ScopeRecognize, heavy: true}, s.detectPhoto)
+	s.handle(route{pattern: "POST /v1/embed", name: "/v1/embed", auth: true, scope: enroll.ScopeRecognize, heavy: true}, s.embedPhoto)
 	keyBody := int64(16 << 10)
 	s.handle(route{pattern: "POST /v1/keys", name: "/v1/keys", auth: true, scope: enroll.ScopeAdmin, maxBody: keyBody}, s.createKey)
 	s.handle(route{pattern: "GET /v1/keys", name: "/v1/keys", auth: true, scope: enroll.ScopeAdmin}, s.listKeys)
