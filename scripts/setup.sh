@@ -2,7 +2,8 @@
 # setup.sh installs what facever needs on a fresh Debian 12 machine and is
 # idempotent: a second run skips every step that is already done.
 #   - Debian packages: OpenCV 4.6 (libopencv-dev, opencv-data), pkg-config,
-#     and ONNX's conformance cases (libonnx-testdata) for the engine tests.
+#     ONNX's conformance cases (libonnx-testdata) for the engine tests, and
+#     chromium for the web page's browser test.
 #   - The three models from the npm package faceplugin-face-recognition-js@0.0.1,
 #     checked against the sha256 sums in models/SHA256SUMS.
 #   - Group photos for the detection tests from @vladmandic/face-api@1.7.15.
@@ -13,6 +14,8 @@ need_apt=()
 pkg-config --exists opencv4 2>/dev/null || need_apt+=(libopencv-dev pkg-config)
 [ -d /usr/share/opencv4/haarcascades ] || need_apt+=(opencv-data)
 [ -d /usr/share/libonnx-testdata/data/node ] || need_apt+=(libonnx-testdata)
+# Debian's chromium: the web page's end-to-end test drives it headless.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
 	echo "setup: installing Debian packages: ${need_apt[*]}"
 	SUDO=""

@@ -264,6 +264,9 @@ func (s *Server) routes() {
 	s.handle(route{pattern: "POST /v1/keys", name: "/v1/keys", auth: true, scope: enroll.ScopeAdmin, maxBody: keyBody}, s.createKey)
 	s.handle(route{pattern: "GET /v1/keys", name: "/v1/keys", auth: true, scope: enroll.ScopeAdmin}, s.listKeys)
 	s.handle(route{pattern: "DELETE /v1/keys/{id}", name: "/v1/keys/{id}", auth: true, scope: enroll.ScopeAdmin}, s.deleteKey)
+	web := loadWeb()
+	s.mux.HandleFunc("GET /{$}", serveWeb(web, "index.html"))
+	s.mux.HandleFunc("GET /web/{file}", serveWeb(web, ""))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{http.StatusNotFound, "not_found", fmt.Sprintf("no endpoint %s %s; see /openapi.json", r.Method, r.URL.Path)})
 	})
@@ -445,6 +448,9 @@ type photoJSON struct {
 	Faces int            `json:"face_count"`
 	Face  map[string]any `json:"face,omitempty"`
 	Scale float64        `json:"scale"`
+	// Crop is the aligned face the backbone saw, a data: URL of a PNG
+	// (with ?crops=1 only).
+	Crop string `json:"crop,omitempty"`
 }
 
 func (s *Server) verify(w http.ResponseWriter, r *http.Request) error {
@@ -454,6 +460,10 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	thr, err := s.threshold(q)
+	if err != nil {
+		return err
+	}
+	crops, err := queryBool(r, "crops")
 	if err != nil {
 		return err
 	}
@@ -484,6 +494,9 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) error {
 	}{Decision: d, Model: s.model}
 	for i, f := range fs {
 		out.Photos[i] = photoJSON{Faces: len(f.faces), Face: faceJSON(f.faces[0]), Scale: f.scale}
+		if crops {
+			out.Photos[i].Crop = chipPNG(f.chip)
+		}
 	}
 	return writeJSON(w, http.StatusOK, out)
 }

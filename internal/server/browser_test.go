@@ -1,0 +1,251 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// EnvRequireBrowser makes TestWebBrowser fail, not skip, without chromium
+// (`make test` and CI set it: scripts/setup.sh installs chromium).
+const EnvRequireBrowser = "FACEVER_REQUIRE_BROWSER"
+
+// EnvScreenshots, set to 1, makes TestWebBrowser write each screen to
+// docs/web-*.png (the README shows them).
+const EnvScreenshots = "FACEVER_SCREENSHOTS"
+
+// TestWebBrowser drives the web page in a real headless chromium against a
+// real server (the real models, a fresh gallery, a real API key) on
+// loopback: sign in, verify two photos of John Simm, enroll two people,
+// identify one of them from a photo not enrolled, delete a person, and
+// check what the page shows at each step. Every wait is for a condition
+// in the page, with generous time limits for a loaded machine.
+func TestWebBrowser(t *testing.T) {
+	bin := ""
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			bin = p
+			break
+		}
+	}
+	if bin == "" {
+		if os.Getenv(EnvRequireBrowser) == "1" {
+			t.Fatalf("chromium is not installed and %s=1: run scripts/setup.sh (it installs Debian's chromium)", EnvRequireBrowser)
+		}
+		t.Skipf("chromium is not installed (apt-get install chromium, or scripts/setup.sh); set %s=1 to make this a failure", EnvRequireBrowser)
+	}
+	f := newFixture(t, nil)
+	photo := func(person string, i int) string {
+		files, _ := filepath.Glob(filepath.Join("..", "..", "testdata", "johns", person, "*.jpg"))
+		if len(files) <= i {
+			t.Fatalf("%s: %d photos", person, len(files))
+		}
+		abs, err := filepath.Abs(files[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return abs
+	}
+
+	opts := append([]chromedp.ExecAllocatorOption{},
+		chromedp.ExecPath(bin),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true), // root in a container
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1100, 900),
+	)
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelA()
+	bctx, cancelB := chromedp.NewContext(actx)
+	defer cancelB()
+	// The first call starts the browser, on a context without a deadline.
+	if err := chromedp.Do(bctx); err != nil {
+		t.Fatalf("starting %s: %v", bin, err)
+	}
+	ctx, cancelT := context.WithTimeout(bctx, 5*time.Minute)
+	defer cancelT()
+
+	// Errors in the page (an exception, console.error, a CSP refusal in the
+	// browser's log) fail the test; failed requests (the wrong key's 401)
+	// are the page's business.
+	var mu sync.Mutex
+	var jsErrors []string
+	messages := chromedp.Console(ctx)
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			if (m.Type == chromedp.ConsoleError || m.IsException()) && m.Source != "network" {
+				mu.Lock()
+				jsErrors = append(jsErrors, m.String())
+				mu.Unlock()
+			}
+		}
+	}()
+	// The page's own record of CSP violations.
+	const cspProbe = `document.addEventListener("securitypolicyviolation", (e) => { window.__csp = (window.__csp || []).concat(e.violatedDirective + " " + e.blockedURI); }); true`
+
+	run := func(step string, acts ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, acts...); err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+	}
+	// until waits for a JavaScript condition to hold (2 minutes at most:
+	// the models run on 2 loaded cores).
+	until := func(step, cond string) {
+		t.Helper()
+		if _, err := chromedp.Run(ctx, chromedp.Poll[bool](cond, chromedp.WithPollingTimeout(2*time.Minute), chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
+			state, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`[...document.querySelectorAll("[role=alert],[role=status]")].map(e => e.id + ": " + e.textContent).join(" | ")`))
+			t.Fatalf("%s: waiting for %s: %v (page says: %s)", step, cond, err, state)
+		}
+	}
+	textOf := func(sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("reading %s: %v", sel, err)
+		}
+		return s
+	}
+	eval := func(expr string) []string {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](expr))
+		if err != nil {
+			t.Fatalf("%s: %v", expr, err)
+		}
+		return v
+	}
+	shot := func(name string) {
+		t.Helper()
+		if os.Getenv(EnvScreenshots) != "1" {
+			return
+		}
+		buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatalf("screenshot %s: %v", name, err)
+		}
+		p := filepath.Join("..", "..", "docs", "web-"+name+".png")
+		if err := os.WriteFile(p, buf, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("wrote %s", p)
+	}
+	id := func(s string) chromedp.ID { return chromedp.ID(s) }
+	css := func(s string) chromedp.CSS { return chromedp.CSS(s) }
+
+	// Sign in: a wrong key is refused on the page, the real one accepted.
+	run("open", chromedp.Navigate(f.http.URL+"/"), chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := chromedp.Evaluate[bool](cspProbe)(ctx, tg)
+		return err
+	}))
+	run("wrong key", chromedp.SendKeys(id("key"), "fv_wrong"), chromedp.Click(css(`#signin-form button[type=submit]`)))
+	until("wrong key", `document.getElementById("signin-error").textContent.includes("not accepted")`)
+	shot("signin")
+	eval(`document.getElementById("key").value = ""; []`)
+	run("sign in", chromedp.SendKeys(id("key"), f.key), chromedp.Click(css(`#signin-form button[type=submit]`)))
+	until("sign in", `!document.getElementById("verify").hidden && document.getElementById("signin").hidden`)
+	until("model shown", `document.getElementById("model").textContent.startsWith("model ")`)
+
+	// Verify two photos of John Simm: same person, both crops, the bar.
+	run("verify", chromedp.SetUploadFiles(id("photo-a"), []string{photo("John_Simm", 0)}),
+		chromedp.SetUploadFiles(id("photo-b"), []string{photo("John_Simm", 1)}),
+		chromedp.Click(id("verify-go")))
+	until("verify", `!document.getElementById("verify-result").hidden`)
+	if d := textOf("#verify-decision"); d != "Same person" {
+		t.Fatalf("decision %q", d)
+	}
+	var sim float64
+	if n := textOf("#verify-numbers"); !strings.HasPrefix(n, "similarity ") {
+		t.Fatalf("numbers %q", n)
+	} else if _, err := fmt.Sscanf(n, "similarity %f", &sim); err != nil || sim < 0.3 || sim > 1 {
+		t.Fatalf("numbers %q: similarity %v (%v)", n, sim, err)
+	}
+	until("crops", `["crop-a","crop-b"].every(id => { const i = document.getElementById(id); return i.complete && i.naturalWidth === 112 && i.naturalHeight === 112; })`)
+	until("bar", `parseFloat(document.getElementById("verify-fill").style.width) > parseFloat(document.getElementById("verify-mark").style.left)`)
+	shot("verify")
+	// Two different people: the page says so.
+	run("verify different", chromedp.SetUploadFiles(id("photo-b"), []string{photo("John_Salley", 0)}), chromedp.Click(id("verify-go")))
+	until("verify different", `document.getElementById("verify-decision").textContent === "Different people" && !document.getElementById("verify-result").hidden`)
+
+	// Gallery: enroll John Simm (3 photos) and John Salley (2).
+	run("gallery", chromedp.Click(css(`#nav [data-screen=gallery]`)))
+	until("gallery", `!document.getElementById("gallery").hidden`)
+	until("empty gallery", `document.getElementById("people-caption").textContent === "nobody enrolled yet"`)
+	enroll := func(name, person string, n int) {
+		t.Helper()
+		var files []string
+		for i := 0; i < n; i++ {
+			files = append(files, photo(person, 2+i))
+		}
+		run("enroll "+name, chromedp.SendKeys(id("new-name"), name), chromedp.SetUploadFiles(id("new-photos"), files), chromedp.Click(id("new-go")))
+		until("enroll "+name, fmt.Sprintf(`document.getElementById("gallery-status").textContent === "Enrolled %s: %d of %d photos enrolled" && document.getElementById("person-name").textContent === %q`, name, n, n, name))
+	}
+	enroll("John Salley", "John_Salley", 2)
+	enroll("John Simm", "John_Simm", 3)
+	until("listed", `[...document.querySelectorAll("#people tbody tr")].map(r => r.cells[0].textContent + "=" + r.cells[1].textContent).join(",") === "John Salley=2,John Simm=3"`)
+	until("person's photos", `document.querySelectorAll("#person-faces li").length === 3`)
+	// Search by name.
+	run("search", chromedp.SendKeys(id("search"), "john si"), chromedp.Click(css(`#search-form button`)))
+	until("search", `[...document.querySelectorAll("#people tbody tr")].map(r => r.cells[0].textContent).join(",") === "John Simm"`)
+	shot("gallery")
+
+	// Identify John Simm from a photo not enrolled: boxed, named, with
+	// both people among the top matches, John Simm first.
+	run("identify", chromedp.Click(css(`#nav [data-screen=identify]`)),
+		chromedp.SetUploadFiles(id("photo-id"), []string{photo("John_Simm", 7)}), chromedp.Click(id("identify-go")))
+	until("identify", `!document.getElementById("identify-result").hidden && document.querySelectorAll("#identify-stage .box").length >= 1`)
+	if w := textOf("#identify-faces .who"); w != "Face 1: John Simm" {
+		t.Fatalf("identified as %q", w)
+	}
+	top := eval(`[...document.querySelectorAll("#identify-faces > li:first-child ol li")].map(l => l.textContent)`)
+	if len(top) != 2 || !strings.HasPrefix(top[0], "John Simm — ") || !strings.HasSuffix(top[0], "(match)") || !strings.HasPrefix(top[1], "John Salley — ") || strings.HasSuffix(top[1], "(match)") {
+		t.Fatalf("top matches %q", top)
+	}
+	until("box placed", `(() => { const b = document.querySelector("#identify-stage .box"); return b && parseFloat(b.style.width) > 10 && parseFloat(b.style.height) > 10; })()`)
+	shot("identify")
+
+	// Delete John Simm (the page asks first).
+	run("open person", chromedp.Click(css(`#nav [data-screen=gallery]`)))
+	eval(`document.getElementById("search").value = ""; []`)
+	run("clear the search", chromedp.Click(css(`#search-form button`)))
+	until("list", `document.querySelectorAll("#people tbody tr").length === 2`)
+	run("open John Simm", chromedp.Click(chromedp.Search(`//table[@id="people"]//button[text()="John Simm"]`)))
+	until("opened", `document.getElementById("person-name").textContent === "John Simm" && !document.getElementById("person").hidden`)
+	run("delete", chromedp.Click(id("person-delete")))
+	until("asked", `!document.getElementById("person-confirm").hidden && document.getElementById("person-confirm-text").textContent === "Delete John Simm and all their photos?"`)
+	run("confirm", chromedp.Click(id("person-delete-yes")))
+	until("deleted", `document.getElementById("gallery-status").textContent === "Deleted John Simm" && document.getElementById("person").hidden && [...document.querySelectorAll("#people tbody tr")].map(r => r.cells[0].textContent).join(",") === "John Salley"`)
+	if ids, _, err := f.gal.ListPage(0, 10); err != nil || len(ids) != 1 || ids[0].Name != "John Salley" {
+		t.Fatalf("gallery after the delete: %v %v", ids, err)
+	}
+
+	// Sign out: the key is gone from the tab.
+	run("sign out", chromedp.Click(id("signout")))
+	until("signed out", `!document.getElementById("signin").hidden && document.getElementById("nav").hidden`)
+	if stored := eval(`[String(sessionStorage.getItem("facever.key"))]`); stored[0] != "null" {
+		t.Fatalf("key still stored: %q", stored)
+	}
+	csp := eval(`window.__csp || []`)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(csp) > 0 || len(jsErrors) > 0 {
+		t.Fatalf("CSP violations %q, JavaScript errors %q", csp, jsErrors)
+	}
+}
