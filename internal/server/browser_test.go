@@ -226,15 +226,34 @@ func TestWebBrowser(t *testing.T) {
 	eval(`document.getElementById("search").value = ""; []`)
 	run("clear the search", chromedp.Click(css(`#search-form button`)))
 	until("list", `document.querySelectorAll("#people tbody tr").length === 2`)
+	eval(`document.getElementById("person").hidden = true; []`) // shown again once opened
 	run("open John Simm", chromedp.Click(chromedp.Search(`//table[@id="people"]//button[text()="John Simm"]`)))
 	until("opened", `document.getElementById("person-name").textContent === "John Simm" && !document.getElementById("person").hidden`)
+	// Rename him.
+	eval(`document.getElementById("rename").value = ""; []`)
+	run("rename", chromedp.SendKeys(id("rename"), "John Simm (actor)"), chromedp.Click(css(`#rename-form button`)))
+	until("renamed", `document.getElementById("person-name").textContent === "John Simm (actor)" && [...document.querySelectorAll("#people tbody tr")].map(r => r.cells[0].textContent).join(",") === "John Salley,John Simm (actor)"`)
+	if it, err := f.gal.Get(2); err != nil || it.Name != "John Simm (actor)" {
+		t.Fatalf("gallery after the rename: %v %v", it, err)
+	}
 	run("delete", chromedp.Click(id("person-delete")))
-	until("asked", `!document.getElementById("person-confirm").hidden && document.getElementById("person-confirm-text").textContent === "Delete John Simm and all their photos?"`)
+	until("asked", `!document.getElementById("person-confirm").hidden && document.getElementById("person-confirm-text").textContent === "Delete John Simm (actor) and all their photos?"`)
 	run("confirm", chromedp.Click(id("person-delete-yes")))
-	until("deleted", `document.getElementById("gallery-status").textContent === "Deleted John Simm" && document.getElementById("person").hidden && [...document.querySelectorAll("#people tbody tr")].map(r => r.cells[0].textContent).join(",") === "John Salley"`)
+	until("deleted", `document.getElementById("gallery-status").textContent === "Deleted John Simm (actor)" && document.getElementById("person").hidden && [...document.querySelectorAll("#people tbody tr")].map(r => r.cells[0].textContent).join(",") === "John Salley"`)
 	if ids, _, err := f.gal.ListPage(0, 10); err != nil || len(ids) != 1 || ids[0].Name != "John Salley" {
 		t.Fatalf("gallery after the delete: %v %v", ids, err)
 	}
+
+	// API keys (the test's key is an admin key): list, create a recognize
+	// key (shown once), revoke it.
+	run("keys", chromedp.Click(css(`#nav [data-screen=keys]`)))
+	until("keys", `document.querySelectorAll("#keys-table tbody tr").length === 1`)
+	run("new key", chromedp.SendKeys(id("key-name"), "kiosk"), chromedp.Click(css(`#key-form button[type=submit]`)))
+	until("new key", `document.getElementById("key-new").textContent.startsWith("New key (shown once, copy it now): ") && document.querySelectorAll("#keys-table tbody tr").length === 2`)
+	if rows := eval(`[...document.querySelectorAll("#keys-table tbody tr")].map(r => r.cells[0].textContent + "=" + r.cells[2].textContent)`); len(rows) != 2 || !strings.Contains(strings.Join(rows, ","), "kiosk=recognize") {
+		t.Fatalf("keys %q", rows)
+	}
+	shot("keys")
 
 	// Sign out: the key is gone from the tab.
 	run("sign out", chromedp.Click(id("signout")))

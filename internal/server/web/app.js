@@ -19,7 +19,7 @@ async function api(method, path, body) {
   const r = await fetch(path, opts);
   let data = null;
   try { data = await r.json(); } catch (e) { data = null; }
-  if (!r.ok && !(r.status === 422 && data && data.faces)) {
+  if (!r.ok && !(r.status === 422 && data && (data.photos || data.faces))) {
     const err = new Error((data && data.error && data.error.message) || ("HTTP " + r.status));
     err.status = r.status;
     err.code = data && data.error && data.error.code;
@@ -136,7 +136,7 @@ $("verify-form").addEventListener("submit", (ev) => {
       $("verify-mark").style.left = pos(d.threshold) + "%";
       $("verify-bar").setAttribute("aria-label", "similarity " + fmt(d.similarity) + " against threshold " + fmt(d.threshold));
       text($("verify-numbers"), "similarity " + fmt(d.similarity) + " · threshold " + fmt(d.threshold) + " · model " + d.model +
-        (d.photos.some((p) => p.faces > 1) ? " · the largest face of each photo was used" : ""));
+        (d.photos.some((p) => (p.face_count ?? p.faces) > 1) ? " · the largest face of each photo was used" : ""));
       show($("verify-result"), true);
     } catch (e) {
       text($("verify-error"), e.message);
@@ -156,7 +156,7 @@ $("identify-form").addEventListener("submit", (ev) => {
     fd.append("image", file);
     fd.append("top", $("identify-top").value || "3");
     try {
-      const d = await api("POST", "/v1/identify?all_faces=1", fd);
+      const d = await api("POST", "/v1/identify", fd);
       await drawIdentify(file, d);
     } catch (e) {
       text($("identify-error"), e.message);
@@ -194,7 +194,7 @@ async function drawIdentify(file, d) {
     const box = make("div", { className: "box" }, [make("span", { textContent: (i + 1) + ": " + who })]);
     box.dataset.box = JSON.stringify(f.face.box);
     stage.append(box);
-    const items = f.top.map((m) => make("li", { textContent: m.name + " — " + fmt(m.score) + (m.score >= f.thr ? " (match)" : "") }));
+    const items = f.top.map((m) => make("li", { textContent: m.name + " — " + fmt(m.similarity ?? m.score) + ((m.similarity ?? m.score) >= f.thr ? " (match)" : "") }));
     ol.append(make("li", { className: "face" }, [
       make("strong", { className: "who", textContent: "Face " + (i + 1) + ": " + who }),
       make("ol", {}, items.length ? items : [make("li", { textContent: "the gallery is empty" })]),
@@ -266,7 +266,7 @@ async function addPhotos(id, files) {
   for (const f of files) fd.append("images", f);
   fd.append("largest", "true");
   const d = await api("POST", "/v1/identities/" + id + "/faces", fd);
-  const bad = d.faces.filter((f) => !f.enrolled).map((f) => files[f.index].name + ": " + f.reason);
+  const bad = (d.photos || d.faces || []).filter((f) => !f.enrolled).map((f) => files[f.index].name + ": " + f.reason);
   return d.enrolled + " of " + files.length + " photos enrolled" + (bad.length ? "; " + bad.join("; ") : "");
 }
 
