@@ -248,12 +248,38 @@ func (g *Gallery) Backup(path string) (BackupInfo, error) {
 			return BackupInfo{}, fmt.Errorf("%w: backup %s: that is the gallery itself", ErrInvalid, path)
 		}
 	}
+	info, err := writeBackup(path, g.CopyTo)
+	if err != nil {
+		return BackupInfo{}, fmt.Errorf("backup of %s: %w", g.path, err)
+	}
+	return info, nil
+}
+
+// SaveBackup writes a backup received as a stream (from a running server's
+// GET /v1/backup) to path the way Backup does: into a temporary file beside
+// path, synced, checked like Check (a truncated or damaged stream is
+// refused and path is left as it was), then renamed over path (mode 0600).
+// txid is the transaction the server copied, reported back in the info.
+func SaveBackup(r io.Reader, path string, txid uint64) (BackupInfo, error) {
+	info, err := writeBackup(path, func(w io.Writer) (int64, uint64, error) {
+		n, err := io.Copy(w, r)
+		return n, txid, err
+	})
+	if err != nil {
+		return BackupInfo{}, fmt.Errorf("backup to %s: %w", path, err)
+	}
+	return info, nil
+}
+
+// writeBackup writes what copyTo yields to a temporary file beside path,
+// syncs and checks it, and renames it over path.
+func writeBackup(path string, copyTo func(io.Writer) (int64, uint64, error)) (BackupInfo, error) {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
-		return BackupInfo{}, fmt.Errorf("backup: %w", err)
+		return BackupInfo{}, err
 	}
 	defer os.Remove(tmp.Name())
-	n, txid, err := g.CopyTo(tmp)
+	n, txid, err := copyTo(tmp)
 	if err == nil {
 		err = tmp.Sync()
 	}
@@ -261,16 +287,16 @@ func (g *Gallery) Backup(path string) (BackupInfo, error) {
 		err = cerr
 	}
 	if err != nil {
-		return BackupInfo{}, fmt.Errorf("backup of %s: %w", g.path, err)
+		return BackupInfo{}, err
 	}
 	if err := checkFile(tmp.Name()); err != nil {
-		return BackupInfo{}, fmt.Errorf("backup of %s: the copy does not check out: %w", g.path, err)
+		return BackupInfo{}, fmt.Errorf("the copy does not check out: %w", err)
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
-		return BackupInfo{}, fmt.Errorf("backup: %w", err)
+		return BackupInfo{}, err
 	}
 	if err := syncDir(filepath.Dir(path)); err != nil {
-		return BackupInfo{}, fmt.Errorf("backup: %w", err)
+		return BackupInfo{}, err
 	}
 	return BackupInfo{Path: path, Txid: txid, Bytes: n}, nil
 }

@@ -653,28 +653,55 @@ with facever gallery restore), 2 when the check could not run.`,
 func galleryBackupCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "backup",
-		Usage: "write a consistent copy of the gallery to a file",
+		Usage: "write a consistent copy of the gallery to a file (also from a running server)",
 		Description: `The copy is one read transaction's view of the gallery (bbolt's tx.WriteTo), written
 to a temporary file beside --to, synced, checked like facever gallery check, and then
-renamed over --to (mode 0600: it holds biometric data). The gallery must not be open
-in another process (a running facever serve holds its lock: back up through the
-server, or stop it).`,
-		Flags: []cli.Flag{galleryFlag, jsonFlag,
-			&cli.StringFlag{Name: "to", Usage: "the backup file to write (replaced if it exists)", Required: true}},
+renamed over --to (mode 0600: it holds biometric data).
+
+A running facever serve holds its gallery's lock: back it up through the server with
+--server URL and an admin --key (or $FACEVER_SERVER and $FACEVER_KEY); the server
+streams its copy (GET /v1/backup) while it goes on serving, and the copy is checked
+here the same way before it replaces --to.
+
+Examples:
+   facever gallery backup -g team.db --to team-backup.db
+   facever gallery backup --server http://127.0.0.1:8080 --key $ADMIN_KEY --to team-backup.db`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "gallery", Aliases: []string{"g"}, Usage: "the gallery file (not with --server)"},
+			jsonFlag,
+			&cli.StringFlag{Name: "to", Usage: "the backup file to write (replaced if it exists)", Required: true},
+			&cli.StringFlag{Name: "server", EnvVars: []string{"FACEVER_SERVER"}, Usage: "back up a running facever serve at this URL instead of a gallery file"},
+			&cli.StringFlag{Name: "key", EnvVars: []string{"FACEVER_KEY"}, Usage: "an admin API key of --server"},
+			&cli.DurationFlag{Name: "timeout", Value: 10 * time.Minute, Usage: "how long the download from --server may take"}},
 		Action: func(c *cli.Context) error {
-			g, err := openGallery(c, nil, true)
-			if err != nil {
-				return fail(err)
-			}
-			defer g.Close()
-			info, err := g.Backup(c.String("to"))
-			if err != nil {
-				return fail(err)
+			var info enroll.BackupInfo
+			var from string
+			switch {
+			case c.String("server") != "" && c.String("gallery") != "":
+				return cli.Exit("give --gallery or --server, not both", exitError)
+			case c.String("server") != "":
+				var err error
+				from = c.String("server")
+				if info, err = backupFromServer(from, c.String("key"), c.String("to"), c.Duration("timeout")); err != nil {
+					return fail(err)
+				}
+			case c.String("gallery") != "":
+				g, err := openGallery(c, nil, true)
+				if err != nil {
+					return fail(err)
+				}
+				defer g.Close()
+				from = g.Path()
+				if info, err = g.Backup(c.String("to")); err != nil {
+					return fail(err)
+				}
+			default:
+				return cli.Exit("say what to back up: --gallery FILE, or --server URL of a running facever serve", exitError)
 			}
 			if c.Bool("json") {
 				return writeJSONOrFail(c, info)
 			}
-			fmt.Fprintf(c.App.Writer, "backed up %s (transaction %d, %d bytes) to %s\n", g.Path(), info.Txid, info.Bytes, info.Path)
+			fmt.Fprintf(c.App.Writer, "backed up %s (transaction %d, %d bytes) to %s\n", from, info.Txid, info.Bytes, info.Path)
 			return nil
 		},
 	}

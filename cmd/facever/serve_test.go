@@ -72,6 +72,18 @@ func TestServeAccessLogAndMetrics(t *testing.T) {
 	if addr == "" {
 		t.Fatalf("serve did not start: %s", errb.String())
 	}
+	// A hot backup through the running server (it holds the gallery's lock),
+	// checked like any gallery file.
+	backup := filepath.Join(dir, "backup.db")
+	if code, out, errs := facever(t, "gallery", "backup", "--server", "http://"+addr, "--key", key, "--to", backup); code != exitOK || !strings.Contains(out, "transaction") {
+		t.Fatalf("backup through the server: %d %s %s", code, out, errs)
+	}
+	if code, out, errs := facever(t, "gallery", "check", "-g", backup); code != exitOK {
+		t.Fatalf("check of the server's backup: %d %s %s", code, out, errs)
+	}
+	if code, _, errs := facever(t, "gallery", "backup", "--server", "http://"+addr, "--key", "wrong", "--to", backup); code != exitError || !strings.Contains(errs, "backup from") {
+		t.Fatalf("backup with a wrong key: %d %s", code, errs)
+	}
 	get := func(url, key string) (int, string) {
 		req, _ := http.NewRequest("GET", url, nil)
 		if key != "" {
@@ -129,8 +141,8 @@ func TestServeAccessLogAndMetrics(t *testing.T) {
 	}
 	data, _ := os.ReadFile(logPath)
 	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-	if len(lines) != 3 { // the two /metrics on the API address and the verify
-		t.Fatalf("%d access-log lines, want 3:\n%s", len(lines), data)
+	if len(lines) != 5 { // the two backups, the two /metrics on the API address and the verify
+		t.Fatalf("%d access-log lines, want 5:\n%s", len(lines), data)
 	}
 	for _, l := range lines {
 		var e map[string]any
@@ -146,7 +158,10 @@ func TestServeAccessLogAndMetrics(t *testing.T) {
 	if strings.Contains(string(data), key) {
 		t.Fatal("the access log holds the API key")
 	}
-	if !strings.Contains(lines[2], `"code":"threshold_too_low"`) || !strings.Contains(lines[2], `"key_name":"ci"`) {
-		t.Errorf("verify line: %s", lines[2])
+	if !strings.Contains(lines[0], `"route":"/v1/backup","status":200`) || !strings.Contains(lines[1], `"route":"/v1/backup","status":401`) {
+		t.Errorf("backup lines: %s\n%s", lines[0], lines[1])
+	}
+	if !strings.Contains(lines[4], `"code":"threshold_too_low"`) || !strings.Contains(lines[4], `"key_name":"ci"`) {
+		t.Errorf("verify line: %s", lines[4])
 	}
 }

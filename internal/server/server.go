@@ -264,6 +264,7 @@ func (s *Server) routes() {
 	s.handle(route{pattern: "POST /v1/keys", name: "/v1/keys", auth: true, scope: enroll.ScopeAdmin, maxBody: keyBody}, s.createKey)
 	s.handle(route{pattern: "GET /v1/keys", name: "/v1/keys", auth: true, scope: enroll.ScopeAdmin}, s.listKeys)
 	s.handle(route{pattern: "DELETE /v1/keys/{id}", name: "/v1/keys/{id}", auth: true, scope: enroll.ScopeAdmin}, s.deleteKey)
+	s.handle(route{pattern: "GET /v1/backup", name: "/v1/backup", auth: true, scope: enroll.ScopeAdmin}, s.backup)
 	web := loadWeb()
 	s.mux.HandleFunc("GET /{$}", serveWeb(web, "index.html"))
 	s.mux.HandleFunc("GET /web/{file}", serveWeb(web, ""))
