@@ -155,6 +155,7 @@ $("identify-form").addEventListener("submit", (ev) => {
     const fd = new FormData();
     fd.append("image", file);
     fd.append("top", $("identify-top").value || "3");
+    fd.append("all_faces", "true");
     try {
       const d = await api("POST", "/v1/identify", fd);
       await drawIdentify(file, d);
