@@ -105,7 +105,7 @@ var Dlib = Model{
 	Input: "input", Shape: []int{1, 3, 150, 150}, Color: "RGB", Mean: 0, Scale: 1,
 	Outputs: []string{"descriptor"}, OutputShapes: [][]int{{1, 128}},
 	What: "dlib ResNet-29 face descriptor: dlib's 150×150 RGB chip → 128-d descriptor (published LFW 99.38 %)",
-	Chip: "dlib150", Threshold: 0.924,
+	Chip: "dlib150", Threshold: 0.924, IdentifyThreshold: 0.9543,
 	MadeBy: "make dlib",
 }
 
