@@ -42,11 +42,12 @@ type Options struct {
 	// the whole photo is the face.
 	Aligned bool
 	// Threshold is the cosine similarity at or above which two faces are the
-	// same person, for Verify (0: the backbone's default,
-	// Backbone().Threshold).
+	// same person, for Verify (0: the head's own calibrated threshold when
+	// Head has one, else the backbone's default, Backbone().Threshold).
 	Threshold float64
 	// IdentifyThreshold is Identify's: the similarity at or above which the
-	// best match of a search is that person (0: the backbone's 1:N default,
+	// best match of a search is that person (0: the head's own 1:N
+	// threshold when Head has one, else the backbone's 1:N default,
 	// Backbone().Identification(), measured on LFW's open set).
 	IdentifyThreshold float64
 	// Workers bounds how many photos are processed at once by concurrent
@@ -104,6 +105,16 @@ func Open(opt Options) (*Recognizer, error) {
 		h, err := facehead.LoadHead(opt.Head, backbone.SHA256)
 		if err != nil {
 			return nil, err
+		}
+		// A head's own thresholds, calibrated on its held-out people, stand
+		// in for the backbone's unless the caller chose one.
+		if t, ok := h.Thresholds(); ok {
+			if opt.Threshold == 0 {
+				r.thr = t.Verify
+			}
+			if opt.IdentifyThreshold == 0 && t.Identify != 0 {
+				r.idThr = t.Identify
+			}
 		}
 		data, err := os.ReadFile(opt.Head)
 		if err != nil {

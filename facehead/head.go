@@ -47,6 +47,57 @@ type HeadMeta struct {
 	FinalAccuracy float64 `json:"final_accuracy"`
 	// Note is free text for the caller (the data folder, a command line).
 	Note string `json:"note,omitempty"`
+	// Thresholds, when set, are the decision thresholds calibrated on the
+	// head's own held-out people; verify and identify use them by default
+	// for this head. A file with thresholds is format version 2.
+	Thresholds *HeadThresholds `json:"thresholds,omitempty"`
+}
+
+// HeadThresholds are a head's own decision thresholds, calibrated by
+// `facever train` on the people it held out (never trained on): the backbone's
+// thresholds do not carry over to a projection trained after them.
+type HeadThresholds struct {
+	// Verify is the 1:1 threshold: the lowest at which at most VerifyFAR of
+	// the held-out different-person pairs are accepted (verify.Calibrate).
+	Verify float64 `json:"verify"`
+	// VerifyFAR is the false-accept rate Verify was chosen for.
+	VerifyFAR float64 `json:"verify_far"`
+	// Identify is the 1:N threshold: the lowest at which at most
+	// IdentifyFalseAlarm of held-out strangers match someone enrolled
+	// (verify.EvaluateOpenSet's calibrated point); 0 when the held-out
+	// people were too few to calibrate it.
+	Identify float64 `json:"identify,omitempty"`
+	// IdentifyFalseAlarm is the stranger match rate Identify was chosen for.
+	IdentifyFalseAlarm float64 `json:"identify_false_alarm,omitempty"`
+	// Identities counts the held-out people the thresholds rest on.
+	Identities int `json:"identities"`
+}
+
+// check reports thresholds that are not similarities or rates.
+func (t *HeadThresholds) check() error {
+	ok := func(v, lo, hi float64) bool { return !math.IsNaN(v) && v >= lo && v <= hi }
+	if !ok(t.Verify, -1, 1) || !ok(t.Identify, -1, 1) || !ok(t.VerifyFAR, 0, 1) || !ok(t.IdentifyFalseAlarm, 0, 1) || t.Identities < 0 {
+		return fmt.Errorf("head thresholds %+v out of range (similarities in [-1, 1], rates in [0, 1])", *t)
+	}
+	return nil
+}
+
+// Thresholds returns the head's own calibrated thresholds, if it has them.
+func (h *Head) Thresholds() (HeadThresholds, bool) {
+	if h.meta.Thresholds == nil {
+		return HeadThresholds{}, false
+	}
+	return *h.meta.Thresholds, true
+}
+
+// SetThresholds records thresholds calibrated on the head's held-out people
+// (stored by Save, as format version 2).
+func (h *Head) SetThresholds(t HeadThresholds) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	h.meta.Thresholds = &t
+	return nil
 }
 
 // NewHead returns the head embedding = normalise(W·feature + B) for W
@@ -123,17 +174,18 @@ func (h *Head) Project(dst, feat []float32) {
 	}
 }
 
-// Head file format, version 1 (all integers little-endian):
+// Head file format, version 1 or 2 (all integers little-endian):
 //
 //	magic   "FVHEAD\r\n" (8 bytes)
-//	version uint32 (1)
+//	version uint32 (1; 2 when the header's meta holds thresholds)
 //	hlen    uint32, length of the JSON header (at most 1 MiB)
 //	header  JSON: fileHeader
 //	payload float32 W (out×in, row-major) then B (out); its CRC-32 (IEEE)
 //	        is in the header
 const (
 	headMagic     = "FVHEAD\r\n"
-	headVersion   = 1
+	headVersion   = 1 // a head without thresholds
+	headVersion2  = 2 // a head with its own thresholds (HeadMeta.Thresholds)
 	maxHeaderLen  = 1 << 20
 	maxHeadValues = 1 << 26 // 256 MiB of float32: far beyond any head
 )
@@ -210,7 +262,11 @@ func (h *Head) encode(w io.Writer) error {
 	}
 	var pre [16]byte
 	copy(pre[:8], headMagic)
-	binary.LittleEndian.PutUint32(pre[8:], headVersion)
+	version := uint32(headVersion)
+	if h.meta.Thresholds != nil {
+		version = headVersion2
+	}
+	binary.LittleEndian.PutUint32(pre[8:], version)
 	binary.LittleEndian.PutUint32(pre[12:], uint32(len(hdr)))
 	for _, b := range [][]byte{pre[:], hdr, payload} {
 		if _, err := w.Write(b); err != nil {
@@ -251,8 +307,9 @@ func DecodeHead(r io.Reader) (*Head, error) {
 	if string(pre[:8]) != headMagic {
 		return nil, errors.New("not a facever head file (bad magic)")
 	}
-	if v := binary.LittleEndian.Uint32(pre[8:]); v != headVersion {
-		return nil, fmt.Errorf("head file version %d, this build reads version %d", v, headVersion)
+	version := binary.LittleEndian.Uint32(pre[8:])
+	if version != headVersion && version != headVersion2 {
+		return nil, fmt.Errorf("head file version %d, this build reads versions %d and %d", version, headVersion, headVersion2)
 	}
 	n := binary.LittleEndian.Uint32(pre[12:])
 	if n == 0 || n > maxHeaderLen {
@@ -274,6 +331,13 @@ func DecodeHead(r io.Reader) (*Head, error) {
 	if hdr.InDim <= 0 || hdr.OutDim <= 0 || hdr.InDim > maxHeadValues || hdr.OutDim > maxHeadValues ||
 		int64(hdr.InDim)*int64(hdr.OutDim)+int64(hdr.OutDim) > maxHeadValues {
 		return nil, fmt.Errorf("head of %d×%d values", hdr.OutDim, hdr.InDim)
+	}
+	if t := hdr.Meta.Thresholds; (t != nil) != (version == headVersion2) {
+		return nil, fmt.Errorf("head header: version %d with thresholds %v (version 2 and only version 2 carries them)", version, t != nil)
+	} else if t != nil {
+		if err := t.check(); err != nil {
+			return nil, fmt.Errorf("head header: %w", err)
+		}
 	}
 	if !isSHA256(hdr.Meta.BackboneSHA256) {
 		return nil, fmt.Errorf("head header: backbone sha256 %q", hdr.Meta.BackboneSHA256)

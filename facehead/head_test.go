@@ -179,6 +179,13 @@ func FuzzDecodeHead(f *testing.F) {
 	f.Add(buf.Bytes())
 	f.Add(buf.Bytes()[:20])
 	f.Add([]byte(headMagic))
+	for _, name := range []string{"head_v1.fvh", "head_v2.fvh"} {
+		data, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		h, err := DecodeHead(bytes.NewReader(data))
 		if err != nil {

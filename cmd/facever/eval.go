@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	fv "github.com/facever/facever"
 	"github.com/facever/facever/align"
 	"github.com/facever/facever/facehead"
 	"github.com/facever/facever/internal/featcache"
@@ -269,13 +270,22 @@ func threshold(c *cli.Context, backbone models.Model) float64 {
 	return backbone.Threshold
 }
 
-// identifyThreshold is identify's: --threshold, else the backbone's 1:N
-// threshold (higher than the 1:1 one; see models.Model.IdentifyThreshold).
-func identifyThreshold(c *cli.Context, backbone models.Model) float64 {
+// verifyThreshold is verify's: --threshold, else the Recognizer's (the
+// --head's own calibrated threshold when it has one, else the backbone's).
+func verifyThreshold(c *cli.Context, r *fv.Recognizer) float64 {
 	if c.IsSet("threshold") {
 		return c.Float64("threshold")
 	}
-	return backbone.Identification()
+	return r.Threshold()
+}
+
+// identifyThresholdOf is identify's: --threshold, else the Recognizer's 1:N
+// threshold (the --head's own when it has one, else the backbone's).
+func identifyThresholdOf(c *cli.Context, r *fv.Recognizer) float64 {
+	if c.IsSet("threshold") {
+		return c.Float64("threshold")
+	}
+	return r.IdentifyThreshold()
 }
 
 // identifyThresholdFlag is identifyThreshold read from the flag name.

@@ -186,7 +186,7 @@ Examples:
 				}
 			}
 			pick := bestPair(photos[0], photos[1]) // [0, 0] without --any-face
-			d := verify.Decide(photos[0].Faces[pick[0]].Embedding, photos[1].Faces[pick[1]].Embedding, threshold(c, r.Backbone()))
+			d := verify.Decide(photos[0].Faces[pick[0]].Embedding, photos[1].Faces[pick[1]].Embedding, verifyThreshold(c, r))
 			w := c.App.Writer
 			if c.Bool("json") {
 				type photoJSON struct {

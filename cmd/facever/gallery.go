@@ -331,7 +331,7 @@ Examples:
 			}
 			s := ix.NewSearcher()
 			defer s.Close()
-			thr := identifyThreshold(c, r.Backbone())
+			thr := identifyThresholdOf(c, r)
 			type result struct {
 				Path    string         `json:"path"`
 				Faces   int            `json:"face_count"`

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -327,9 +328,6 @@ Examples:
 				return fail(err)
 			}
 			head.SetNote(fmt.Sprintf("data %s, %d photos (%d without a face), seed %d", filepath.Clean(c.String("data")), len(trainSet.paths), missed, c.Int64("seed")))
-			if err := head.Save(c.String("out")); err != nil {
-				return fail(err)
-			}
 			doc := map[string]any{"head": c.String("out"), "report": rep, "train_photos": len(trainSet.paths), "train_identities": rep.Identities, "photos_without_face": missed}
 			var raw, tuned verify.HeldOut
 			haveVal := false
@@ -353,7 +351,18 @@ Examples:
 					}
 					haveVal = true
 					doc["validation"] = map[string]any{"identities": countDistinct(vlabels), "photos": len(vfeats), "raw_backbone": raw, "head": tuned}
+					th, err := heldOutThresholds(pairs, proj, vlabels)
+					if err != nil {
+						return fail(err)
+					}
+					if err := head.SetThresholds(th); err != nil {
+						return fail(err)
+					}
+					doc["thresholds"] = th
 				}
+			}
+			if err := head.Save(c.String("out")); err != nil {
+				return fail(err)
 			}
 			if c.Bool("json") {
 				return writeJSONOrFail(c, doc)
@@ -363,6 +372,12 @@ Examples:
 				cfg.Loss, rep.Samples, rep.Identities, rep.Duration.Round(1e7), rep.SamplesPerSec, rep.FinalLoss, rep.FinalAccuracy)
 			fmt.Fprintf(w, "wrote %s\n", c.String("out"))
 			if haveVal {
+				th, _ := head.Thresholds()
+				fmt.Fprintf(w, "head's own thresholds (on the held-out people, used by --head): verify %.4f (FAR %g)", th.Verify, th.VerifyFAR)
+				if th.Identify != 0 {
+					fmt.Fprintf(w, ", identify %.4f (%.0f%% of strangers)", th.Identify, 100*th.IdentifyFalseAlarm)
+				}
+				fmt.Fprintln(w)
 				fmt.Fprintf(w, "held-out people: %d photos, %d pairs\n", len(val.paths), raw.Pairs)
 				fmt.Fprintf(w, "                 AUC      accuracy  TAR@FAR=1e-2\n")
 				fmt.Fprintf(w, "  raw backbone   %.4f   %6.2f%%   %6.2f%%\n", raw.AUC, 100*raw.Accuracy, 100*raw.TARAt)
@@ -373,6 +388,65 @@ Examples:
 			return nil
 		},
 	}
+}
+
+// Targets of the thresholds a head file carries: the rates of the backbones'
+// defaults (1:1 at FAR 1e-3, 1:N at 1 % of strangers matched).
+const (
+	headVerifyFAR          = 1e-3
+	headIdentifyFalseAlarm = 0.01
+)
+
+// heldOutThresholds calibrates a head's own thresholds on its held-out
+// people: the 1:1 threshold on the held-out pairs (verify.Calibrate at
+// headVerifyFAR), and the 1:N threshold on an open set made of them
+// (people in pairs: two enrolled with their first photo, two strangers;
+// verify.EvaluateOpenSet's calibrated point at headIdentifyFalseAlarm), left
+// 0 when there are too few people for it.
+func heldOutThresholds(pairs verify.IndexPairs, proj [][]float32, labels []int) (facehead.HeadThresholds, error) {
+	scores := make([]float64, pairs.Len())
+	for k := range scores {
+		scores[k] = verify.Cosine(proj[pairs.A[k]], proj[pairs.B[k]])
+	}
+	cal, err := verify.Calibrate(scores, pairs.Same, headVerifyFAR)
+	if err != nil {
+		return facehead.HeadThresholds{}, fmt.Errorf("head thresholds: %w", err)
+	}
+	th := facehead.HeadThresholds{Verify: cal.Threshold, VerifyFAR: headVerifyFAR, Identities: countDistinct(labels)}
+	photos := map[int][]int{}
+	var people []int
+	for i, l := range labels {
+		if photos[l] == nil {
+			people = append(people, l)
+		}
+		photos[l] = append(photos[l], i)
+	}
+	sort.Ints(people)
+	split := &verify.OpenSetSplit{}
+	for k, l := range people {
+		name := strconv.Itoa(l)
+		split.People = append(split.People, name)
+		for j, i := range photos[l] {
+			p := verify.Photo{Path: strconv.Itoa(i), Identity: name, Person: name}
+			switch {
+			case k%4 >= 2: // strangers at even and odd positions: both halves of the calibration
+				p.Identity = ""
+				split.Unknown = append(split.Unknown, p)
+			case j == 0:
+				split.Gallery = append(split.Gallery, p)
+			default:
+				split.Known = append(split.Known, p)
+			}
+		}
+	}
+	ev, err := verify.EvaluateOpenSet(split, func(path string) []float32 {
+		i, _ := strconv.Atoi(path)
+		return proj[i]
+	}, verify.OpenSetOptions{Threshold: th.Verify, TargetFalseAlarm: headIdentifyFalseAlarm})
+	if err == nil && ev.Calibrated.Threshold != 0 {
+		th.Identify, th.IdentifyFalseAlarm = ev.Calibrated.Threshold, headIdentifyFalseAlarm
+	}
+	return th, nil
 }
 
 func countDistinct(v []int) int {

@@ -3,12 +3,14 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/facever/facever/internal/testmodels"
+	"github.com/facever/facever/models"
 )
 
 // TestTrainAndUseHead trains a head on three johns people, checks the
@@ -33,6 +35,11 @@ func TestTrainAndUseHead(t *testing.T) {
 			Raw  struct{ AUC float64 } `json:"raw_backbone"`
 			Head struct{ AUC float64 } `json:"head"`
 		} `json:"validation"`
+		Thresholds struct {
+			Verify     float64 `json:"verify"`
+			VerifyFAR  float64 `json:"verify_far"`
+			Identities int     `json:"identities"`
+		} `json:"thresholds"`
 	}
 	if err := json.Unmarshal([]byte(out), &doc); err != nil {
 		t.Fatalf("%v\n%s", err, out)
@@ -47,6 +54,25 @@ func TestTrainAndUseHead(t *testing.T) {
 	code, out, errs = facever(t, "verify", "--head", head, simmA, simmB)
 	if code != exitOK || !strings.Contains(out, "same person") {
 		t.Fatalf("verify --head: exit %d %q %q", code, out, errs)
+	}
+	// The head carries thresholds calibrated on its 2 held-out people, and
+	// verify --head uses them unless --threshold says otherwise.
+	if th := doc.Thresholds; th.VerifyFAR != 1e-3 || th.Identities != 2 || th.Verify <= -1 || th.Verify >= 1 || th.Verify == models.Feature.Threshold {
+		t.Fatalf("head thresholds: %+v", th)
+	}
+	for _, c := range []struct {
+		args []string
+		want float64
+	}{
+		{[]string{"verify", "--head", head, "--json", simmA, simmB}, doc.Thresholds.Verify},
+		{[]string{"verify", "--head", head, "--threshold", "0.3", "--json", simmA, simmB}, 0.3},
+		{[]string{"verify", "--json", simmA, simmB}, models.Feature.Threshold},
+	} {
+		_, out, errs := facever(t, c.args...)
+		var d struct{ Threshold float64 }
+		if err := json.Unmarshal([]byte(out), &d); err != nil || math.Abs(d.Threshold-c.want) > 1e-6 {
+			t.Fatalf("%v: threshold %v, want %v (%v) %s", c.args, d.Threshold, c.want, err, errs)
+		}
 	}
 	code, _, errs = facever(t, "--model", "dlib", "verify", "--head", head, simmA, simmB)
 	if code != exitError || !strings.Contains(errs, "backbone") {
