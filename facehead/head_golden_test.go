@@ -13,20 +13,16 @@ import (
 
 var updateHead = flag.Bool("update-head", false, "rewrite facehead/testdata/head_v1.fvh and head_v2.fvh")
 
-// TestGoldenHeadFile pins format version 1: the encoder must reproduce the
-// committed file byte for byte, and the decoder must read it back.
-func TestGoldenHeadFile(t *testing.T) {
-	h := &Head{in: 4, out: 3,
-		w: []float32{1, 0, 0, 0.5, 0, 1, 0, -0.25, 0, 0, 1, 2},
-		b: []float32{0.125, -1, 0},
-		meta: HeadMeta{BackboneSHA256: testSHA, Loss: "arcface",
-			Params:     map[string]float64{"s": 64, "m": 0.5, "easy_margin": 0, "epochs": 20},
-			Identities: 3, Samples: 30, FinalLoss: 1.5, FinalAccuracy: 0.75, Note: "golden"}}
+// matchGolden encodes h, rewrites testdata/name under -update-head, and
+// reports an encoding that differs from the committed file; it returns the
+// file's path and bytes.
+func matchGolden(t *testing.T, h *Head, name string) (string, []byte) {
+	t.Helper()
 	var buf bytes.Buffer
 	if err := h.encode(&buf); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join("testdata", "head_v1.fvh")
+	path := filepath.Join("testdata", name)
 	if *updateHead {
 		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
 			t.Fatal(err)
@@ -39,6 +35,19 @@ func TestGoldenHeadFile(t *testing.T) {
 	if !bytes.Equal(buf.Bytes(), want) {
 		t.Errorf("encoding differs from %s", path)
 	}
+	return path, want
+}
+
+// TestGoldenHeadFile pins format version 1: the encoder must reproduce the
+// committed file byte for byte, and the decoder must read it back.
+func TestGoldenHeadFile(t *testing.T) {
+	h := &Head{in: 4, out: 3,
+		w: []float32{1, 0, 0, 0.5, 0, 1, 0, -0.25, 0, 0, 1, 2},
+		b: []float32{0.125, -1, 0},
+		meta: HeadMeta{BackboneSHA256: testSHA, Loss: "arcface",
+			Params:     map[string]float64{"s": 64, "m": 0.5, "easy_margin": 0, "epochs": 20},
+			Identities: 3, Samples: 30, FinalLoss: 1.5, FinalAccuracy: 0.75, Note: "golden"}}
+	path, _ := matchGolden(t, h, "head_v1.fvh")
 	g, err := LoadHead(path, testSHA)
 	if err != nil {
 		t.Fatal(err)
@@ -67,23 +76,7 @@ func TestGoldenHeadFileV2(t *testing.T) {
 	if err := h.SetThresholds(HeadThresholds{Verify: 0.41, VerifyFAR: 1e-3, Identify: 0.52, IdentifyFalseAlarm: 0.01, Identities: 12}); err != nil {
 		t.Fatal(err)
 	}
-	var buf bytes.Buffer
-	if err := h.encode(&buf); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join("testdata", "head_v2.fvh")
-	if *updateHead {
-		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update-head to create it)", err)
-	}
-	if !bytes.Equal(buf.Bytes(), want) {
-		t.Errorf("encoding differs from %s", path)
-	}
+	path, want := matchGolden(t, h, "head_v2.fvh")
 	if v := binary.LittleEndian.Uint32(want[8:]); v != 2 {
 		t.Errorf("version %d, want 2", v)
 	}

@@ -4,17 +4,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/facever/facever/infer"
+	"github.com/facever/facever/internal/bytesize"
 	"github.com/facever/facever/internal/npy"
 	"github.com/facever/facever/internal/onnxrt"
 )
@@ -121,7 +120,7 @@ func parseModelArgs(args []string, valueFlags map[string]bool) modelArgs {
 			case "in":
 				a.ins = append(a.ins, val)
 			case "max-memory":
-				n, err := parseBytes(val)
+				n, err := bytesize.Parse(val)
 				if err != nil {
 					a.badUsage = "--max-memory: " + err.Error()
 					return a
@@ -237,7 +236,7 @@ func modelCheck(c *cli.Context) error {
 			fmt.Fprintln(w, "unsupported: none")
 		}
 		if rep.MemoryBytes > 0 {
-			fmt.Fprintf(w, "memory  %s for one run on the declared shapes\n", formatBytes(rep.MemoryBytes))
+			fmt.Fprintf(w, "memory  %s for one run on the declared shapes\n", bytesize.Format(rep.MemoryBytes))
 		}
 		if rep.RunError == "" {
 			fmt.Fprintf(w, "one run on zeros: %.2f ms\n", rep.RunMS)
@@ -354,7 +353,7 @@ func checkMemory(m *onnxrt.Model, shapes map[string][]int, limit int64) (int64, 
 		for _, d := range shape {
 			if d < 0 || (d > 0 && n > limit/int64(d)) {
 				return 0, fmt.Errorf("input %s %s alone is over the memory limit of %s (raise it with --max-memory)",
-					name, shapeString(shape), formatBytes(limit))
+					name, shapeString(shape), bytesize.Format(limit))
 			}
 			n *= int64(d)
 		}
@@ -364,46 +363,16 @@ func checkMemory(m *onnxrt.Model, shapes map[string][]int, limit int64) (int64, 
 	sort.Strings(desc)
 	if in > limit {
 		return 0, fmt.Errorf("inputs %s take %s, over the memory limit of %s (raise it with --max-memory)",
-			strings.Join(desc, ", "), formatBytes(in), formatBytes(limit))
+			strings.Join(desc, ", "), bytesize.Format(in), bytesize.Format(limit))
 	}
 	m.SetMemoryLimit(limit - in)
 	plan, err := m.PlanMemory(shapes)
 	if errors.Is(err, onnxrt.ErrMemoryLimit) {
 		return 0, fmt.Errorf("one run on inputs %s needs more than the memory limit of %s (inputs %s, engine and outputs at least %s; raise it with --max-memory)",
-			strings.Join(desc, ", "), formatBytes(limit), formatBytes(in), formatBytes(plan))
+			strings.Join(desc, ", "), bytesize.Format(limit), bytesize.Format(in), bytesize.Format(plan))
 	}
 	if err != nil {
 		return 0, err
 	}
 	return in + plan, nil
-}
-
-// parseBytes reads a size such as 4GiB, 512MB or 1000000 (bytes).
-func parseBytes(s string) (int64, error) {
-	t := strings.TrimSpace(s)
-	i := len(t)
-	for i > 0 && (t[i-1] < '0' || t[i-1] > '9') && t[i-1] != '.' {
-		i--
-	}
-	num, unit := t[:i], strings.ToLower(strings.TrimSpace(t[i:]))
-	mult := map[string]float64{"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9, "t": 1e12, "tb": 1e12,
-		"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}[unit]
-	v, err := strconv.ParseFloat(num, 64)
-	if err != nil || mult == 0 || v <= 0 || math.IsInf(v, 0) || v*mult > math.MaxInt64/2 {
-		return 0, fmt.Errorf("%q is not a size (examples: 4GiB, 512MB, 1000000)", s)
-	}
-	return int64(v * mult), nil
-}
-
-// formatBytes writes n in binary units.
-func formatBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }

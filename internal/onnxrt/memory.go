@@ -59,19 +59,6 @@ func elemBytes(dt dtype) int64 {
 	return 8
 }
 
-// formatBytes writes n in binary units (KiB, MiB, GiB).
-func formatBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
-}
-
 func formatShape(s []int) string {
 	parts := make([]string, len(s))
 	for i, d := range s {

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/facever/facever/infer"
+	"github.com/facever/facever/internal/bytesize"
 	"github.com/facever/facever/internal/gemm"
 )
 
@@ -90,7 +91,7 @@ func (c *cctx) reserve(n int64) error {
 	p := c.p
 	p.extra += n
 	if p.limit > 0 && p.folded+p.extra > p.limit {
-		return c.errorf("%s of kernel memory while compiling: %w (%s)", formatBytes(p.folded+p.extra), ErrMemoryLimit, formatBytes(p.limit))
+		return c.errorf("%s of kernel memory while compiling: %w (%s)", bytesize.Format(p.folded+p.extra), ErrMemoryLimit, bytesize.Format(p.limit))
 	}
 	return nil
 }
@@ -250,7 +251,7 @@ func (p *plan) checkLimit(ins []*tensor) error {
 			desc = append(desc, fmt.Sprintf("%s %s", p.m.values[id].name, formatShape(ins[k].shape)))
 		}
 		return fmt.Errorf("onnxrt: running the model on inputs %s needs %s: %w (%s)",
-			strings.Join(desc, ", "), formatBytes(mem), ErrMemoryLimit, formatBytes(p.limit))
+			strings.Join(desc, ", "), bytesize.Format(mem), ErrMemoryLimit, bytesize.Format(p.limit))
 	}
 	return nil
 }
@@ -380,7 +381,7 @@ func (m *Model) planTensors(ins []*tensor) (*plan, error) {
 			}
 			if p.limit > 0 && p.folded+p.extra > p.limit {
 				return nil, fmt.Errorf("node %q (%s): constants of %s folded while compiling: %w (%s)",
-					n.name, n.op, formatBytes(p.folded), ErrMemoryLimit, formatBytes(p.limit))
+					n.name, n.op, bytesize.Format(p.folded), ErrMemoryLimit, bytesize.Format(p.limit))
 			}
 			for _, t := range c.out {
 				t.konst = true
