@@ -35,7 +35,7 @@ type Identification struct {
 // Identify searches g for the largest face of im and returns the best k
 // people (k < 1 means 1). g must have been opened with OpenGallery (or for
 // the same backbone and head).
-func (r *Recognizer) Identify(g *enroll.Gallery, im *align.Image, k int) (*Identification, error) {
+func (r *Recognizer) Identify(g enroll.Store, im *align.Image, k int) (*Identification, error) {
 	ph, err := r.Embed(im, Largest)
 	if err != nil {
 		return nil, err
@@ -44,7 +44,7 @@ func (r *Recognizer) Identify(g *enroll.Gallery, im *align.Image, k int) (*Ident
 }
 
 // IdentifyFile is Identify on the photo at path.
-func (r *Recognizer) IdentifyFile(g *enroll.Gallery, path string, k int) (*Identification, error) {
+func (r *Recognizer) IdentifyFile(g enroll.Store, path string, k int) (*Identification, error) {
 	ph, err := r.EmbedFile(path, Largest)
 	if err != nil {
 		return nil, err
@@ -52,7 +52,7 @@ func (r *Recognizer) IdentifyFile(g *enroll.Gallery, path string, k int) (*Ident
 	return r.identify(g, ph, k)
 }
 
-func (r *Recognizer) identify(g *enroll.Gallery, ph *Photo, k int) (*Identification, error) {
+func (r *Recognizer) identify(g enroll.Store, ph *Photo, k int) (*Identification, error) {
 	k = max(k, 1)
 	ms, err := g.Search(ph.Faces[0].Embedding, k)
 	if err != nil {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -22,6 +23,12 @@ func (s *Server) backup(w http.ResponseWriter, r *http.Request) error {
 	if err := r.Context().Err(); err != nil {
 		return err
 	}
+	copier, ok := s.cfg.Gallery.(interface {
+		CopyTo(io.Writer) (int64, uint64, error)
+	})
+	if !ok {
+		return &apiError{http.StatusNotImplemented, "not_implemented", "this server's gallery is not a file: back up its database with the database's own tools (pg_dump for PostgreSQL)"}
+	}
 	// The server's write timeout is sized for answers, not for a whole
 	// gallery file.
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(backupWriteTime))
@@ -32,7 +39,7 @@ func (s *Server) backup(w http.ResponseWriter, r *http.Request) error {
 	// as a trailer, read by the client after the body.
 	w.Header().Set("Trailer", BackupTxidTrailer)
 	hw := &headerOnWrite{w: w}
-	_, txid, err := s.cfg.Gallery.CopyTo(hw)
+	_, txid, err := copier.CopyTo(hw)
 	if err != nil && !hw.wrote {
 		return err // nothing sent yet: a proper error answer
 	}

@@ -63,7 +63,7 @@ type Config struct {
 	// nil).
 	Models facever.Options
 	// Gallery is the open gallery (its API keys guard the API).
-	Gallery *enroll.Gallery
+	Gallery enroll.Store
 	// Threshold is the default verification threshold (0: the model's).
 	Threshold float64
 	// IdentifyThreshold is the default identification threshold (0: the
