@@ -12,7 +12,7 @@ import (
 
 // commands lists every subcommand of the CLI.
 func commands() []*cli.Command {
-	return []*cli.Command{
+	return guardServed([]*cli.Command{
 		verifyCommand(),
 		detectCommand(),
 		alignCommand(),
@@ -22,14 +22,14 @@ func commands() []*cli.Command {
 		calibrateCommand(),
 		enrollCommand(),
 		identifyCommand(),
-		galleryCommand(),
+		remoteGalleryCommand(),
 		trainCommand(),
 		crossvalCommand(),
 		serveCommand(),
-		apikeyCommand(),
+		remoteAPIKeyCommand(),
 		cacheCommand(),
 		modelCommand(),
-	}
+	})
 }
 
 var headFlag = &cli.StringFlag{Name: "head", Usage: "a head file made by facever train: embeddings are its projection of the backbone feature"}

@@ -160,6 +160,14 @@ Example:
 			if c.String("tls-cert") != "" {
 				scheme = "https"
 			}
+			// GALLERY.serve tells local commands where the server holding
+			// the gallery listens (remote_served.go).
+			unannounce, err := announceServed(c.String("gallery"), scheme, ln.Addr())
+			if err != nil {
+				fmt.Fprintf(c.App.ErrWriter, "facever: %v (local commands will not know where this server is)\n", err)
+			} else {
+				defer unannounce()
+			}
 			fmt.Fprintf(c.App.ErrWriter, "facever: serving %s://%s (gallery %s, %d API key(s)); Ctrl-C stops\n", scheme, ln.Addr(), c.String("gallery"), len(keys))
 			errc := make(chan error, 1)
 			go func() {
