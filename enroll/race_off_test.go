@@ -3,3 +3,6 @@
 package enroll
 
 const raceEnabled = false
+
+// RaceEnabled is raceEnabled for the external tests.
+const RaceEnabled = raceEnabled

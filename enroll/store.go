@@ -90,3 +90,36 @@ type Store interface {
 }
 
 var _ Store = (*Gallery)(nil)
+
+// APIKeyRecord is an API key as a store keeps it: its hash (the hex sha256
+// of the key, see HashAPIKey), never the key itself.
+type APIKeyRecord struct {
+	// Hash is the hex sha256 of the key.
+	Hash string `json:"hash"`
+	APIKey
+}
+
+// HashAPIKey is the hash a store keeps of key (hex sha256).
+func HashAPIKey(key string) string { return string(keyHash(key)) }
+
+// Importer is implemented by a store that can take a copy of another
+// store's records as they are (`facever gallery migrate`): identities keep
+// their ids and created times, templates their ids, created times and
+// embeddings bit for bit, API keys their hashes. Both back ends implement
+// it.
+type Importer interface {
+	// ImportIdentity stores it (ID, Name, Metadata, Created; Templates is
+	// ignored) with its templates (ID, Embedding, Source, PhotoSHA256,
+	// Created; IdentityID must be it.ID), in one transaction, checked as
+	// Enroll checks them (ErrInvalid, ErrTooLarge, ErrDimension, ErrNoModel).
+	// ErrExists when the id or the name is taken. Ids given out later stay
+	// above every imported id.
+	ImportIdentity(it Identity, ts []Template) error
+	// ImportAPIKey stores a key record by its hash (ErrExists when that hash
+	// is there; ErrInvalid for a hash that is not 64 hex digits).
+	ImportAPIKey(rec APIKeyRecord) error
+	// APIKeyRecords lists the key records with their hashes.
+	APIKeyRecords() ([]APIKeyRecord, error)
+}
+
+var _ Importer = (*Gallery)(nil)
