@@ -1,0 +1,75 @@
+package pgstore
+
+import (
+	"errors"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/facever/facever/enroll"
+	"github.com/facever/facever/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+const testModel = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+func open(t testing.TB, url string) *Store {
+	t.Helper()
+	s, err := Open(url, enroll.Options{Model: testModel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func vec(r *rand.Rand, dim int) []float32 {
+	v := make([]float32, dim)
+	for i := range v {
+		v[i] = float32(r.NormFloat64())
+	}
+	return v
+}
+
+// The basic round trip: enroll, read back, search, rename, remove.
+func TestRoundTrip(t *testing.T) {
+	s := open(t, pgtest.URL(t))
+	r := rand.New(rand.NewPCG(1, 2))
+	a, ts, err := s.Enroll("José", map[string]string{"team": "x"}, []enroll.Template{{Embedding: vec(r, 8), Source: "a.jpg"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.ID != 1 || a.Templates != 1 || ts[0].ID != 1 || ts[0].IdentityID != 1 {
+		t.Fatalf("enroll: %+v %+v", a, ts)
+	}
+	if m := s.Meta(); m.Dim != 8 || m.Model != testModel || m.Schema != SchemaVersion() {
+		t.Fatalf("meta %+v", m)
+	}
+	got, err := s.GetByName("Jose\u0301")
+	if err != nil || got.ID != a.ID || got.Metadata["team"] != "x" || !got.Created.Equal(a.Created) {
+		t.Fatalf("get by name: %+v %v (want %+v)", got, err, a)
+	}
+	if _, err := s.AddIdentity("José", nil); !errors.Is(err, enroll.ErrExists) {
+		t.Fatalf("add existing: %v", err)
+	}
+	q := ts[0].Embedding
+	m, err := s.Search(q, 1)
+	if err != nil || len(m) != 1 || m[0].IdentityID != a.ID || m[0].Score < 0.999 {
+		t.Fatalf("search: %+v %v", m, err)
+	}
+	if err := s.Rename(a.ID, "Zoé"); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := s.Search(q, 1); len(m) != 1 || m[0].Name != "Zoé" {
+		t.Fatalf("search after rename: %+v", m)
+	}
+	if err := s.Remove(a.ID); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := s.Search(q, 1); len(m) != 0 {
+		t.Fatalf("search after remove: %+v", m)
+	}
+	if _, err := s.Get(a.ID); !errors.Is(err, enroll.ErrNotFound) {
+		t.Fatalf("get removed: %v", err)
+	}
+}
