@@ -20,9 +20,6 @@ func CheckOnceKey(key string) error { return checkOnceKey(key) }
 // APIKeyPrefix starts every API key.
 const APIKeyPrefix = keyPrefix
 
-// HashAPIKey is what a store keeps of an API key: the hex sha256 of it.
-func HashAPIKey(key string) string { return string(keyHash(key)) }
-
 // CheckModel compares the model and head of a gallery (m) with those of
 // opts as Open does: ErrModelMismatch, with the message the file gives, when
 // both are known and differ.
