@@ -141,6 +141,11 @@ type Options struct {
 	// keys and values, in bytes (0: DefaultMaxMetadataBytes; negative: no
 	// limit); over it, ErrTooLarge.
 	MaxMetadataBytes int
+	// Shard, when it has a Count above 1, keeps only that part of the
+	// identities in the in-memory index (LoadIndex, Index, Search): those
+	// whose ShardOf(id, Count) is Index. Writes and reads of identities and
+	// templates are not affected.
+	Shard Shard
 }
 
 // Default metadata limits (see Options). An identity record is read whole
@@ -1382,7 +1387,8 @@ func (g *Gallery) Rename(id uint64, name string) error {
 }
 
 // LoadIndex reads every template into an in-memory Index for search
-// (normalised float32 rows, one contiguous matrix).
+// (normalised float32 rows, one contiguous matrix), only the identities of
+// Options.Shard when the gallery was opened with one.
 //
 // The index is tied to the transaction it was read in (Index.Version).
 func (g *Gallery) LoadIndex() (*Index, error) {
@@ -1402,6 +1408,10 @@ func (g *Gallery) LoadIndex() (*Index, error) {
 		if room := int(tx.Size() / int64(4*meta.Dim+1)); n > room || n < 0 {
 			return fmt.Errorf("%w: %d templates of %d values claimed, the file has room for %d", ErrCorrupt, c.templates, meta.Dim, room)
 		}
+		sh := g.opts.Shard
+		if sh.Sharded() {
+			n = n/sh.Count + n/(8*sh.Count) + 16 // room for an uneven share
+		}
 		ix = NewIndex(meta.Dim, n)
 		ix.version = uint64(tx.ID())
 		type person struct {
@@ -1420,6 +1430,7 @@ func (g *Gallery) LoadIndex() (*Index, error) {
 			return err
 		}
 		emb := make([]float32, meta.Dim)
+		templates := uint64(0)
 		err = tx.Bucket(bucketTemplates).ForEach(func(k, v []byte) error {
 			if err := decodeEmbedding(k, v, emb); err != nil {
 				return err
@@ -1430,6 +1441,10 @@ func (g *Gallery) LoadIndex() (*Index, error) {
 				return fmt.Errorf("%w: %s: no such identity", ErrCorrupt, templateName(k))
 			}
 			p.seen++
+			templates++
+			if !sh.Owns(id) {
+				return nil
+			}
 			return ix.Add(id, p.name, binary.BigEndian.Uint64(k[8:]), emb)
 		})
 		if err != nil {
@@ -1441,8 +1456,8 @@ func (g *Gallery) LoadIndex() (*Index, error) {
 				return fmt.Errorf("%w: identity %d has %d templates, its record says %d", ErrCorrupt, id, p.seen, p.want)
 			}
 		}
-		if haveCounts && (uint64(len(people)) != c.identities || uint64(ix.Len()) != c.templates) {
-			return fmt.Errorf("%w: %d identities and %d templates found, %d and %d recorded", ErrCorrupt, len(people), ix.Len(), c.identities, c.templates)
+		if haveCounts && (uint64(len(people)) != c.identities || templates != c.templates) {
+			return fmt.Errorf("%w: %d identities and %d templates found, %d and %d recorded", ErrCorrupt, len(people), templates, c.identities, c.templates)
 		}
 		return nil
 	})

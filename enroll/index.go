@@ -392,17 +392,23 @@ func (s *searcher) rank(b, k int, res []Match) []Match {
 	if k == 0 {
 		return res
 	}
-	// Top k by insertion into a sorted list of at most k slots.
+	// Top k by insertion into a sorted list of at most k slots. Equal
+	// scores rank by identity id, lowest first (whatever the slot order), so
+	// that a merge of shards' answers (internal/fanout) ranks as one index.
+	ids := ix.ids
+	ahead := func(sc float32, o int, t int32) bool { // does slot o rank before slot t?
+		return sc > best[t] || sc == best[t] && ids[o] < ids[t]
+	}
 	top := s.top[:0]
 	for o, sc := range best {
-		if len(top) == k && sc <= best[top[k-1]] {
+		if len(top) == k && !ahead(sc, o, top[k-1]) {
 			continue
 		}
 		if len(top) < k {
 			top = append(top, 0)
 		}
 		j := len(top) - 1
-		for ; j > 0 && best[top[j-1]] < sc; j-- {
+		for ; j > 0 && ahead(sc, o, top[j-1]); j-- {
 			top[j] = top[j-1]
 		}
 		top[j] = int32(o)

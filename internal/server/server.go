@@ -30,6 +30,7 @@ import (
 	"github.com/facever/facever/align"
 	"github.com/facever/facever/enroll"
 	"github.com/facever/facever/facehead"
+	"github.com/facever/facever/internal/fanout"
 	"github.com/facever/facever/verify"
 )
 
@@ -120,6 +121,17 @@ type Config struct {
 	// AccessLog, when not nil, receives one JSON line per request
 	// (AccessEntry).
 	AccessLog io.Writer
+	// Shard is the part of the gallery this node's index holds (the
+	// Gallery must be opened with the same enroll.Options.Shard; the zero
+	// Shard: all of it).
+	Shard enroll.Shard
+	// Shards, when set, makes identify search every shard of the gallery
+	// through POST /v1/shard/search: the base URL of one node per shard, in
+	// shard order, "self" (or any URL) at this node's own shard, which is
+	// searched in process. Required when Shard splits the gallery.
+	Shards []string
+	// ShardTimeout bounds each shard's answer (0: fanout.DefaultTimeout).
+	ShardTimeout time.Duration
 }
 
 // Server serves the API. Create it with New; it is an http.Handler.
@@ -137,6 +149,8 @@ type Server struct {
 	slots     chan struct{}
 	log       *accessLog
 	model     string
+	fan       *fanout.Client // nil: the index is whole, searched here
+	searchers searcherPool
 }
 
 // New returns a server, loading the models unless cfg.Recognizer is set.
@@ -188,6 +202,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.AccessLog != nil {
 		s.log = &accessLog{w: cfg.AccessLog}
 	}
+	if err := s.setupShards(); err != nil {
+		return nil, err
+	}
 	s.rec = cfg.Recognizer
 	if s.rec == nil {
 		r, err := facever.Open(cfg.Models)
@@ -222,6 +239,9 @@ func (s *Server) Close() {
 	if s.owned != nil {
 		s.owned.Close()
 		s.owned = nil
+	}
+	if s.fan != nil {
+		s.fan.Close()
 	}
 }
 
@@ -259,6 +279,7 @@ func (s *Server) routes() {
 	s.handle(route{pattern: "POST /v1/identities/{id}/verify", name: "/v1/identities/{id}/verify", auth: true, scope: enroll.ScopeRecognize, heavy: true}, s.verifyIdentity)
 	s.handle(route{pattern: "POST /v1/identify", name: "/v1/identify", auth: true, scope: enroll.ScopeRecognize, heavy: true}, s.identify)
 	s.handle(route{pattern: "POST /v1/detect", name: "/v1/detect", auth: true, scope: enroll.ScopeRecognize, heavy: true}, s.detectPhoto)
+	s.shardRoutes()
 	s.handle(route{pattern: "POST /v1/embed", name: "/v1/embed", auth: true, scope: enroll.ScopeRecognize, heavy: true}, s.embedPhoto)
 	keyBody := int64(16 << 10)
 	s.handle(route{pattern: "POST /v1/keys", name: "/v1/keys", auth: true, scope: enroll.ScopeAdmin, maxBody: keyBody}, s.createKey)
@@ -826,11 +847,15 @@ func (s *Server) addFaces(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) identify(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	q, err := parse(r, fields{images: []string{"image"}, values: []string{"threshold", "top", "all_faces"}}, 1)
+	q, err := parse(r, fields{images: []string{"image"}, values: []string{"threshold", "top", "all_faces", "partial"}}, 1)
 	if err != nil {
 		return err
 	}
 	allFaces, err := q.bool("all_faces")
+	if err != nil {
+		return err
+	}
+	partial, err := q.bool("partial")
 	if err != nil {
 		return err
 	}
@@ -871,15 +896,18 @@ func (s *Server) identify(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	// One pass over the index (every shard's, when it is split) for all
+	// the faces.
+	found, rep, err := s.search(ctx, r, embs, top, partial)
+	if err != nil {
+		return err
+	}
 	var each []map[string]any
 	if allFaces {
 		// Every face, largest first, with its own matches.
 		each = make([]map[string]any, len(embs))
-		for i, e := range embs {
-			ms, err := s.cfg.Gallery.Search(e, top)
-			if err != nil {
-				return err
-			}
+		for i := range embs {
+			ms := found[i]
 			fo := map[string]any{"face": faceJSON(f.faces[i]), "top": append([]enroll.Match{}, ms...), "match": nil, "unknown": true}
 			if len(ms) > 0 && float64(ms[0].Score) >= thr {
 				fo["match"], fo["unknown"] = ms[0], false
@@ -890,10 +918,7 @@ func (s *Server) identify(w http.ResponseWriter, r *http.Request) error {
 			each[i] = fo
 		}
 	}
-	ms, err := s.cfg.Gallery.Search(embs[0], top)
-	if err != nil {
-		return err
-	}
+	ms := found[0]
 	for _, m := range ms {
 		touched(ctx, m.IdentityID)
 	}
@@ -905,5 +930,6 @@ func (s *Server) identify(w http.ResponseWriter, r *http.Request) error {
 	if allFaces {
 		out["faces"] = each
 	}
+	rep.addTo(out)
 	return writeJSON(w, http.StatusOK, out)
 }
