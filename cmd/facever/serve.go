@@ -42,6 +42,13 @@ decoded images of all requests together, --max-concurrent the requests with a bo
 worked on at once, --request-timeout the time of one request's work (an enroll cut
 short commits nothing).
 
+Several nodes: --shard i/n keeps only part i of n of the gallery in this node's index
+(identities whose FNV-1a hash of the id, mod n, is i) and --shards names one node per
+shard, in shard order ("self" for this one): identify embeds the photo once, asks every
+shard at once (POST /v1/shard/search) and merges the top k exactly; a shard that does not
+answer within --shard-timeout makes it 503 shard_unavailable unless the client sends
+partial=true. See the README's "Running several nodes".
+
 Example:
    facever apikey create --gallery team.db --name my-app
    facever serve --gallery team.db --addr 127.0.0.1:8080 --access-log access.jsonl`,
@@ -69,6 +76,9 @@ Example:
 			&cli.DurationFlag{Name: "read-timeout", Value: 30 * time.Second, Usage: "time to read a whole request"},
 			&cli.DurationFlag{Name: "write-timeout", Value: 60 * time.Second, Usage: "time to write a response"},
 			&cli.DurationFlag{Name: "shutdown-timeout", Value: 30 * time.Second, Usage: "how long requests in flight may take to finish at shutdown"},
+			&cli.StringFlag{Name: "shard", Usage: "keep only part i of n of the gallery in this node's index (i/n, say 0/3: identities whose FNV-1a hash of the id mod n is i); needs --shards"},
+			&cli.StringFlag{Name: "shards", Usage: "identify searches every shard: one node's base URL per shard, comma-separated, in shard order (\"self\" for this node's own), say http://10.0.0.1:8080,self,http://10.0.0.3:8080"},
+			&cli.DurationFlag{Name: "shard-timeout", Value: 5 * time.Second, Usage: "longest wait for a shard's answer (then 503 shard_unavailable, or a partial answer when the client sends partial=true)"},
 		},
 		Action: func(c *cli.Context) error {
 			if (c.String("tls-cert") == "") != (c.String("tls-key") == "") {
@@ -82,7 +92,11 @@ Example:
 			if err != nil {
 				return fail(err)
 			}
-			g, err := enroll.Open(c.String("gallery"), enroll.Options{Model: backbone.SHA256, Head: hid, MaxMetadataKeys: c.Int("max-metadata-keys"), MaxMetadataBytes: c.Int("max-metadata-bytes")})
+			shard, shards, err := shardFlags(c)
+			if err != nil {
+				return cli.Exit(err.Error(), exitError)
+			}
+			g, err := enroll.Open(c.String("gallery"), enroll.Options{Model: backbone.SHA256, Head: hid, MaxMetadataKeys: c.Int("max-metadata-keys"), MaxMetadataBytes: c.Int("max-metadata-bytes"), Shard: shard})
 			if err != nil {
 				return fail(err)
 			}
@@ -129,6 +143,9 @@ Example:
 				MaxConcurrent:     c.Int("max-concurrent"),
 				RequestTimeout:    c.Duration("request-timeout"),
 				AccessLog:         accessLog,
+				Shard:             shard,
+				Shards:            shards,
+				ShardTimeout:      c.Duration("shard-timeout"),
 			})
 			if err != nil {
 				return fail(err)
@@ -169,6 +186,9 @@ Example:
 				defer unannounce()
 			}
 			fmt.Fprintf(c.App.ErrWriter, "facever: serving %s://%s (gallery %s, %d API key(s)); Ctrl-C stops\n", scheme, ln.Addr(), c.String("gallery"), len(keys))
+			if shard.Sharded() {
+				fmt.Fprintf(c.App.ErrWriter, "facever: this node indexes shard %s; identify asks %s\n", shard, strings.Join(shards, ", "))
+			}
 			errc := make(chan error, 1)
 			go func() {
 				if scheme == "https" {

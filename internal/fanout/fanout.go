@@ -93,7 +93,6 @@ func New(urls []string, timeout time.Duration) (*Client, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 64
-	tr.ResponseHeaderTimeout = timeout
 	return &Client{urls: clean, timeout: timeout, http: &http.Client{Transport: tr}}, nil
 }
 

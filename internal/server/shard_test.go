@@ -22,6 +22,7 @@ import (
 	"github.com/facever/facever/internal/fanout"
 	"github.com/facever/facever/internal/testmodels"
 	"github.com/facever/facever/models"
+	"github.com/facever/facever/schema"
 )
 
 // syntheticFaces enrolls n synthetic identities of 1–3 templates each into
@@ -87,7 +88,7 @@ type shardCluster struct {
 	lns   []net.Listener
 }
 
-func startShards(t testing.TB, src *enroll.Gallery, n int, rec Recognizer, mod func(*Config)) *shardCluster {
+func startShards(t testing.TB, src *enroll.Gallery, n int, rec Recognizer, model string, mod func(*Config)) *shardCluster {
 	t.Helper()
 	c := &shardCluster{}
 	for range n {
@@ -104,7 +105,7 @@ func startShards(t testing.TB, src *enroll.Gallery, n int, rec Recognizer, mod f
 			t.Fatal(err)
 		}
 		sh := enroll.Shard{Index: i, Count: n}
-		g, err := enroll.Open(path, enroll.Options{Model: models.Feature.SHA256, Shard: sh})
+		g, err := enroll.Open(path, enroll.Options{Model: model, Shard: sh})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -243,7 +244,7 @@ func TestShardedIdentifyEqualsSingle(t *testing.T) {
 		}
 		probes = append(probes, b)
 	}
-	c := startShards(t, gal, 3, rec, nil)
+	c := startShards(t, gal, 3, rec, models.Feature.SHA256, nil)
 	sizes := 0
 	for i, s := range c.srvs {
 		ix, err := s.cfg.Gallery.Index()
@@ -270,6 +271,9 @@ func TestShardedIdentifyEqualsSingle(t *testing.T) {
 		code, got := c.do(t, node, "POST", "/v1/identify", body, key)
 		if code != 200 || got["shards"] != float64(3) || got["partial"] != false {
 			t.Fatalf("probe %d on shard node %d: %d %v", pi, node, code, got)
+		}
+		if err := schema.Validate("identify-http.json", jsonBody(got)); err != nil {
+			t.Errorf("probe %d: %v", pi, err)
 		}
 		delete(got, "shards")
 		delete(got, "partial")
