@@ -130,6 +130,9 @@ func (s *Store) LoadIndex() (*enroll.Index, error) {
 		if n > 0 && dim <= 0 {
 			return fmt.Errorf("%w: %d templates but no dimension recorded", enroll.ErrCorrupt, n)
 		}
+		if sh := s.opts.Shard; sh.Sharded() {
+			n = n/int64(sh.Count) + n/int64(8*sh.Count) + 16 // this node's share, with room
+		}
 		ix = enroll.NewIndex(dim, int(n))
 		ix.SetVersion(uint64(seq))
 		rows, err := tx.Query(ctx, `SELECT t.identity_id, i.name, t.id, t.embedding
@@ -155,6 +158,9 @@ func (s *Store) LoadIndex() (*enroll.Index, error) {
 				return fmt.Errorf("load index: unexpected row shape")
 			}
 			iid, tid := binary.BigEndian.Uint64(v[0]), binary.BigEndian.Uint64(v[2])
+			if !s.opts.Shard.Owns(iid) {
+				continue // another shard's (enroll.Options.Shard)
+			}
 			if len(v[3]) != 4*dim {
 				return fmt.Errorf("%w: template %d of identity %d has %d bytes, the gallery's dimension %d needs %d", enroll.ErrCorrupt, tid, iid, len(v[3]), dim, 4*dim)
 			}
