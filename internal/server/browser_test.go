@@ -25,8 +25,10 @@ const EnvScreenshots = "FACEVER_SCREENSHOTS"
 // TestWebBrowser drives the web page in a real headless chromium against a
 // real server (the real models, a fresh gallery, a real API key) on
 // loopback: sign in, verify two photos of John Simm, enroll two people,
-// identify one of them from a photo not enrolled, delete a person, and
-// check what the page shows at each step. Every wait is for a condition
+// identify one of them from a photo not enrolled, rename him, delete one
+// of his photos, delete him, page through 151 people with the API's
+// cursors and search them, create an API key and revoke it, and check
+// what the page shows (and the gallery holds) at each step. Every wait is for a condition
 // in the page, with generous time limits for a loaded machine.
 func TestWebBrowser(t *testing.T) {
 	bin := ""
@@ -201,8 +203,8 @@ func TestWebBrowser(t *testing.T) {
 	enroll("John Simm", "John_Simm", 3)
 	until("listed", `[...document.querySelectorAll("#people tbody tr")].map(r => r.cells[0].textContent + "=" + r.cells[1].textContent).join(",") === "John Salley=2,John Simm=3"`)
 	until("person's photos", `document.querySelectorAll("#person-faces li").length === 3`)
-	// Search by name.
-	run("search", chromedp.SendKeys(id("search"), "john si"), chromedp.Click(css(`#search-form button`)))
+	// Search by the start of a name (the API's prefix search).
+	run("search", chromedp.SendKeys(id("search"), "John Si"), chromedp.Click(css(`#search-form button`)))
 	until("search", `[...document.querySelectorAll("#people tbody tr")].map(r => r.cells[0].textContent).join(",") === "John Simm"`)
 	shot("gallery")
 
@@ -236,12 +238,55 @@ func TestWebBrowser(t *testing.T) {
 	if it, err := f.gal.Get(2); err != nil || it.Name != "John Simm (actor)" {
 		t.Fatalf("gallery after the rename: %v %v", it, err)
 	}
+	// Delete one of his photos: the page and the gallery hold two.
+	ts, err := f.gal.Templates(2)
+	if err != nil || len(ts) != 3 {
+		t.Fatalf("templates before: %v %v", ts, err)
+	}
+	run("delete a photo", chromedp.Click(css(`#person-faces li:first-child button`)))
+	until("photo deleted", fmt.Sprintf(`document.getElementById("gallery-status").textContent === "Deleted photo %s (face %d) of John Simm (actor): 2 left" && document.querySelectorAll("#person-faces li").length === 2 && [...document.querySelectorAll("#people tbody tr")].map(r => r.cells[0].textContent + "=" + r.cells[1].textContent).join(",") === "John Salley=2,John Simm (actor)=2"`, ts[0].Source, ts[0].ID))
+	if after, err := f.gal.Templates(2); err != nil || len(after) != 2 || after[0].ID != ts[1].ID {
+		t.Fatalf("templates after deleting %d: %v %v", ts[0].ID, after, err)
+	}
+	shot("person")
 	run("delete", chromedp.Click(id("person-delete")))
 	until("asked", `!document.getElementById("person-confirm").hidden && document.getElementById("person-confirm-text").textContent === "Delete John Simm (actor) and all their photos?"`)
 	run("confirm", chromedp.Click(id("person-delete-yes")))
 	until("deleted", `document.getElementById("gallery-status").textContent === "Deleted John Simm (actor)" && document.getElementById("person").hidden && [...document.querySelectorAll("#people tbody tr")].map(r => r.cells[0].textContent).join(",") === "John Salley"`)
 	if ids, _, err := f.gal.ListPage(0, 10); err != nil || len(ids) != 1 || ids[0].Name != "John Salley" {
 		t.Fatalf("gallery after the delete: %v %v", ids, err)
+	}
+
+	// Paging: 150 more people (no photos) make two pages of 100 and 51,
+	// walked with next_cursor: nobody repeated or skipped.
+	for i := 1; i <= 150; i++ {
+		if _, err := f.gal.AddIdentity(fmt.Sprintf("Person %03d", i), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	names := `[...document.querySelectorAll("#people tbody tr")].map(r => r.cells[0].textContent)`
+	run("first page", chromedp.Click(css(`#search-form button`)))
+	until("first page", `document.querySelectorAll("#people tbody tr").length === 100 && document.getElementById("people-caption").textContent === "100 shown; more on the next page" && !document.getElementById("page-next").disabled && document.getElementById("page-first").disabled`)
+	first := eval(names)
+	run("next page", chromedp.Click(id("page-next")))
+	until("next page", `document.querySelectorAll("#people tbody tr").length === 51 && document.getElementById("page-next").disabled && !document.getElementById("page-first").disabled`)
+	second := eval(names)
+	seen := map[string]bool{}
+	for _, n := range append(first, second...) {
+		if seen[n] {
+			t.Fatalf("%q on both pages", n)
+		}
+		seen[n] = true
+	}
+	if !seen["John Salley"] || !seen["Person 001"] || !seen["Person 150"] || len(seen) != 151 {
+		t.Fatalf("pages hold %d people: %q / %q", len(seen), first, second)
+	}
+	run("back to the first", chromedp.Click(id("page-first")))
+	until("back to the first", `document.querySelectorAll("#people tbody tr").length === 100 && document.querySelector("#people tbody tr td").textContent === "John Salley"`)
+	run("search page", chromedp.SendKeys(id("search"), "Person 1"), chromedp.Click(css(`#search-form button`)))
+	until("search page", `document.querySelectorAll("#people tbody tr").length === 51 && document.getElementById("people-caption").textContent === "51 shown (names starting with \u201cPerson 1\u201d)" && document.getElementById("page-next").disabled`)
+	if got := eval(names); got[0] != "Person 100" || got[50] != "Person 150" {
+		t.Fatalf("search Person 1: %q", got)
 	}
 
 	// API keys (the test's key is an admin key): list, create a recognize
@@ -253,7 +298,25 @@ func TestWebBrowser(t *testing.T) {
 	if rows := eval(`[...document.querySelectorAll("#keys-table tbody tr")].map(r => r.cells[0].textContent + "=" + r.cells[2].textContent)`); len(rows) != 2 || !strings.Contains(strings.Join(rows, ","), "kiosk=recognize") {
 		t.Fatalf("keys %q", rows)
 	}
+	kiosk := strings.TrimPrefix(textOf("#key-new"), "New key (shown once, copy it now): ")
+	// The new key works at once: past the key check (400 for an empty
+	// verify, not 401).
+	if code, _ := f.do(t, "POST", "/v1/verify", "application/json", []byte(`{}`), kiosk); code != 400 {
+		t.Fatalf("the new key's verify: %d", code)
+	}
+	// Revoke it (the page asks first): gone from the page and the gallery,
+	// refused on the next request.
+	run("revoke", chromedp.Click(chromedp.Search(`//table[@id="keys-table"]//tr[td[1]="kiosk"]//button`)))
+	until("asked to revoke", `!document.getElementById("key-confirm").hidden && document.getElementById("key-confirm-text").textContent.startsWith("Revoke key kiosk (")`)
 	shot("keys")
+	run("confirm revoke", chromedp.Click(id("key-revoke-yes")))
+	until("revoked", `document.getElementById("key-new").textContent.startsWith("Revoked key kiosk (") && document.querySelectorAll("#keys-table tbody tr").length === 1 && document.getElementById("key-confirm").hidden`)
+	if keys, err := f.gal.APIKeys(); err != nil || len(keys) != 1 || keys[0].Name != "test" {
+		t.Fatalf("keys after the revoke: %v %v", keys, err)
+	}
+	if code, _ := f.do(t, "POST", "/v1/verify", "application/json", []byte(`{}`), kiosk); code != 401 {
+		t.Fatalf("the revoked key's verify: %d, want 401", code)
+	}
 
 	// Sign out: the key is gone from the tab.
 	run("sign out", chromedp.Click(id("signout")))

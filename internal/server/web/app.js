@@ -60,7 +60,7 @@ function go(name) {
     if (b.dataset.screen === name) b.setAttribute("aria-current", "page");
     else b.removeAttribute("aria-current");
   }
-  if (name === "gallery") loadPeople(0);
+  if (name === "gallery") loadPeople("");
   if (name === "keys") loadKeys();
 }
 
@@ -208,42 +208,53 @@ async function drawIdentify(file, d) {
 
 // ---- gallery ----
 
-let pageAfter = 0, nextPage = null, current = null;
+// The lists page with the API's opaque cursors: a page's next_cursor is
+// passed back as cursor= for the next one (absent on the last page).
+const PAGE = 100;
+let pageCursor = "", nextCursor = null, current = null;
 
-async function loadPeople(after) {
+// pagesOf walks every page of a list (a person's photos, the keys).
+async function pagesOf(path, member) {
+  let all = [], cursor = "";
+  for (let n = 0; n < 1000; n++) {
+    const d = await api("GET", path + (path.includes("?") ? "&" : "?") + "limit=" + PAGE + (cursor ? "&cursor=" + encodeURIComponent(cursor) : ""));
+    all = all.concat(d[member] || []);
+    if (!d.next_cursor) break;
+    cursor = d.next_cursor;
+  }
+  return all;
+}
+
+// loadPeople shows one page of people (cursor "": the first), or with a
+// search one page of the people whose names start with it (the API's
+// prefix search: case matters).
+async function loadPeople(cursor) {
   text($("gallery-error"), "");
-  const q = $("search").value.trim().toLowerCase();
+  const q = $("search").value.trim();
   const body = $("people").tBodies[0];
   try {
-    let rows = [], cursor = after, more = null;
-    // Without a search one page; with one, the pages are walked (up to
-    // 2000 people) for names that start with it.
-    for (let n = 0; n < 20; n++) {
-      const d = await api("GET", "/v1/identities?limit=100" + (cursor ? "&after=" + cursor : ""));
-      const ids = d.identities || [];
-      rows = rows.concat(q ? ids.filter((it) => it.name.toLowerCase().startsWith(q)) : ids);
-      more = d.next_after || null;
-      if (!q || !more) break;
-      cursor = more;
-    }
-    pageAfter = after;
-    nextPage = q ? null : more;
+    const d = await api("GET", "/v1/identities?limit=" + PAGE + (q ? "&prefix=" + encodeURIComponent(q) : "") + (cursor ? "&cursor=" + encodeURIComponent(cursor) : ""));
+    const rows = d.identities || [];
+    pageCursor = cursor;
+    nextCursor = d.next_cursor || null;
     clear(body);
     for (const it of rows) {
       const b = make("button", { type: "button", className: "linklike", textContent: it.name });
       b.addEventListener("click", () => openPerson(it.id));
       body.append(make("tr", {}, [make("td", {}, [b]), make("td", { textContent: it.templates }), make("td", { textContent: new Date(it.created).toLocaleString() })]));
     }
-    text($("people-caption"), rows.length ? rows.length + " shown" + (q ? " (names starting with \u201c" + q + "\u201d)" : "") : "nobody" + (q ? " matches" : " enrolled yet"));
-    $("page-next").disabled = !nextPage;
-    $("page-first").disabled = !pageAfter;
+    text($("people-caption"), rows.length
+      ? rows.length + " shown" + (q ? " (names starting with \u201c" + q + "\u201d)" : "") + (nextCursor ? "; more on the next page" : "")
+      : "nobody" + (q ? " matches" : " enrolled yet"));
+    $("page-next").disabled = !nextCursor;
+    $("page-first").disabled = !pageCursor;
   } catch (e) {
     text($("gallery-error"), e.message);
   }
 }
-$("search-form").addEventListener("submit", (ev) => { ev.preventDefault(); loadPeople(0); });
-$("page-first").addEventListener("click", () => loadPeople(0));
-$("page-next").addEventListener("click", () => { if (nextPage) loadPeople(nextPage); });
+$("search-form").addEventListener("submit", (ev) => { ev.preventDefault(); loadPeople(""); });
+$("page-first").addEventListener("click", () => loadPeople(""));
+$("page-next").addEventListener("click", () => { if (nextCursor) loadPeople(nextCursor); });
 
 $("new-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
@@ -254,7 +265,7 @@ $("new-form").addEventListener("submit", (ev) => {
       const r = await addPhotos(it.id, $("new-photos").files);
       text($("gallery-status"), "Enrolled " + it.name + ": " + r);
       $("new-form").reset();
-      await loadPeople(0);
+      await loadPeople("");
       await openPerson(it.id);
     } catch (e) {
       text($("gallery-error"), e.message);
@@ -273,20 +284,28 @@ async function addPhotos(id, files) {
 
 async function openPerson(id) {
   text($("gallery-error"), "");
-  const d = await api("GET", "/v1/identities/" + id);
+  const d = await api("GET", "/v1/identities/" + id + "?limit=" + PAGE);
+  let templates = d.templates || [];
+  for (let cursor = d.next_cursor; cursor;) {
+    const more = await api("GET", "/v1/identities/" + id + "?limit=" + PAGE + "&cursor=" + encodeURIComponent(cursor));
+    templates = templates.concat(more.templates || []);
+    cursor = more.next_cursor;
+  }
   current = d.identity;
   text($("person-name"), current.name);
   text($("person-info"), current.templates + " photos · id " + current.id + " · enrolled " + new Date(current.created).toLocaleString());
   $("rename").value = current.name;
   const ul = $("person-faces");
   clear(ul);
-  for (const t of d.templates || []) {
+  for (const t of templates) {
     const del = make("button", { type: "button", className: "danger", textContent: "Delete" });
     del.setAttribute("aria-label", "Delete photo " + (t.source || t.id));
     del.addEventListener("click", async () => {
       try {
-        await api("DELETE", "/v1/identities/" + id + "/faces/" + t.id);
+        const r = await api("DELETE", "/v1/identities/" + id + "/faces/" + t.id);
+        text($("gallery-status"), "Deleted photo " + (t.source || "") + " (face " + t.id + ") of " + r.identity.name + ": " + r.identity.templates + " left");
         await openPerson(id);
+        await loadPeople(pageCursor);
       } catch (e) { text($("gallery-error"), missing(e, "delete one photo")); }
     });
     const kids = [];
@@ -307,7 +326,7 @@ $("rename-form").addEventListener("submit", (ev) => {
       await api("PATCH", "/v1/identities/" + current.id, { name: $("rename").value.trim() });
       text($("gallery-status"), "Renamed to " + $("rename").value.trim());
       await openPerson(current.id);
-      await loadPeople(pageAfter);
+      await loadPeople(pageCursor);
     } catch (e) { text($("gallery-error"), missing(e, "rename a person")); }
   });
 });
@@ -338,32 +357,51 @@ $("person-delete-yes").addEventListener("click", async () => {
     text($("gallery-status"), "Deleted " + current.name);
     current = null;
     show($("person"), false);
-    await loadPeople(0);
+    await loadPeople(pageCursor);
   } catch (e) { text($("gallery-error"), e.message); }
 });
 
 // ---- API keys (admin keys only) ----
 
+let revoking = null; // the key whose revocation is being confirmed
+
 async function loadKeys() {
   text($("keys-error"), "");
   const body = $("keys-table").tBodies[0];
-  clear(body);
   try {
-    const d = await api("GET", "/v1/keys");
-    for (const k of d.keys || []) {
+    const keys = await pagesOf("/v1/keys", "keys");
+    clear(body);
+    for (const k of keys) {
       const rev = make("button", { type: "button", className: "danger", textContent: "Revoke" });
-      rev.setAttribute("aria-label", "Revoke key " + k.name);
-      rev.addEventListener("click", async () => {
-        if (!window.confirm("Revoke key " + k.name + "? Clients using it stop working at once.")) return;
-        try { await api("DELETE", "/v1/keys/" + encodeURIComponent(k.id)); await loadKeys(); } catch (e) { text($("keys-error"), e.message); }
+      rev.setAttribute("aria-label", "Revoke key " + k.name + " (" + k.prefix + ")");
+      rev.addEventListener("click", () => {
+        revoking = k;
+        text($("key-confirm-text"), "Revoke key " + k.name + " (" + k.prefix + "\u2026)? Clients using it stop working at once.");
+        show($("key-confirm"), true);
+        $("key-revoke-yes").focus();
       });
       body.append(make("tr", {}, [make("td", { textContent: k.name }), make("td", { textContent: k.prefix || "" }),
         make("td", { textContent: (k.scopes || []).join(", ") }), make("td", { textContent: k.created ? new Date(k.created).toLocaleString() : "" }), make("td", {}, [rev])]));
     }
   } catch (e) {
+    clear(body);
     text($("keys-error"), e.status === 403 ? "Only an admin key can manage keys." : missing(e, "manage keys"));
   }
 }
+
+// Revoking asks first, in the page.
+$("key-revoke-no").addEventListener("click", () => { revoking = null; show($("key-confirm"), false); });
+$("key-revoke-yes").addEventListener("click", async () => {
+  const k = revoking;
+  revoking = null;
+  show($("key-confirm"), false);
+  if (!k) return;
+  try {
+    await api("DELETE", "/v1/keys/" + encodeURIComponent(k.id));
+    text($("key-new"), "Revoked key " + k.name + " (" + k.prefix + "\u2026)");
+    await loadKeys();
+  } catch (e) { text($("keys-error"), e.message); }
+});
 
 $("key-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
