@@ -52,9 +52,24 @@ func (s *Server) header(data []byte) (int, error) {
 		if h.Format != align.FormatJPEG || h.Progressive {
 			return 0, fmt.Errorf("%w: the %s header says %d×%d pixels; this server accepts at most %d pixels (%.1f megapixels)", align.ErrTooLarge, h.Format, h.Width, h.Height, s.cfg.MaxPixels, float64(s.cfg.MaxPixels)/1e6)
 		}
-		px = int64(s.cfg.MaxPixels) // read reduced, at most the limit
+		px = reducedPixels(h.Width, h.Height, s.cfg.MaxPixels)
 	}
 	return int(px), nil
+}
+
+// reducedPixels is the size a baseline JPEG of w×h over limit pixels is
+// decoded at: the least reduction of 1/2, 1/4, 1/8 that fits, as
+// align.DecodeWith chooses it (a 48-megapixel photo under a 40-megapixel
+// limit is read at 1/2, 12 megapixels, and counts 112 MiB of the decode
+// budget, not the 373 MiB of the limit); limit when none fits (the
+// decoder refuses it).
+func reducedPixels(w, h, limit int) int64 {
+	for _, f := range []int{2, 4, 8} {
+		if px := int64((w+f-1)/f) * int64((h+f-1)/f); px <= int64(limit) {
+			return px
+		}
+	}
+	return int64(limit)
 }
 
 // detect checks an image's header, waits for its share of the decode
