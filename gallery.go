@@ -1,23 +1,82 @@
 package facever
 
 import (
+	"errors"
 	"fmt"
+	"net/url"
+	"os"
+	"strings"
 
 	"github.com/facever/facever/align"
 	"github.com/facever/facever/enroll"
 )
 
-// OpenGallery opens (or creates, unless opts.ReadOnly) the gallery file at
-// path for this Recognizer's backbone and head: opts.Model and opts.Head are
-// set, so that a gallery enrolled with other models fails with
-// enroll.ErrModelMismatch instead of comparing incomparable embeddings.
-func (r *Recognizer) OpenGallery(path string, opts enroll.Options) (*enroll.Gallery, error) {
-	opts.Model, opts.Head = r.backbone.SHA256, r.headID
-	g, err := enroll.Open(path, opts)
+// EnvGallery names the environment variable that OpenGallery reads when
+// it is given no gallery.
+const EnvGallery = "FACEVER_GALLERY"
+
+// IsPostgres reports whether spec names a PostgreSQL gallery: a URL
+// starting postgres:// or postgresql://.
+func IsPostgres(spec string) bool {
+	s := strings.ToLower(spec)
+	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
+}
+
+// GalleryName is spec fit to show in a message or a log: a URL's password
+// is hidden.
+func GalleryName(spec string) string {
+	if !IsPostgres(spec) {
+		return spec
+	}
+	u, err := url.Parse(spec)
 	if err != nil {
-		return nil, fmt.Errorf("gallery %s: %w", path, err)
+		return "postgres://(a URL that does not parse)"
+	}
+	return u.Redacted()
+}
+
+// OpenGallery opens the gallery spec (when empty, $FACEVER_GALLERY's):
+// a postgres:// or postgresql:// URL opens the PostgreSQL store shared by
+// several servers (package enroll/pgstore), anything else the bbolt file
+// at that path (created unless opts.ReadOnly). Errors name the gallery
+// (without a URL's password) and wrap the enroll sentinels.
+func OpenGallery(spec string, opts enroll.Options) (enroll.Store, error) {
+	if spec == "" {
+		spec = os.Getenv(EnvGallery)
+	}
+	if spec == "" {
+		return nil, fmt.Errorf("%w: no gallery given (a file, or postgres://...; or $%s)", enroll.ErrInvalid, EnvGallery)
+	}
+	if IsPostgres(spec) {
+		s, err := openPostgres(spec, opts)
+		if err != nil {
+			return nil, fmt.Errorf("gallery %s: %w", GalleryName(spec), err)
+		}
+		return s, nil
+	}
+	g, err := enroll.Open(spec, opts)
+	if err != nil {
+		return nil, fmt.Errorf("gallery %s: %w", spec, err)
 	}
 	return g, nil
+}
+
+// ErrNoPostgres: this build has no PostgreSQL store.
+var ErrNoPostgres = errors.New("this facever has no PostgreSQL store yet: use a gallery file")
+
+// openPostgres opens a PostgreSQL gallery.
+func openPostgres(spec string, opts enroll.Options) (enroll.Store, error) {
+	return nil, ErrNoPostgres
+}
+
+// OpenGallery opens (or creates, unless opts.ReadOnly) the gallery spec (see
+// the function OpenGallery: a file, or a postgres:// URL) for this
+// Recognizer's backbone and head: opts.Model and opts.Head are set, so that
+// a gallery enrolled with other models fails with enroll.ErrModelMismatch
+// instead of comparing incomparable embeddings.
+func (r *Recognizer) OpenGallery(spec string, opts enroll.Options) (enroll.Store, error) {
+	opts.Model, opts.Head = r.backbone.SHA256, r.headID
+	return OpenGallery(spec, opts)
 }
 
 // Identification is who the largest face of a photo is, among the people of

@@ -2,6 +2,7 @@ package facever
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -82,4 +83,39 @@ func make128() []float32 {
 	e := make([]float32, 128)
 	e[0] = 1
 	return e
+}
+
+// TestGallerySpec: which galleries are PostgreSQL, and names without
+// passwords.
+func TestGallerySpec(t *testing.T) {
+	for spec, want := range map[string]bool{
+		"postgres://u@h/db": true, "postgresql://u:p@h:5432/db?sslmode=disable": true, "POSTGRES://h/db": true,
+		"team.db": false, "/var/lib/facever/team.db": false, "postgres.db": false, "./postgres://x": false, "": false,
+	} {
+		if got := IsPostgres(spec); got != want {
+			t.Errorf("IsPostgres(%q) = %v", spec, got)
+		}
+	}
+	for spec, want := range map[string]string{
+		"postgres://facever:s3cret@db:5432/facever": "postgres://facever:xxxxx@db:5432/facever",
+		"postgres://facever@db/facever":             "postgres://facever@db/facever",
+		"team.db":                                   "team.db",
+	} {
+		if got := GalleryName(spec); got != want {
+			t.Errorf("GalleryName(%q) = %q, want %q", spec, got, want)
+		}
+	}
+	t.Setenv(EnvGallery, filepath.Join(t.TempDir(), "env.db"))
+	s, err := OpenGallery("", enroll.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, ok := s.(*enroll.Gallery); !ok || g.Path() != os.Getenv(EnvGallery) {
+		t.Errorf("OpenGallery(\"\") with $%s: %T", EnvGallery, s)
+	}
+	s.Close()
+	t.Setenv(EnvGallery, "")
+	if _, err := OpenGallery("", enroll.Options{}); !errors.Is(err, enroll.ErrInvalid) {
+		t.Errorf("OpenGallery without a gallery: %v", err)
+	}
 }

@@ -77,7 +77,7 @@ func bulkEnroll(c *cli.Context) error {
 		return fail(err)
 	}
 	defer r.Close()
-	g, err := r.OpenGallery(c.String("gallery"), enroll.Options{})
+	g, err := openGallery(c, r, false)
 	if err != nil {
 		return fail(err)
 	}
@@ -247,13 +247,13 @@ func bulkEnroll(c *cli.Context) error {
 		if len(batchItems) >= c.Int("commit-every") || len(pending) >= 4*c.Int("commit-every") {
 			if err := commit(); err != nil {
 				bar.Done()
-				return fail(fmt.Errorf("gallery %s: %w (the %d photos committed before stay enrolled)", g.Path(), err, enrolled))
+				return fail(fmt.Errorf("gallery %s: %w (the %d photos committed before stay enrolled)", galleryName(c), err, enrolled))
 			}
 		}
 	}
 	if err := commit(); err != nil {
 		bar.Done()
-		return fail(fmt.Errorf("gallery %s: %w (the %d photos committed before stay enrolled)", g.Path(), err, enrolled))
+		return fail(fmt.Errorf("gallery %s: %w (the %d photos committed before stay enrolled)", galleryName(c), err, enrolled))
 	}
 	bar.Done()
 	secs := time.Since(start).Seconds()
@@ -263,7 +263,7 @@ func bulkEnroll(c *cli.Context) error {
 			skippedFiles = []dataset.Skip{} // [], not null
 		}
 		if err := writeJSONOrFail(c, map[string]any{
-			"gallery": g.Path(), "data": set.Root, "people": len(set.People),
+			"gallery": galleryName(c), "data": set.Root, "people": len(set.People),
 			"enrolled": enrolled, "already_enrolled": skipped, "rejected": rejected,
 			"seconds": secs, "photos": photos, "skipped_files": skippedFiles,
 		}); err != nil {
@@ -281,7 +281,7 @@ func bulkEnroll(c *cli.Context) error {
 
 // duplicateError is the entry of a photo refused because template t of
 // another person holds the same photo.
-func duplicateError(g *enroll.Gallery, path string, t enroll.Template) photoError {
+func duplicateError(g enroll.Store, path string, t enroll.Template) photoError {
 	owner := fmt.Sprintf("#%d", t.IdentityID)
 	if it, err := g.Get(t.IdentityID); err == nil {
 		owner = fmt.Sprintf("%q", it.Name)

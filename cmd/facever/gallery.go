@@ -18,7 +18,36 @@ import (
 	"github.com/facever/facever/models"
 )
 
-var galleryFlag = &cli.StringFlag{Name: "gallery", Aliases: []string{"g"}, Usage: "the gallery file (created by enroll; mode 0600: it holds biometric data)", Required: true}
+var galleryFlag = &cli.StringFlag{Name: "gallery", Aliases: []string{"g"}, Usage: "the gallery: a file (created by enroll; mode 0600: it holds biometric data), or postgres://USER@HOST:PORT/DB shared by several servers (default: $" + fv.EnvGallery + ")"}
+
+// envGallery names the gallery when --gallery is not given.
+const envGallery = fv.EnvGallery
+
+// gallerySpec is --gallery, else $FACEVER_GALLERY ("" when neither).
+func gallerySpec(c *cli.Context) string {
+	if s := c.String("gallery"); s != "" {
+		return s
+	}
+	return os.Getenv(envGallery)
+}
+
+// galleryName is the gallery as messages show it (a URL without its
+// password).
+func galleryName(c *cli.Context) string { return fv.GalleryName(gallerySpec(c)) }
+
+// errNoGallery is the error of a command given no gallery.
+var errNoGallery = cli.Exit("say which gallery: --gallery FILE, or --gallery postgres://USER@HOST:PORT/DB (or $"+fv.EnvGallery+")", exitError)
+
+// fileOnly refuses a PostgreSQL gallery for a command that works on the
+// file itself.
+func fileOnly(c *cli.Context, what string) error {
+	if spec := gallerySpec(c); spec == "" {
+		return errNoGallery
+	} else if fv.IsPostgres(spec) {
+		return fail(fmt.Errorf("%s needs a gallery file; %s is a PostgreSQL database: %s", commandPath(c), fv.GalleryName(spec), what))
+	}
+	return nil
+}
 
 // headID identifies the --head file for galleries: its content's sha256.
 func headID(c *cli.Context) (string, error) {
@@ -34,24 +63,29 @@ func headID(c *cli.Context) (string, error) {
 	return hex.EncodeToString(sum[:]), nil
 }
 
-// openGallery opens --gallery; with r, for r's backbone and head (a
-// gallery of other models is refused), without, for any.
-func openGallery(c *cli.Context, r *fv.Recognizer, readOnly bool) (*enroll.Gallery, error) {
+// openGallery opens --gallery (a file or a postgres:// URL; else
+// $FACEVER_GALLERY); with r, for r's backbone and head (a gallery of other
+// models is refused), without, for any.
+func openGallery(c *cli.Context, r *fv.Recognizer, readOnly bool) (enroll.Store, error) {
 	opts := enroll.Options{ReadOnly: readOnly}
 	if r != nil {
 		opts.Model, opts.Head = r.Backbone().SHA256, r.HeadID()
 	}
-	path := c.String("gallery")
-	if readOnly {
-		if _, err := os.Stat(path); err != nil {
-			return nil, fmt.Errorf("gallery %s does not exist: create it with `facever enroll --gallery %s --name NAME PHOTO...`", path, path)
+	return openSpec(c, opts)
+}
+
+// openSpec opens the command's gallery with opts.
+func openSpec(c *cli.Context, opts enroll.Options) (enroll.Store, error) {
+	spec := gallerySpec(c)
+	if spec == "" {
+		return nil, errNoGallery
+	}
+	if opts.ReadOnly && !fv.IsPostgres(spec) {
+		if _, err := os.Stat(spec); err != nil {
+			return nil, fmt.Errorf("gallery %s does not exist: create it with `facever enroll --gallery %s --name NAME PHOTO...`", spec, spec)
 		}
 	}
-	g, err := enroll.Open(path, opts)
-	if err != nil {
-		return nil, fmt.Errorf("gallery %s: %w", path, err)
-	}
-	return g, nil
+	return fv.OpenGallery(spec, opts)
 }
 
 // photoOutcome is a photo enroll took (a rejected one is a photoError).
@@ -166,7 +200,7 @@ Examples:
 					path := outcomes[i].Path
 					ts[i] = enroll.Template{Embedding: e, Source: filepath.Base(path), PhotoSHA256: fileSHA(path)}
 				}
-				g, err := r.OpenGallery(c.String("gallery"), enroll.Options{})
+				g, err := openGallery(c, r, false)
 				if err != nil {
 					return fail(err)
 				}
@@ -190,7 +224,7 @@ Examples:
 				}
 			}
 			if c.Bool("json") {
-				doc := map[string]any{"gallery": c.String("gallery"), "photos": photos, "enrolled": len(chips)}
+				doc := map[string]any{"gallery": galleryName(c), "photos": photos, "enrolled": len(chips)}
 				if len(chips) > 0 {
 					doc["identity"] = ident
 				}
@@ -208,7 +242,7 @@ Examples:
 					}
 				}
 				if len(chips) > 0 {
-					fmt.Fprintf(w, "%s (id %d) now has %d template(s) in %s\n", ident.Name, ident.ID, ident.Templates, c.String("gallery"))
+					fmt.Fprintf(w, "%s (id %d) now has %d template(s) in %s\n", ident.Name, ident.ID, ident.Templates, galleryName(c))
 				}
 			}
 			if len(chips) == 0 {
@@ -324,7 +358,7 @@ Examples:
 				return fail(err)
 			}
 			if ix.Len() == 0 {
-				return fail(fmt.Errorf("gallery %s holds no templates: enroll people first", c.String("gallery")))
+				return fail(fmt.Errorf("gallery %s holds no templates: enroll people first", galleryName(c)))
 			}
 			if c.Bool("int8") {
 				ix = ix.Quantize()
@@ -457,7 +491,7 @@ func galleryCommand() *cli.Command {
    facever gallery backup --gallery team.db --to team-2026-12-01.db
    facever gallery restore --gallery team.db --from team-2026-12-01.db`,
 		Subcommands: []*cli.Command{
-			galleryCheckCommand(), galleryBackupCommand(), galleryRestoreCommand(),
+			galleryCheckCommand(), galleryBackupCommand(), galleryRestoreCommand(), galleryMigrateCommand(),
 			{
 				Name:  "list",
 				Usage: "every person with their number of templates",
@@ -476,7 +510,7 @@ func galleryCommand() *cli.Command {
 						return writeJSONOrFail(c, map[string]any{"gallery": g.Meta(), "identities": ids})
 					}
 					m := g.Meta()
-					fmt.Fprintf(c.App.Writer, "%d people in %s (schema %d, backbone %s, head %s, %d-d)\n", len(ids), g.Path(), m.Schema, shortSHA(m.Model), orNone(m.Head), m.Dim)
+					fmt.Fprintf(c.App.Writer, "%d people in %s (schema %d, backbone %s, head %s, %d-d)\n", len(ids), galleryName(c), m.Schema, shortSHA(m.Model), orNone(m.Head), m.Dim)
 					for _, it := range ids {
 						fmt.Fprintf(c.App.Writer, "  #%-5d %-30s %3d template(s)  enrolled %s\n", it.ID, it.Name, it.Templates, it.Created.Format("2006-01-02 15:04"))
 					}
@@ -562,7 +596,7 @@ func galleryCommand() *cli.Command {
 }
 
 // resolveArg opens the gallery and finds the identity named by the first argument.
-func resolveArg(c *cli.Context, readOnly bool) (*enroll.Gallery, enroll.Identity, error) {
+func resolveArg(c *cli.Context, readOnly bool) (enroll.Store, enroll.Identity, error) {
 	if c.NArg() < 1 {
 		return nil, enroll.Identity{}, cli.Exit("name the person (NAME or #ID)", exitError)
 	}
@@ -574,7 +608,7 @@ func resolveArg(c *cli.Context, readOnly bool) (*enroll.Gallery, enroll.Identity
 	if err != nil {
 		g.Close()
 		if errors.Is(err, enroll.ErrNotFound) {
-			return nil, enroll.Identity{}, fail(fmt.Errorf("no person %q in %s (see `facever gallery list`)", c.Args().First(), c.String("gallery")))
+			return nil, enroll.Identity{}, fail(fmt.Errorf("no person %q in %s (see `facever gallery list`)", c.Args().First(), galleryName(c)))
 		}
 		return nil, enroll.Identity{}, fail(err)
 	}
@@ -608,7 +642,10 @@ Exit status: 0 when the gallery is sound, 1 when damage was found (restore a bac
 with facever gallery restore), 2 when the check could not run.`,
 		Flags: []cli.Flag{galleryFlag, jsonFlag},
 		Action: func(c *cli.Context) error {
-			path := c.String("gallery")
+			if err := fileOnly(c, "PostgreSQL checks its own data (data checksums, pg_amcheck); `facever gallery list` reads every identity"); err != nil {
+				return err
+			}
+			path := gallerySpec(c)
 			if _, err := os.Stat(path); err != nil {
 				return fail(fmt.Errorf("gallery %s: %w", path, err))
 			}
@@ -685,12 +722,16 @@ Examples:
 				if info, err = backupFromServer(from, c.String("key"), c.String("to"), c.Duration("timeout")); err != nil {
 					return fail(err)
 				}
-			case c.String("gallery") != "":
-				g, err := openGallery(c, nil, true)
+			case gallerySpec(c) != "":
+				if err := fileOnly(c, "back it up with pg_dump (or copy it into a file with `facever gallery migrate --from postgres://... --to FILE`)"); err != nil {
+					return err
+				}
+				s, err := openGallery(c, nil, true)
 				if err != nil {
 					return fail(err)
 				}
-				defer g.Close()
+				defer s.Close()
+				g := s.(*enroll.Gallery)
 				from = g.Path()
 				if info, err = g.Backup(c.String("to")); err != nil {
 					return fail(err)
@@ -719,7 +760,10 @@ must not be open in another process: stop facever serve first.`,
 			&cli.StringFlag{Name: "from", Usage: "the backup file (written by facever gallery backup)", Required: true},
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "how long to wait for another process to release the gallery"}},
 		Action: func(c *cli.Context) error {
-			info, err := enroll.Restore(c.String("from"), c.String("gallery"), c.Duration("timeout"))
+			if err := fileOnly(c, "restore it with pg_restore (or copy a gallery file into it with `facever gallery migrate --from FILE --to postgres://...`)"); err != nil {
+				return err
+			}
+			info, err := enroll.Restore(c.String("from"), gallerySpec(c), c.Duration("timeout"))
 			if err != nil {
 				return fail(err)
 			}

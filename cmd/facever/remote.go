@@ -154,13 +154,16 @@ func remoteOf(c *cli.Context) (*remote, error) {
 		server = os.Getenv(envServer)
 	}
 	gallery := c.String("gallery")
+	if gallery == "" && !fromFlag {
+		gallery = os.Getenv(envGallery) // --server wins over $FACEVER_GALLERY
+	}
 	switch {
 	case fromFlag && gallery != "":
 		return nil, cli.Exit("give --gallery FILE or --server URL, not both", exitError)
 	case gallery != "":
 		return nil, nil
 	case server == "":
-		return nil, cli.Exit(fmt.Sprintf("say which gallery: --gallery FILE, or --server URL of a running facever serve (or $%s)", envServer), exitError)
+		return nil, cli.Exit(fmt.Sprintf("say which gallery: --gallery FILE or postgres://USER@HOST:PORT/DB (or $%s), or --server URL of a running facever serve (or $%s)", envGallery, envServer), exitError)
 	}
 	key := c.String("key")
 	if !c.IsSet("key") {

@@ -126,7 +126,7 @@ func servedBy(gallery string) (servedInfo, bool) {
 // servedError is the error of a local command on a gallery that a running
 // server holds, naming the --server form of cmd when it has one.
 func servedError(c *cli.Context) error {
-	gallery, cmd := c.String("gallery"), c.Command
+	gallery, cmd := gallerySpec(c), c.Command
 	if gallery == "" || strings.Contains(gallery, "://") {
 		return nil
 	}

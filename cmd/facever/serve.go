@@ -96,7 +96,7 @@ Example:
 			if err != nil {
 				return cli.Exit(err.Error(), exitError)
 			}
-			g, err := enroll.Open(c.String("gallery"), enroll.Options{Model: backbone.SHA256, Head: hid, MaxMetadataKeys: c.Int("max-metadata-keys"), MaxMetadataBytes: c.Int("max-metadata-bytes"), Shard: shard})
+			g, err := openSpec(c, enroll.Options{Model: backbone.SHA256, Head: hid, MaxMetadataKeys: c.Int("max-metadata-keys"), MaxMetadataBytes: c.Int("max-metadata-bytes"), Shard: shard})
 			if err != nil {
 				return fail(err)
 			}
@@ -106,7 +106,7 @@ Example:
 				return fail(err)
 			}
 			if len(keys) == 0 {
-				return fail(fmt.Errorf("gallery %s has no API key, so no client could call the API: make one with `facever apikey create --gallery %s --name NAME`", c.String("gallery"), c.String("gallery")))
+				return fail(fmt.Errorf("gallery %s has no API key, so no client could call the API: make one with `facever apikey create --gallery %s --name NAME`", galleryName(c), galleryName(c)))
 			}
 			// Signals are caught from here on, before the listener opens,
 			// so that a client that got an answer can stop the server
@@ -179,13 +179,13 @@ Example:
 			}
 			// GALLERY.serve tells local commands where the server holding
 			// the gallery listens (remote_served.go).
-			unannounce, err := announceServed(c.String("gallery"), scheme, ln.Addr())
+			unannounce, err := announceServed(gallerySpec(c), scheme, ln.Addr())
 			if err != nil {
 				fmt.Fprintf(c.App.ErrWriter, "facever: %v (local commands will not know where this server is)\n", err)
 			} else {
 				defer unannounce()
 			}
-			fmt.Fprintf(c.App.ErrWriter, "facever: serving %s://%s (gallery %s, %d API key(s)); Ctrl-C stops\n", scheme, ln.Addr(), c.String("gallery"), len(keys))
+			fmt.Fprintf(c.App.ErrWriter, "facever: serving %s://%s (gallery %s, %d API key(s)); Ctrl-C stops\n", scheme, ln.Addr(), galleryName(c), len(keys))
 			if shard.Sharded() {
 				fmt.Fprintf(c.App.ErrWriter, "facever: this node indexes shard %s; identify asks %s\n", shard, strings.Join(shards, ", "))
 			}
@@ -226,7 +226,7 @@ func apikeyCommand() *cli.Command {
 				Flags: []cli.Flag{galleryFlag, &cli.StringFlag{Name: "name", Required: true, Usage: "whom the key is for"},
 					&cli.StringSliceFlag{Name: "scope", Usage: "what the key may do: admin (everything), enroll, recognize (verify and identify only); repeatable (default admin)"}, jsonFlag},
 				Action: func(c *cli.Context) error {
-					g, err := enroll.Open(c.String("gallery"), enroll.Options{})
+					g, err := openSpec(c, enroll.Options{})
 					if err != nil {
 						return fail(err)
 					}
@@ -279,7 +279,7 @@ func apikeyCommand() *cli.Command {
 					if c.NArg() != 1 {
 						return cli.Exit("revoke needs the key's prefix (see `facever apikey list`)", exitError)
 					}
-					g, err := enroll.Open(c.String("gallery"), enroll.Options{})
+					g, err := openSpec(c, enroll.Options{})
 					if err != nil {
 						return fail(err)
 					}

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/facever/facever/enroll"
+)
+
+// TestGalleryFromEnv: $FACEVER_GALLERY names the gallery of every command
+// when --gallery is not given; --gallery wins over it.
+func TestGalleryFromEnv(t *testing.T) {
+	dir := t.TempDir()
+	env, flag := filepath.Join(dir, "env.db"), filepath.Join(dir, "flag.db")
+	t.Setenv(envGallery, env)
+	code, key, errs := facever(t, "apikey", "create", "--name", "ops")
+	if code != exitOK || !strings.HasPrefix(key, "fvk_") {
+		t.Fatalf("apikey create from $%s: exit %d %s", envGallery, code, errs)
+	}
+	g, err := enroll.Open(env, enroll.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.CheckAPIKey(strings.TrimSpace(key)); err != nil {
+		t.Fatalf("the key is not in $%s's gallery: %v", envGallery, err)
+	}
+	if _, err := g.AddIdentity("Ann", nil); err != nil {
+		t.Fatal(err)
+	}
+	g.Close()
+	code, out, errs := facever(t, "gallery", "list", "--json")
+	if code != exitOK || !strings.Contains(out, `"Ann"`) {
+		t.Fatalf("gallery list from $%s: exit %d %s %s", envGallery, code, out, errs)
+	}
+	code, out, errs = facever(t, "apikey", "list", "--json")
+	if code != exitOK || !strings.Contains(out, `"ops"`) {
+		t.Fatalf("apikey list from $%s: exit %d %s %s", envGallery, code, out, errs)
+	}
+	code, out, errs = facever(t, "gallery", "show", "Ann", "--json")
+	if code != exitOK || !strings.Contains(out, `"Ann"`) {
+		t.Fatalf("gallery show from $%s: exit %d %s %s", envGallery, code, out, errs)
+	}
+	code, out, errs = facever(t, "gallery", "check")
+	if code != exitOK || !strings.Contains(out, "sound") {
+		t.Fatalf("gallery check from $%s: exit %d %s %s", envGallery, code, out, errs)
+	}
+	// --gallery wins.
+	code, _, errs = facever(t, "apikey", "create", "--gallery", flag, "--name", "other")
+	if code != exitOK {
+		t.Fatalf("apikey create --gallery: exit %d %s", code, errs)
+	}
+	code, out, _ = facever(t, "apikey", "list", "--gallery", flag, "--json")
+	var doc struct{ Keys []enroll.APIKey }
+	if code != exitOK || json.Unmarshal([]byte(out), &doc) != nil || len(doc.Keys) != 1 || doc.Keys[0].Name != "other" {
+		t.Fatalf("apikey list --gallery: %s", out)
+	}
+	// Neither: a message that says how to name one.
+	t.Setenv(envGallery, "")
+	for _, args := range [][]string{{"gallery", "list"}, {"apikey", "list"}, {"gallery", "check"}, {"apikey", "create", "--name", "x"}} {
+		code, _, errs := facever(t, args...)
+		if code != exitError || !strings.Contains(errs, "$"+envGallery) || !strings.Contains(errs, "postgres://") {
+			t.Errorf("%v without a gallery: exit %d: %s", args, code, errs)
+		}
+	}
+}
+
+// TestGalleryFileOnlyCommands: check, backup and restore work on a file;
+// given a PostgreSQL gallery they say so (exit 2), without showing its
+// password.
+func TestGalleryFileOnlyCommands(t *testing.T) {
+	url := "postgres://facever:s3cret@127.0.0.1:1/facever"
+	backup := filepath.Join(t.TempDir(), "b.db")
+	for _, args := range [][]string{
+		{"gallery", "check", "--gallery", url},
+		{"gallery", "backup", "--gallery", url, "--to", backup},
+		{"gallery", "restore", "--gallery", url, "--from", backup},
+	} {
+		code, out, errs := facever(t, args...)
+		if code != exitError || !strings.Contains(errs, "needs a gallery file") || !strings.Contains(errs, "PostgreSQL database") || !strings.Contains(errs, "pg_") {
+			t.Errorf("%v: exit %d: %s%s", args[:2], code, out, errs)
+		}
+		if strings.Contains(out+errs, "s3cret") {
+			t.Errorf("%v shows the password: %s", args[:2], errs)
+		}
+	}
+	t.Setenv(envGallery, url)
+	code, _, errs := facever(t, "gallery", "check")
+	if code != exitError || !strings.Contains(errs, "needs a gallery file") || strings.Contains(errs, "s3cret") {
+		t.Errorf("gallery check of $%s=postgres://: exit %d: %s", envGallery, code, errs)
+	}
+}

@@ -1,0 +1,330 @@
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	fv "github.com/facever/facever"
+	"github.com/facever/facever/enroll"
+)
+
+const migrateModel = "87aacdfe57510db2af90c0251df680e8eec88f122ee94712121d09bcaaaf3581"
+
+// migrateSource is a gallery file to migrate: what it holds.
+type migrateSource struct {
+	path   string
+	keys   []string // API keys in clear, to check on the copy
+	marker float32  // a value found once in the file (to damage it)
+}
+
+// makeMigrateSource writes a real bbolt gallery: people identities with 0–3
+// templates of dim values each, metadata, photo hashes, a removed identity
+// (a hole in the ids) and API keys of each scope.
+func makeMigrateSource(t *testing.T, people, dim int) migrateSource {
+	t.Helper()
+	src := migrateSource{path: filepath.Join(t.TempDir(), "team.db"), marker: 12345.678}
+	g, err := enroll.Open(src.path, enroll.Options{Model: migrateModel, Head: "arcface-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	rng := rand.New(rand.NewPCG(4, 2))
+	var items []enroll.BatchItem
+	for i := range people {
+		for j := range i % 4 {
+			e := make([]float32, dim)
+			for d := range e {
+				e[d] = float32(rng.NormFloat64())
+			}
+			if i == 1 && j == 0 {
+				e[0] = src.marker
+			}
+			items = append(items, enroll.BatchItem{Name: fmt.Sprintf("Person %04d", i), Template: enroll.Template{Embedding: e, Source: fmt.Sprintf("p%d-%d.jpg", i, j), PhotoSHA256: fmt.Sprintf("%064x", 1000*i+j+1)}})
+		}
+	}
+	if _, err := g.EnrollBatch(items, false); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < people; i += 4 { // the people without templates
+		if _, err := g.AddIdentity(fmt.Sprintf("Person %04d", i), map[string]string{"desk": fmt.Sprint(i), "note": "ü \"q\""}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gone, err := g.AddIdentity("Gone", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Remove(gone.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.AddIdentity("José", map[string]string{"badge": "7"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, scopes := range [][]string{{enroll.ScopeAdmin}, {enroll.ScopeEnroll}, {enroll.ScopeRecognize}} {
+		key, _, err := g.CreateScopedAPIKey("key-"+scopes[0], scopes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src.keys = append(src.keys, key)
+	}
+	return src
+}
+
+// sameStores checks that b holds exactly what a holds: ids, names,
+// metadata, created times (to the microsecond), templates bit for bit, API
+// keys, tags.
+func sameStores(t *testing.T, a, b enroll.Store, keys []string) {
+	t.Helper()
+	la, err := a.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb, err := b.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(la) != len(lb) {
+		t.Fatalf("%d identities copied as %d", len(la), len(lb))
+	}
+	near := func(x, y interface{ UnixMicro() int64 }) bool { return x.UnixMicro() == y.UnixMicro() }
+	for i, x := range la {
+		y := lb[i]
+		if x.ID != y.ID || x.Name != y.Name || x.Templates != y.Templates || fmt.Sprint(x.Metadata) != fmt.Sprint(y.Metadata) || !near(x.Created, y.Created) {
+			t.Fatalf("identity %+v copied as %+v", x, y)
+		}
+		ta, err := a.Templates(x.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tb, err := b.Templates(y.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := range ta {
+			p, q := ta[j], tb[j]
+			same := len(p.Embedding) == len(q.Embedding)
+			for d := 0; same && d < len(p.Embedding); d++ {
+				same = math.Float32bits(p.Embedding[d]) == math.Float32bits(q.Embedding[d])
+			}
+			if !same || p.ID != q.ID || p.Source != q.Source || p.PhotoSHA256 != q.PhotoSHA256 || !near(p.Created, q.Created) {
+				t.Fatalf("template %+v of %s copied as %+v", p, x.Name, q)
+			}
+		}
+	}
+	for _, key := range keys {
+		ka, err := a.CheckAPIKey(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kb, err := b.CheckAPIKey(key)
+		if err != nil || kb.Name != ka.Name || fmt.Sprint(kb.Scopes) != fmt.Sprint(ka.Scopes) || kb.Prefix != ka.Prefix {
+			t.Fatalf("API key %+v copied as %+v (%v)", ka, kb, err)
+		}
+	}
+	ma, mb := a.Meta(), b.Meta()
+	if ma.Model != mb.Model || ma.Head != mb.Head || ma.Dim != mb.Dim {
+		t.Fatalf("tags %+v copied as %+v", ma, mb)
+	}
+}
+
+type migrateDoc struct {
+	Identities       int    `json:"identities"`
+	Templates        int    `json:"templates"`
+	APIKeys          int    `json:"api_keys"`
+	CopiedIdentities int    `json:"copied_identities"`
+	CopiedTemplates  int    `json:"copied_templates"`
+	CopiedAPIKeys    int    `json:"copied_api_keys"`
+	IDs              string `json:"ids"`
+	Checksum         string `json:"checksum"`
+	Model            string `json:"model"`
+	Head             string `json:"head"`
+	Dim              int    `json:"dim"`
+}
+
+// testMigrate runs gallery migrate from a real gallery file into to (a new
+// file or an empty PostgreSQL database), then the refusals and --resume.
+func testMigrate(t *testing.T, to string) {
+	const people, dim = 240, 32
+	src := makeMigrateSource(t, people, dim)
+	code, out, errs := facever(t, "gallery", "migrate", "--from", src.path, "--to", to, "--json")
+	if code != exitOK {
+		t.Fatalf("migrate: exit %d: %s", code, errs)
+	}
+	var doc migrateDoc
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("migrate --json: %v: %s", err, out)
+	}
+	wantTemplates := 0
+	for i := range people {
+		wantTemplates += i % 4
+	}
+	if doc.Identities != people+1 || doc.Templates != wantTemplates || doc.APIKeys != 3 || doc.CopiedIdentities != people+1 || doc.CopiedTemplates != wantTemplates ||
+		doc.CopiedAPIKeys != 3 || doc.IDs != "preserved" || len(doc.Checksum) != 64 || doc.Model != migrateModel || doc.Head != "arcface-1" || doc.Dim != dim {
+		t.Fatalf("migrate report: %+v", doc)
+	}
+	if !strings.Contains(errs, "migrating") {
+		t.Errorf("no progress on stderr: %q", errs)
+	}
+	check := func() {
+		t.Helper()
+		a, err := fv.OpenGallery(src.path, enroll.Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+		b, err := fv.OpenGallery(to, enroll.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		sameStores(t, a, b, src.keys)
+		// The copy is usable: search finds the marked template's owner.
+		e := make([]float32, dim)
+		ts, _ := a.Templates(mustResolve(t, a, "Person 0001").ID)
+		copy(e, ts[0].Embedding)
+		ms, err := b.Search(e, 1)
+		if err != nil || len(ms) != 1 || ms[0].Name != "Person 0001" || ms[0].Score < 0.9999 {
+			t.Fatalf("search of the copy: %+v %v", ms, err)
+		}
+	}
+	check()
+
+	// A second run is refused: the target is not empty.
+	code, _, errs = facever(t, "gallery", "migrate", "--from", src.path, "--to", to)
+	if code != exitError || !strings.Contains(errs, "--resume") || !strings.Contains(errs, "already holds") {
+		t.Fatalf("second migrate: exit %d: %s", code, errs)
+	}
+	// With --resume it copies nothing, and verifies.
+	code, out, errs = facever(t, "gallery", "migrate", "--from", src.path, "--to", to, "--resume", "--json")
+	if code != exitOK {
+		t.Fatalf("migrate --resume: exit %d: %s", code, errs)
+	}
+	var again migrateDoc
+	if err := json.Unmarshal([]byte(out), &again); err != nil || again.CopiedIdentities != 0 || again.CopiedAPIKeys != 0 || again.Checksum != doc.Checksum || again.Identities != doc.Identities {
+		t.Fatalf("migrate --resume: %+v %v", again, err)
+	}
+	// An interrupted migration (here: people missing from the target) is
+	// finished by --resume.
+	b, err := fv.OpenGallery(to, enroll.Options{Model: migrateModel, Head: "arcface-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, _ := b.List()
+	removed := 0
+	for i, it := range list {
+		if i%7 == 3 {
+			if err := b.Remove(it.ID); err != nil {
+				t.Fatal(err)
+			}
+			removed++
+		}
+	}
+	b.Close()
+	code, out, errs = facever(t, "gallery", "migrate", "--from", src.path, "--to", to, "--resume", "--json")
+	if code != exitOK {
+		t.Fatalf("migrate --resume after losses: exit %d: %s", code, errs)
+	}
+	if err := json.Unmarshal([]byte(out), &again); err != nil || again.CopiedIdentities != removed || again.Checksum != doc.Checksum {
+		t.Fatalf("migrate --resume after losing %d: %+v %v", removed, again, err)
+	}
+	check()
+	// A target changed since (a template more) fails the verification.
+	b, err = fv.OpenGallery(to, enroll.Options{Model: migrateModel, Head: "arcface-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := make([]float32, dim)
+	e[3] = 1
+	if _, _, err := b.Enroll("Person 0002", nil, []enroll.Template{{Embedding: e}}); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	code, _, errs = facever(t, "gallery", "migrate", "--from", src.path, "--to", to, "--resume")
+	if code != exitError || !strings.Contains(errs, "verification failed") {
+		t.Fatalf("migrate --resume onto a changed target: exit %d: %s", code, errs)
+	}
+}
+
+func mustResolve(t *testing.T, s enroll.Store, name string) enroll.Identity {
+	t.Helper()
+	it, err := s.Resolve(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return it
+}
+
+// TestGalleryMigrateFile: migrate into a new gallery file.
+func TestGalleryMigrateFile(t *testing.T) {
+	testMigrate(t, filepath.Join(t.TempDir(), "copy.db"))
+}
+
+// TestGalleryMigrateRefusals: a damaged source, a source onto itself, a
+// target of another model, a target holding other people.
+func TestGalleryMigrateRefusals(t *testing.T) {
+	src := makeMigrateSource(t, 40, 8)
+	dir := t.TempDir()
+	// Damage one template's embedding in the file (its record checksum
+	// catches it).
+	data, err := os.ReadFile(src.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	marker := binary.LittleEndian.AppendUint32(nil, math.Float32bits(src.marker))
+	if n := bytes.Count(data, marker); n != 1 {
+		t.Fatalf("marker found %d times in the file", n)
+	}
+	damaged := filepath.Join(dir, "damaged.db")
+	bad := bytes.Replace(data, marker, binary.LittleEndian.AppendUint32(nil, math.Float32bits(src.marker+1)), 1)
+	if err := os.WriteFile(damaged, bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	to := filepath.Join(dir, "copy.db")
+	code, _, errs := facever(t, "gallery", "migrate", "--from", damaged, "--to", to)
+	if code != exitError || !strings.Contains(errs, "damaged") || !strings.Contains(errs, "nothing was copied") {
+		t.Fatalf("damaged source: exit %d: %s", code, errs)
+	}
+	if _, err := os.Stat(to); err == nil {
+		t.Errorf("a refused migration created %s", to)
+	}
+	code, _, errs = facever(t, "gallery", "migrate", "--from", src.path, "--to", src.path)
+	if code != exitError || !strings.Contains(errs, "same gallery") {
+		t.Fatalf("onto itself: exit %d: %s", code, errs)
+	}
+	other := filepath.Join(dir, "other.db")
+	g, err := enroll.Open(other, enroll.Options{Model: strings.Repeat("0", 64)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Close()
+	code, _, errs = facever(t, "gallery", "migrate", "--from", src.path, "--to", other, "--resume")
+	if code != exitError || !strings.Contains(errs, "another model") {
+		t.Fatalf("target of another model: exit %d: %s", code, errs)
+	}
+	// A target with other people at the source's ids.
+	strangers := filepath.Join(dir, "strangers.db")
+	g, err = enroll.Open(strangers, enroll.Options{Model: migrateModel, Head: "arcface-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.AddIdentity("Somebody else", nil); err != nil {
+		t.Fatal(err)
+	}
+	g.Close()
+	code, _, errs = facever(t, "gallery", "migrate", "--from", src.path, "--to", strangers, "--resume")
+	if code != exitError || !strings.Contains(errs, "not a copy of this source") {
+		t.Fatalf("target with strangers: exit %d: %s", code, errs)
+	}
+	code, _, errs = facever(t, "gallery", "migrate", "--from", filepath.Join(dir, "missing.db"), "--to", filepath.Join(dir, "x.db"))
+	if code != exitError || !strings.Contains(errs, "--from") {
+		t.Fatalf("missing source: exit %d: %s", code, errs)
+	}
+}
