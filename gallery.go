@@ -1,7 +1,6 @@
 package facever
 
 import (
-	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -9,6 +8,7 @@ import (
 
 	"github.com/facever/facever/align"
 	"github.com/facever/facever/enroll"
+	"github.com/facever/facever/enroll/pgstore"
 )
 
 // EnvGallery names the environment variable that OpenGallery reads when
@@ -61,12 +61,13 @@ func OpenGallery(spec string, opts enroll.Options) (enroll.Store, error) {
 	return g, nil
 }
 
-// ErrNoPostgres: this build has no PostgreSQL store.
-var ErrNoPostgres = errors.New("this facever has no PostgreSQL store yet: use a gallery file")
-
 // openPostgres opens a PostgreSQL gallery.
 func openPostgres(spec string, opts enroll.Options) (enroll.Store, error) {
-	return nil, ErrNoPostgres
+	s, err := pgstore.Open(spec, opts)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 // OpenGallery opens (or creates, unless opts.ReadOnly) the gallery spec (see

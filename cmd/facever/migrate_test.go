@@ -14,6 +14,7 @@ import (
 
 	fv "github.com/facever/facever"
 	"github.com/facever/facever/enroll"
+	"github.com/facever/facever/internal/pgtest"
 )
 
 const migrateModel = "87aacdfe57510db2af90c0251df680e8eec88f122ee94712121d09bcaaaf3581"
@@ -267,13 +268,10 @@ func TestGalleryMigrateFile(t *testing.T) {
 	testMigrate(t, filepath.Join(t.TempDir(), "copy.db"))
 }
 
-// TestGalleryMigrateRefusals: a damaged source, a source onto itself, a
-// target of another model, a target holding other people.
-func TestGalleryMigrateRefusals(t *testing.T) {
-	src := makeMigrateSource(t, 40, 8)
-	dir := t.TempDir()
-	// Damage one template's embedding in the file (its record checksum
-	// catches it).
+// damagedCopy copies src's file with one template's embedding changed (its
+// record checksum no longer matches).
+func damagedCopy(t *testing.T, src migrateSource) string {
+	t.Helper()
 	data, err := os.ReadFile(src.path)
 	if err != nil {
 		t.Fatal(err)
@@ -282,11 +280,20 @@ func TestGalleryMigrateRefusals(t *testing.T) {
 	if n := bytes.Count(data, marker); n != 1 {
 		t.Fatalf("marker found %d times in the file", n)
 	}
-	damaged := filepath.Join(dir, "damaged.db")
+	damaged := filepath.Join(t.TempDir(), "damaged.db")
 	bad := bytes.Replace(data, marker, binary.LittleEndian.AppendUint32(nil, math.Float32bits(src.marker+1)), 1)
 	if err := os.WriteFile(damaged, bad, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return damaged
+}
+
+// TestGalleryMigrateRefusals: a damaged source, a source onto itself, a
+// target of another model, a target holding other people.
+func TestGalleryMigrateRefusals(t *testing.T) {
+	src := makeMigrateSource(t, 40, 8)
+	dir := t.TempDir()
+	damaged := damagedCopy(t, src)
 	to := filepath.Join(dir, "copy.db")
 	code, _, errs := facever(t, "gallery", "migrate", "--from", damaged, "--to", to)
 	if code != exitError || !strings.Contains(errs, "damaged") || !strings.Contains(errs, "nothing was copied") {
@@ -327,4 +334,46 @@ func TestGalleryMigrateRefusals(t *testing.T) {
 	if code != exitError || !strings.Contains(errs, "--from") {
 		t.Fatalf("missing source: exit %d: %s", code, errs)
 	}
+}
+
+// TestGalleryMigratePostgres: migrate a gallery file into a real
+// PostgreSQL database (a private test cluster), the refusals and --resume
+// there, then back from PostgreSQL into a new file: the same records.
+func TestGalleryMigratePostgres(t *testing.T) {
+	// A damaged source is refused: nothing reaches the database.
+	url := pgtest.URL(t)
+	damaged := damagedCopy(t, makeMigrateSource(t, 20, 8))
+	code, _, errs := facever(t, "gallery", "migrate", "--from", damaged, "--to", url)
+	if code != exitError || !strings.Contains(errs, "damaged") {
+		t.Fatalf("damaged source into postgres://: exit %d: %s", code, errs)
+	}
+	// (An empty database is no gallery yet: a read-only open refuses it.)
+	if code, out, errs := facever(t, "gallery", "list", "--gallery", url, "--json"); strings.Contains(out, "Person") || code == exitOK && !strings.Contains(out, `"identities":[]`) {
+		t.Fatalf("a refused migration wrote into the database: exit %d %s %s", code, out, errs)
+	} else {
+		t.Logf("gallery list of the untouched database: exit %d %s", code, strings.TrimSpace(errs))
+	}
+	testMigrate(t, url)
+	// The CLI works on the copy through --gallery postgres://.
+	code, out, errs := facever(t, "gallery", "list", "--gallery", url, "--json")
+	if code != exitOK || !strings.Contains(out, `"Person 0001"`) {
+		t.Fatalf("gallery list --gallery postgres://: exit %d %s", code, errs)
+	}
+	// And back: PostgreSQL into a new file, the same records.
+	back := filepath.Join(t.TempDir(), "back.db")
+	code, _, errs = facever(t, "gallery", "migrate", "--from", url, "--to", back)
+	if code != exitOK {
+		t.Fatalf("migrate postgres:// to a file: exit %d %s", code, errs)
+	}
+	a, err := fv.OpenGallery(url, enroll.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := fv.OpenGallery(back, enroll.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	sameStores(t, a, b, nil)
 }
