@@ -1,6 +1,7 @@
 package pgstore
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"sync"
@@ -80,11 +81,16 @@ func (r *reloader) Close() error { return nil }
 func (s *Store) head() (uint64, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	var seq int64
-	if err := s.pool.QueryRow(ctx, "SELECT coalesce(max(seq), 0) FROM facever.changes").Scan(&seq); err != nil {
-		return 0, s.wrap("read the change log", err)
+	for try := 1; ; try++ {
+		var seq int64
+		err := s.pool.QueryRow(ctx, "SELECT coalesce(max(seq), 0) FROM facever.changes").Scan(&seq)
+		if err == nil {
+			return uint64(seq), nil
+		}
+		if try == attempts || ctx.Err() != nil || !lostConnection(err) {
+			return 0, s.wrap("read the change log", err)
+		}
 	}
-	return uint64(seq), nil
 }
 
 // Index returns an index of the gallery as of Version or later: after a
@@ -117,9 +123,22 @@ func (s *Store) Search(query []float32, k int) ([]enroll.Match, error) {
 // holds. One query streams the rows (embeddings as bytea, in binary)
 // into an index sized beforehand.
 func (s *Store) LoadIndex() (*enroll.Index, error) {
-	var ix *enroll.Index
 	ctx, cancel := s.ctxScaled(10)
 	defer cancel()
+	for try := 1; ; try++ {
+		ix, err := s.loadIndex(ctx)
+		if err == nil {
+			return ix, nil
+		}
+		if try == attempts || ctx.Err() != nil || !lostConnection(err) || isSentinel(err) {
+			return nil, s.wrap("load index", err)
+		}
+	}
+}
+
+// loadIndex is one try of LoadIndex.
+func (s *Store) loadIndex(ctx context.Context) (*enroll.Index, error) {
+	var ix *enroll.Index
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var seq, n int64
 		var dim int
@@ -174,8 +193,5 @@ func (s *Store) LoadIndex() (*enroll.Index, error) {
 		}
 		return rows.Err()
 	})
-	if err != nil {
-		return nil, s.wrap("load index", err)
-	}
-	return ix, nil
+	return ix, err
 }

@@ -51,6 +51,7 @@ func (s *Store) AddTemplatesOnce(id uint64, ts []enroll.Template, key, digest st
 		return enroll.OnceRecord{}, false, err
 	}
 	err = s.write("add templates", func(w *wtx) error {
+		rec, replay = enroll.OnceRecord{}, false // (a retried transaction)
 		at := now()
 		old, ok, err := onceLookup(w.ctx, w, key, at)
 		if err != nil {

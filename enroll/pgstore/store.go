@@ -35,6 +35,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -211,35 +212,76 @@ func (w *wtx) log(kind string, identity, template uint64) {
 	w.changes = append(w.changes, change{kind, identity, template})
 }
 
+// attempts is how many times an operation is tried when the database
+// connection it got turns out to be dead (after a restart of the server,
+// pooled connections are): only before anything was written.
+const attempts = 3
+
 // write runs fn in a write transaction (see the package comment) and, once
-// it has committed, tells the index of its changes.
+// it has committed, tells the index of its changes. A failure to begin the
+// transaction or to take the lock (a dead pooled connection) is retried:
+// nothing was written yet.
 func (s *Store) write(what string, fn func(w *wtx) error) error {
 	if s.opts.ReadOnly {
 		return enroll.ErrReadOnly
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	var last uint64
-	var logged []change
-	var meta *enroll.Meta
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", WriteLock); err != nil {
-			return err
-		}
-		w := &wtx{Tx: tx, ctx: ctx}
-		if err := fn(w); err != nil {
-			return err
-		}
-		if w.dimSet {
-			m, err := readMeta(ctx, tx)
-			if err != nil {
-				return err
+	for try := 1; ; try++ {
+		last, logged, meta, started, err := s.writeOnce(ctx, fn)
+		if err != nil {
+			if !started && try < attempts && ctx.Err() == nil && lostConnection(err) {
+				continue
 			}
-			meta = &m
+			return s.wrap(what, err)
 		}
-		if len(w.changes) == 0 {
-			return nil
+		if meta != nil {
+			s.mu.Lock()
+			s.meta = *meta
+			s.mu.Unlock()
 		}
+		if last > 0 {
+			raise(&s.committed, last)
+			s.ix.Committed(last, logged)
+		}
+		return nil
+	}
+}
+
+// lostConnection reports whether err is a lost connection (no answer, or
+// the server's "terminating connection": classes 08 and 57) rather than an
+// answer to the statement.
+func lostConnection(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return strings.HasPrefix(pe.Code, "08") || strings.HasPrefix(pe.Code, "57")
+	}
+	return !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled)
+}
+
+// writeOnce is one try of write; started reports whether the transaction
+// got as far as holding the lock.
+func (s *Store) writeOnce(ctx context.Context, fn func(w *wtx) error) (last uint64, logged []change, meta *enroll.Meta, started bool, err error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return 0, nil, nil, false, err
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", WriteLock); err != nil {
+		return 0, nil, nil, false, err
+	}
+	w := &wtx{Tx: tx, ctx: ctx}
+	if err := fn(w); err != nil {
+		return 0, nil, nil, true, err
+	}
+	if w.dimSet {
+		m, err := readMeta(ctx, tx)
+		if err != nil {
+			return 0, nil, nil, true, err
+		}
+		meta = &m
+	}
+	if len(w.changes) > 0 {
 		kinds := make([]string, len(w.changes))
 		ids := make([]int64, len(w.changes))
 		tids := make([]int64, len(w.changes))
@@ -254,51 +296,56 @@ func (s *Store) write(what string, fn func(w *wtx) error) error {
 				RETURNING seq)
 			SELECT max(seq) FROM ins`, kinds, ids, tids).Scan(&seq)
 		if err != nil {
-			return fmt.Errorf("change log: %w", err)
+			return 0, nil, nil, true, fmt.Errorf("change log: %w", err)
 		}
 		if _, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", NotifyChannel, fmt.Sprint(seq)); err != nil {
-			return err
+			return 0, nil, nil, true, err
 		}
 		last, logged = uint64(seq), w.changes
-		return nil
-	})
-	if err != nil {
-		return s.wrap(what, err)
 	}
-	if meta != nil {
-		s.mu.Lock()
-		s.meta = *meta
-		s.mu.Unlock()
+	if err := tx.Commit(ctx); err != nil {
+		return 0, nil, nil, true, err
 	}
-	if last > 0 {
-		raise(&s.committed, last)
-		s.ix.Committed(last, logged)
-	}
-	return nil
+	return last, logged, meta, true, nil
 }
 
-// read runs fn in a read-only transaction.
+// read runs fn in a read-only transaction, again on a lost connection.
 func (s *Store) read(what string, fn func(ctx context.Context, tx pgx.Tx) error) error {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		return fn(ctx, tx)
-	})
-	if err != nil {
+	for try := 1; ; try++ {
+		err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+			return fn(ctx, tx)
+		})
+		if err == nil {
+			return nil
+		}
+		if try < attempts && ctx.Err() == nil && lostConnection(err) && !isSentinel(err) {
+			continue
+		}
 		return s.wrap(what, err)
 	}
-	return nil
+}
+
+// sentinels are the package enroll errors, passed on as they are.
+var sentinels = []error{enroll.ErrNotFound, enroll.ErrExists, enroll.ErrInvalid, enroll.ErrTooLarge,
+	enroll.ErrModelMismatch, enroll.ErrNoModel, enroll.ErrDimension, enroll.ErrReadOnly, enroll.ErrSchema,
+	enroll.ErrTemplateNotFound, enroll.ErrOnceMismatch, enroll.ErrBadKey, enroll.ErrCorrupt}
+
+func isSentinel(err error) bool {
+	for _, e := range sentinels {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // wrap gives a database error context; the package's sentinels pass as
 // they are.
 func (s *Store) wrap(what string, err error) error {
-	for _, e := range []error{enroll.ErrNotFound, enroll.ErrExists, enroll.ErrInvalid, enroll.ErrTooLarge,
-		enroll.ErrModelMismatch, enroll.ErrNoModel, enroll.ErrDimension, enroll.ErrReadOnly, enroll.ErrSchema,
-		enroll.ErrTemplateNotFound, enroll.ErrOnceMismatch, enroll.ErrBadKey, enroll.ErrCorrupt} {
-		if errors.Is(err, e) {
-			return err
-		}
+	if isSentinel(err) {
+		return err
 	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "identities_name_key" {

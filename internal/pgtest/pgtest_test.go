@@ -88,14 +88,28 @@ func TestRestartPause(t *testing.T) {
 	if got := query(t, url, "SELECT count(*)::text FROM pg_tables WHERE tablename = 'kept'"); got != "1" {
 		t.Fatalf("table lost over a restart: %s", got)
 	}
+	open, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Close(context.Background())
 	if err := c.Pause(); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	_, err := pgx.Connect(ctx, url)
+	_, err = pgx.Connect(ctx, url)
 	cancel()
 	if err == nil {
-		t.Fatal("a paused server answered")
+		t.Fatal("a paused server answered a new connection")
+	}
+	// A connection made before the pause does not answer either (its
+	// backend is stopped too).
+	ctx, cancel = context.WithTimeout(context.Background(), 300*time.Millisecond)
+	var one int
+	err = open.QueryRow(ctx, "SELECT 1").Scan(&one)
+	cancel()
+	if err == nil {
+		t.Fatal("a paused server answered on an open connection")
 	}
 	if err := c.Resume(); err != nil {
 		t.Fatal(err)
