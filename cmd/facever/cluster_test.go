@@ -344,6 +344,8 @@ func TestServeShards(t *testing.T) {
 	t.Logf("SIGSTOPped shard: 503 shard_unavailable after %v", d)
 }
 
+func decodeJSON(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }
+
 func jsonString(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)

@@ -395,8 +395,13 @@ func (s *Server) authorize(r *http.Request) (enroll.APIKey, error) {
 		return enroll.APIKey{}, &apiError{http.StatusUnauthorized, "unauthorized", "missing API key: send it as 'Authorization: Bearer KEY' or 'X-API-Key: KEY' (make one with `facever apikey create`)"}
 	}
 	k, err := s.cfg.Gallery.CheckAPIKey(key)
-	if err != nil {
+	if errors.Is(err, enroll.ErrBadKey) {
 		return enroll.APIKey{}, &apiError{http.StatusUnauthorized, "unauthorized", "unknown API key"}
+	}
+	if err != nil {
+		// The gallery could not be asked (a database out of reach): the
+		// key may be good, so 503 (retry), not 401 (give up).
+		return enroll.APIKey{}, &apiError{http.StatusServiceUnavailable, "unavailable", fmt.Sprintf("cannot check the API key now: %v", err)}
 	}
 	return k, nil
 }

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"errors"
 	"net"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -173,5 +175,32 @@ func TestShardSearchInput(t *testing.T) {
 	}
 	if code, doc := c.do(t, 0, "POST", fanout.Path, jsonBody(map[string]any{"embeddings": [][]float32{ok}, "top": 3}), enrollKey); code != 403 {
 		t.Errorf("enroll-scope key: %d %v", code, doc)
+	}
+}
+
+// downStore is a gallery whose database is out of reach for key checks.
+type downStore struct{ enroll.Store }
+
+func (downStore) CheckAPIKey(string) (enroll.APIKey, error) {
+	return enroll.APIKey{}, errors.New("dial tcp 127.0.0.1:5432: connection refused")
+}
+
+// TestKeyCheckUnreachable: a key that cannot be checked (the database is
+// down) is 503 unavailable, to retry, not 401 unauthorized, which tells the
+// client its key is wrong; an unknown key stays 401.
+func TestKeyCheckUnreachable(t *testing.T) {
+	f, _ := newFakeFixture(t, &fakeRecognizer{}, nil)
+	s, err := New(Config{Recognizer: &fakeRecognizer{}, Gallery: downStore{f.gal}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	down := &fixture{http: httptest.NewServer(s)}
+	defer down.http.Close()
+	if code, doc := down.do(t, "GET", "/v1/identities", "", nil, f.key); code != 503 || errCode(doc) != "unavailable" || !strings.Contains(doc["error"].(map[string]any)["message"].(string), "connection refused") {
+		t.Errorf("database down: %d %v", code, doc)
+	}
+	if code, doc := f.do(t, "GET", "/v1/identities", "", nil, "fv_nope"); code != 401 {
+		t.Errorf("unknown key: %d %v", code, doc)
 	}
 }
