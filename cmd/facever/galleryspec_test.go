@@ -2,11 +2,14 @@ package main
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/facever/facever/enroll"
+	"github.com/facever/facever/internal/pgtest"
+	"github.com/facever/facever/internal/testmodels"
 )
 
 // TestGalleryFromEnv: $FACEVER_GALLERY names the gallery of every command
@@ -89,5 +92,50 @@ func TestGalleryFileOnlyCommands(t *testing.T) {
 	code, _, errs := facever(t, "gallery", "check")
 	if code != exitError || !strings.Contains(errs, "needs a gallery file") || strings.Contains(errs, "s3cret") {
 		t.Errorf("gallery check of $%s=postgres://: exit %d: %s", envGallery, code, errs)
+	}
+}
+
+// TestEnrollIdentifyPostgres: enroll and identify with real models and
+// photos in a PostgreSQL gallery named by $FACEVER_GALLERY, as with a
+// file: every other photo of the enrolled is identified as them, a person
+// never enrolled comes back unknown (exit 1).
+func TestEnrollIdentifyPostgres(t *testing.T) {
+	testmodels.Dir(t)
+	url := pgtest.URL(t)
+	t.Setenv(envGallery, url)
+	people := johnsByPerson(t)
+	for _, name := range []string{"John_Salley", "John_Shimkus"} {
+		code, _, errs := facever(t, append([]string{"enroll", "--name", name}, people[name][:3]...)...)
+		if code != exitOK {
+			t.Fatalf("enroll %s into postgres://: exit %d %s", name, code, errs)
+		}
+	}
+	bulk := t.TempDir()
+	savage, err := filepath.Abs(filepath.Dir(people["John_Savage"][0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(savage, filepath.Join(bulk, "John_Savage")); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errs := facever(t, "enroll", "--data", bulk); code != exitOK {
+		t.Fatalf("bulk enroll into postgres://: exit %d %s", code, errs)
+	}
+	for _, name := range []string{"John_Salley", "John_Shimkus"} {
+		code, out, errs := facever(t, append([]string{"identify"}, people[name][3:]...)...)
+		if code != exitOK || strings.Count(out, ": "+name+" (similarity") != 8 {
+			t.Fatalf("identify %s from postgres://: exit %d %s\n%s", name, code, errs, out)
+		}
+	}
+	code, out, _ := facever(t, append([]string{"identify"}, people["John_Simm"]...)...)
+	if code != exitNegative || strings.Count(out, "unknown") != 11 {
+		t.Fatalf("the unenrolled person: exit %d, want 1 and 11 unknowns\n%s", code, out)
+	}
+	code, out, errs := facever(t, "gallery", "list", "--json")
+	var doc struct {
+		Identities []enroll.Identity `json:"identities"`
+	}
+	if code != exitOK || json.Unmarshal([]byte(out), &doc) != nil || len(doc.Identities) != 3 || doc.Identities[2].Name != "John_Savage" || doc.Identities[2].Templates != 11 {
+		t.Fatalf("gallery list: exit %d %s %s", code, out, errs)
 	}
 }

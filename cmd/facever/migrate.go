@@ -90,9 +90,13 @@ type migrateReport struct {
 	IDs string `json:"ids"`
 	// Checksum is the sha256 over the names and embeddings, KeysChecksum
 	// over the API key hashes: equal on both sides.
-	Checksum     string  `json:"checksum"`
-	KeysChecksum string  `json:"api_keys_checksum"`
-	Seconds      float64 `json:"seconds"`
+	Checksum     string `json:"checksum"`
+	KeysChecksum string `json:"api_keys_checksum"`
+	// Seconds is the whole run; CopySeconds and VerifySeconds its two
+	// parts.
+	Seconds       float64 `json:"seconds"`
+	CopySeconds   float64 `json:"copy_seconds"`
+	VerifySeconds float64 `json:"verify_seconds"`
 }
 
 // migrate copies from into to (see galleryMigrateCommand), reporting
@@ -202,6 +206,7 @@ func migrate(from, to string, resume bool, progressTo io.Writer) (*migrateReport
 		rep.CopiedAPIKeys++
 	}
 	// Verify: read both sides back.
+	copied := time.Now()
 	a, err := digestStore(src)
 	if err != nil {
 		return nil, fmt.Errorf("--from: %w", err)
@@ -218,7 +223,8 @@ func migrate(from, to string, resume bool, progressTo io.Writer) (*migrateReport
 	}
 	rep.Identities, rep.Templates, rep.APIKeys = a.identities, a.templates, a.keys
 	rep.Checksum, rep.KeysChecksum = a.sum, a.keySum
-	rep.Seconds = math.Round(time.Since(start).Seconds()*100) / 100
+	secs := func(d time.Duration) float64 { return math.Round(d.Seconds()*100) / 100 }
+	rep.Seconds, rep.CopySeconds, rep.VerifySeconds = secs(time.Since(start)), secs(copied.Sub(start)), secs(time.Since(copied))
 	return rep, nil
 }
 

@@ -9,8 +9,10 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	fv "github.com/facever/facever"
 	"github.com/facever/facever/enroll"
@@ -137,17 +139,19 @@ func sameStores(t *testing.T, a, b enroll.Store, keys []string) {
 }
 
 type migrateDoc struct {
-	Identities       int    `json:"identities"`
-	Templates        int    `json:"templates"`
-	APIKeys          int    `json:"api_keys"`
-	CopiedIdentities int    `json:"copied_identities"`
-	CopiedTemplates  int    `json:"copied_templates"`
-	CopiedAPIKeys    int    `json:"copied_api_keys"`
-	IDs              string `json:"ids"`
-	Checksum         string `json:"checksum"`
-	Model            string `json:"model"`
-	Head             string `json:"head"`
-	Dim              int    `json:"dim"`
+	Identities       int     `json:"identities"`
+	Templates        int     `json:"templates"`
+	APIKeys          int     `json:"api_keys"`
+	CopiedIdentities int     `json:"copied_identities"`
+	CopiedTemplates  int     `json:"copied_templates"`
+	CopiedAPIKeys    int     `json:"copied_api_keys"`
+	IDs              string  `json:"ids"`
+	Checksum         string  `json:"checksum"`
+	Model            string  `json:"model"`
+	Head             string  `json:"head"`
+	Dim              int     `json:"dim"`
+	CopySeconds      float64 `json:"copy_seconds"`
+	VerifySeconds    float64 `json:"verify_seconds"`
 }
 
 // testMigrate runs gallery migrate from a real gallery file into to (a new
@@ -376,4 +380,48 @@ func TestGalleryMigratePostgres(t *testing.T) {
 	}
 	defer b.Close()
 	sameStores(t, a, b, nil)
+}
+
+// TestGalleryMigrateScale (FACEVER_MIGRATE_SCALE=N identities, 4 templates
+// of 512 values each) times gallery migrate of a file into PostgreSQL: the
+// figure in the README.
+func TestGalleryMigrateScale(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("FACEVER_MIGRATE_SCALE"))
+	if n <= 0 {
+		t.Skip("set FACEVER_MIGRATE_SCALE=10000 to time a migration of that many identities into PostgreSQL")
+	}
+	url := pgtest.URL(t)
+	path := filepath.Join(t.TempDir(), "big.db")
+	g, err := enroll.Open(path, enroll.Options{Model: migrateModel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(9, 9))
+	for start := 0; start < n; start += 500 {
+		var items []enroll.BatchItem
+		for i := start; i < min(n, start+500); i++ {
+			for j := range 4 {
+				e := make([]float32, 512)
+				for d := range e {
+					e[d] = float32(rng.NormFloat64())
+				}
+				items = append(items, enroll.BatchItem{Name: fmt.Sprintf("person %06d", i), Template: enroll.Template{Embedding: e, Source: fmt.Sprint(j), PhotoSHA256: fmt.Sprintf("%064x", 4*i+j+1)}})
+			}
+		}
+		if _, err := g.EnrollBatch(items, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g.Close()
+	st, _ := os.Stat(path)
+	begin := time.Now()
+	code, out, errs := facever(t, "gallery", "migrate", "--from", path, "--to", url, "--json")
+	if code != exitOK {
+		t.Fatalf("migrate: exit %d %s", code, errs)
+	}
+	var doc migrateDoc
+	if err := json.Unmarshal([]byte(out), &doc); err != nil || doc.Identities != n || doc.Templates != 4*n {
+		t.Fatalf("migrate: %+v %v", doc, err)
+	}
+	t.Logf("migrated %d identities, %d templates of 512 values (%.0f MB file) into PostgreSQL in %.1f s (copy %.1f s, verification of both sides %.1f s)", n, 4*n, float64(st.Size())/1e6, time.Since(begin).Seconds(), doc.CopySeconds, doc.VerifySeconds)
 }
