@@ -30,10 +30,11 @@ demo: build
 	@$(BIN) verify testdata/johns/John_Simm/000288_00470387.jpg testdata/johns/John_Salley/000179_02159509.jpg; echo "   (exit status $$?)"
 
 # Every test, after set-up. FACEVER_REQUIRE_MODELS=1: a test that needs a
-# model or a fetched photo fails instead of skipping when it is absent.
+# model or a fetched photo fails instead of skipping when it is absent (and
+# so on for the browser and PostgreSQL).
 test: dlib
 	$(GO) vet ./...
-	FACEVER_REQUIRE_MODELS=1 FACEVER_REQUIRE_BROWSER=1 $(GO) test -timeout 40m ./...
+	FACEVER_REQUIRE_MODELS=1 FACEVER_REQUIRE_BROWSER=1 FACEVER_REQUIRE_POSTGRES=1 $(GO) test -timeout 40m ./...
 
 # Median times, engine beside OpenCV DNN in one run, as Markdown tables.
 bench: setup

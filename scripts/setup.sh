@@ -7,6 +7,9 @@
 #   - The three models from the npm package faceplugin-face-recognition-js@0.0.1,
 #     checked against the sha256 sums in models/SHA256SUMS.
 #   - Group photos for the detection tests from @vladmandic/face-api@1.7.15.
+#   - Debian's postgresql (only its binaries are used: the tests run a
+#     private cluster of their own, see internal/pgtest; no cluster is
+#     created and no service started).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +25,33 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 	[ "$(id -u)" = 0 ] || SUDO=sudo
 	$SUDO apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# PostgreSQL for the pgstore tests: the binaries under
+# /usr/lib/postgresql/*/bin. The package would create and start a "main"
+# cluster: tell postgresql-common not to create it, and invoke-rc.d not to
+# start services, for the time of the install.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+	echo "setup: installing Debian's postgresql (binaries only, no service)"
+	SUDO=""
+	[ "$(id -u)" = 0 ] || SUDO=sudo
+	$SUDO mkdir -p /etc/postgresql-common/createcluster.d
+	echo "create_main_cluster = false" | $SUDO tee /etc/postgresql-common/createcluster.d/facever-no-main.conf >/dev/null
+	policy=""
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		policy=/usr/sbin/policy-rc.d
+		printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+		$SUDO chmod +x "$policy"
+	fi
+	$SUDO apt-get update -qq
+	status=0
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null || status=$?
+	[ -z "$policy" ] || $SUDO rm -f "$policy"
+	[ "$status" = 0 ] || exit "$status"
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || {
+		echo "setup: postgresql installed but no /usr/lib/postgresql/*/bin/initdb" >&2
+		exit 1
+	}
 fi
 
 mkdir -p build/npm
