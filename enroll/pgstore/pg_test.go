@@ -174,6 +174,29 @@ func TestMigrations(t *testing.T) {
 		t.Fatalf("read-only write: %v", err)
 	}
 	ro.Close()
+	// A gallery of schema 1 (as the first release made it): a read-only
+	// open refuses it, the next read-write open migrates it, data intact.
+	if _, err := c.Exec(context.Background(), `DELETE FROM facever.migrations WHERE version > 1;
+		UPDATE facever.meta SET schema = 1;
+		ALTER TABLE facever.templates RESET (toast_tuple_target);
+		ALTER TABLE facever.templates ALTER COLUMN embedding SET STORAGE EXTENDED`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(url, enroll.Options{ReadOnly: true}); !errors.Is(err, enroll.ErrSchema) {
+		t.Fatalf("read-only open of schema 1: %v, want ErrSchema", err)
+	}
+	s = open(t, url)
+	if it, err := s.GetByName("a"); err != nil || it.Templates != 1 || s.Meta().Schema != SchemaVersion() {
+		t.Fatalf("after migrating from schema 1: %+v %v %+v", it, err, s.Meta())
+	}
+	s.Close()
+	if n := count(t, c, `SELECT count(*) FROM pg_class WHERE oid = 'facever.templates'::regclass
+		AND 'toast_tuple_target=8160' = ANY (reloptions)`); n != 1 {
+		t.Fatal("migration 2 did not set toast_tuple_target")
+	}
+	if n := count(t, c, "SELECT count(*) FROM facever.migrations"); n != len(migrations) {
+		t.Fatalf("%d migration rows after migrating from 1, want %d", n, len(migrations))
+	}
 	if _, err := Open(url, enroll.Options{Model: testModel, Head: "other"}); !errors.Is(err, enroll.ErrModelMismatch) {
 		t.Fatalf("other head: %v, want ErrModelMismatch", err)
 	}

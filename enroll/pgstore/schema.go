@@ -76,6 +76,16 @@ CREATE TABLE facever.changes (
 	template_id bigint NOT NULL DEFAULT 0
 );
 `},
+	// A 512-value embedding (2,048 bytes) makes a row just over the
+	// default TOAST threshold (about 2 kB): every row was moved out of line
+	// into the TOAST table and, on load, fetched back through its index,
+	// after a futile attempt to compress random floats. Keep rows up to a
+	// page inline, and never compress embeddings. (Rows written before
+	// stay as they are until rewritten.)
+	{2, "embeddings inline and uncompressed", `
+ALTER TABLE facever.templates SET (toast_tuple_target = 8160);
+ALTER TABLE facever.templates ALTER COLUMN embedding SET STORAGE EXTERNAL;
+`},
 }
 
 // SchemaVersion is the newest schema this package writes.
