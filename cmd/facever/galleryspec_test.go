@@ -1,11 +1,18 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/facever/facever/enroll"
 	"github.com/facever/facever/internal/pgtest"
@@ -138,4 +145,99 @@ func TestEnrollIdentifyPostgres(t *testing.T) {
 	if code != exitOK || json.Unmarshal([]byte(out), &doc) != nil || len(doc.Identities) != 3 || doc.Identities[2].Name != "John_Savage" || doc.Identities[2].Templates != 11 {
 		t.Fatalf("gallery list: exit %d %s %s", code, out, errs)
 	}
+}
+
+// TestServePostgres: facever serve on a PostgreSQL gallery, with the real
+// models: it identifies who was enrolled by the CLI, enrolls through the API
+// and identifies that person at once, answers a backup request with a
+// clear refusal (the gallery is not a file), and stops on SIGTERM.
+func TestServePostgres(t *testing.T) {
+	testmodels.Dir(t)
+	url := pgtest.URL(t)
+	people := johnsByPerson(t)
+	if code, _, errs := facever(t, append([]string{"enroll", "--gallery", url, "--name", "John_Salley"}, people["John_Salley"][:3]...)...); code != exitOK {
+		t.Fatalf("enroll: exit %d %s", code, errs)
+	}
+	code, key, errs := facever(t, "apikey", "create", "--gallery", url, "--name", "ci")
+	key = strings.TrimSpace(key)
+	if code != exitOK || key == "" {
+		t.Fatalf("apikey create: %d %s", code, errs)
+	}
+	var out, errb lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run([]string{"facever", "serve", "--gallery", url, "--addr", "127.0.0.1:0"}, &out, &errb)
+	}()
+	addrRe := regexp.MustCompile(`serving http://(\S+) \(gallery (\S+),`)
+	var addr string
+	for deadline := time.Now().Add(60 * time.Second); addr == "" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		select {
+		case c := <-done:
+			t.Fatalf("serve exited %d: %s", c, errb.String())
+		default:
+		}
+		if m := addrRe.FindStringSubmatch(errb.String()); m != nil {
+			addr = m[1]
+			if !strings.HasPrefix(m[2], "postgres://") {
+				t.Errorf("serve names its gallery %q", m[2])
+			}
+		}
+	}
+	if addr == "" {
+		t.Fatalf("serve did not start: %s", errb.String())
+	}
+	defer func() {
+		syscall.Kill(os.Getpid(), syscall.SIGTERM)
+		select {
+		case c := <-done:
+			if c != exitOK {
+				t.Errorf("serve exited %d after SIGTERM: %s", c, errb.String())
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("serve did not stop on SIGTERM")
+		}
+	}()
+	call := func(method, path string, body any) (int, string) {
+		t.Helper()
+		data, _ := json.Marshal(body)
+		req, _ := http.NewRequest(method, "http://"+addr+path, bytes.NewReader(data))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	photo := func(p string) []byte {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	if c, body := call("POST", "/v1/identify", map[string]any{"image": photo(people["John_Salley"][5])}); c != 200 || !strings.Contains(body, `"name":"John_Salley"`) {
+		t.Fatalf("identify John_Salley: %d %s", c, body)
+	}
+	c, body := call("POST", "/v1/identities", map[string]any{"name": "John_Shimkus"})
+	var created struct {
+		ID uint64 `json:"id"`
+	}
+	if c != 201 && c != 200 || json.Unmarshal([]byte(body), &created) != nil || created.ID == 0 {
+		t.Fatalf("create identity: %d %s", c, body)
+	}
+	images := [][]byte{photo(people["John_Shimkus"][0]), photo(people["John_Shimkus"][1])}
+	if c, body := call("POST", fmt.Sprintf("/v1/identities/%d/faces", created.ID), map[string]any{"images": images}); c/100 != 2 {
+		t.Fatalf("enroll through the API: %d %s", c, body)
+	}
+	if c, body := call("POST", "/v1/identify", map[string]any{"image": photo(people["John_Shimkus"][6])}); c != 200 || !strings.Contains(body, `"name":"John_Shimkus"`) {
+		t.Fatalf("identify right after the API's enroll: %d %s", c, body)
+	}
+	code, _, errs = facever(t, "gallery", "backup", "--server", "http://"+addr, "--key", key, "--to", filepath.Join(t.TempDir(), "b.db"))
+	if code != exitError || !strings.Contains(errs, "501") && !strings.Contains(errs, "not_implemented") && !strings.Contains(errs, "not a file") {
+		t.Errorf("backup of a PostgreSQL gallery through the server: exit %d %s", code, errs)
+	}
+	t.Logf("backup through a server on PostgreSQL: exit %d: %s", code, strings.TrimSpace(errs))
 }
