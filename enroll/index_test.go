@@ -96,7 +96,7 @@ func TestSearchBruteForce(t *testing.T) {
 		ix, _ := synthetic(rng, dim, 3000, 3, 1)
 		raw := make([][]float32, ix.Len()) // the rows, for brute force
 		for r := range raw {
-			raw[r] = ix.data[r*dim : (r+1)*dim]
+			raw[r] = ix.row(r)
 		}
 		s := ix.NewSearcher()
 		defer s.Close()
@@ -110,9 +110,9 @@ func TestSearchBruteForce(t *testing.T) {
 			best := map[uint64]float64{}
 			bestT := map[uint64]uint64{}
 			for r, row := range raw {
-				id := ix.ids[ix.owner[r]]
+				id := ix.ids[ix.owner(r)]
 				if c := cos64(row, query); c > best[id] || bestT[id] == 0 {
-					best[id], bestT[id] = c, ix.tids[r]
+					best[id], bestT[id] = c, ix.tid(r)
 				}
 			}
 			type m struct {
@@ -224,8 +224,8 @@ func TestQuantizeIndependent(t *testing.T) {
 	if ix.Len() != 2 || q.Len() != 2 || ix.Identities() != 2 || q.Identities() != 2 {
 		t.Fatalf("float %d/%d, int8 %d/%d", ix.Len(), ix.Identities(), q.Len(), q.Identities())
 	}
-	if ix.names[1] != "b" || q.names[1] != "c" || ix.ids[ix.owner[1]] != 2 || q.ids[q.owner[1]] != 3 {
-		t.Errorf("indexes share state: %v %v / %v %v", ix.names, ix.owner, q.names, q.owner)
+	if ix.name(1) != "b" || q.name(1) != "c" || ix.ids[ix.owner(1)] != 2 || q.ids[q.owner(1)] != 3 {
+		t.Errorf("indexes share state: %v %v / %v %v", ix.names, ix.ids, q.names, q.ids)
 	}
 }
 
