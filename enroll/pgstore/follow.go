@@ -73,9 +73,16 @@ func newFollower(s *Store) (indexer, error) {
 	f := &follower{s: s, wake: make(chan struct{}, 1), lastOK: time.Now()}
 	f.cur.Store(ix)
 	lctx, lcancel := context.WithCancel(context.Background())
+	// Listening before Open returns: a node is never stale at birth, and
+	// what was written since the load is caught up on at once.
+	conn, err := f.connect(lctx)
+	if err != nil {
+		lcancel()
+		return nil, err
+	}
 	f.cancel = lcancel
 	f.done.Add(2)
-	go f.listen(lctx)
+	go f.listen(lctx, conn)
 	go f.loop(lctx)
 	return f, nil
 }
@@ -88,49 +95,54 @@ func (f *follower) poke() {
 	}
 }
 
-// listen keeps a connection LISTENing on NotifyChannel and pokes the loop
-// for every notification, and after every (re)connection, since the
-// notifications sent while it was down are lost.
-func (f *follower) listen(ctx context.Context) {
+// listen keeps a connection LISTENing on NotifyChannel (conn, then new
+// ones) and pokes the loop for every notification, and after every
+// (re)connection, since the notifications sent while it was down are lost.
+func (f *follower) listen(ctx context.Context, conn *pgx.Conn) {
 	defer f.done.Done()
 	wait := 50 * time.Millisecond
 	for ctx.Err() == nil {
-		err := f.listenOnce(ctx)
-		f.setListening(false, err)
-		if ctx.Err() != nil {
-			return
+		var err error
+		if conn == nil {
+			conn, err = f.connect(ctx)
 		}
+		if err == nil {
+			err = f.wait(ctx, conn)
+			conn.Close(context.Background())
+			conn = nil
+			wait = 50 * time.Millisecond
+		}
+		f.setListening(false, err)
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, reconnectMax)
-		if err == nil {
-			wait = 50 * time.Millisecond
-		}
 	}
 }
 
-// listenOnce connects, LISTENs and waits for notifications until the
-// connection fails or ctx ends.
-func (f *follower) listenOnce(ctx context.Context) error {
+// connect opens a connection of its own and LISTENs on it.
+func (f *follower) connect(ctx context.Context) (*pgx.Conn, error) {
 	cfg := f.s.pool.Config().ConnConfig.Copy()
 	cctx, cancel := context.WithTimeout(ctx, pollTimeout)
+	defer cancel()
 	conn, err := pgx.ConnectConfig(cctx, cfg)
-	if err == nil {
-		_, err = conn.Exec(cctx, "LISTEN "+NotifyChannel)
-	}
-	cancel()
 	if err != nil {
-		if conn != nil {
-			conn.Close(context.Background())
-		}
-		return fmt.Errorf("listen for changes: %w", err)
+		return nil, fmt.Errorf("listen for changes: %w", err)
 	}
-	defer conn.Close(context.Background())
+	if _, err := conn.Exec(cctx, "LISTEN "+NotifyChannel); err != nil {
+		conn.Close(context.Background())
+		return nil, fmt.Errorf("listen for changes: %w", err)
+	}
 	f.setListening(true, nil)
 	f.poke() // catch up on what was missed while not listening
+	return conn, nil
+}
+
+// wait pokes the loop for every notification until the connection fails
+// or ctx ends.
+func (f *follower) wait(ctx context.Context, conn *pgx.Conn) error {
 	for {
 		if _, err := conn.WaitForNotification(ctx); err != nil {
 			if ctx.Err() != nil {
@@ -326,6 +338,9 @@ func (f *follower) catchUpOnce(ctx context.Context) (more bool, err error) {
 	// its add (or rename) gives the same end.
 	changes := make([]enroll.Change, 0, len(log))
 	for _, r := range log {
+		if !f.s.opts.Shard.Owns(r.identity) {
+			continue // another shard's identity (the sequence advances all the same)
+		}
 		switch r.kind {
 		case KindAddTemplate:
 			emb, ok := adds[r.template]

@@ -49,9 +49,12 @@ func (s *Store) loadCopy(ctx context.Context) (*enroll.Index, error) {
 		if rows.Close(); rows.Err() != nil {
 			return rows.Err()
 		}
+		if sh := s.opts.Shard; sh.Sharded() {
+			n = n/int64(sh.Count) + n/int64(8*sh.Count) // room for this shard's part, with slack
+		}
 		ix = enroll.NewIndex(dim, int(n))
 		ix.SetVersion(uint64(seq))
-		p := &copyParser{ix: ix, names: names, dim: dim}
+		p := &copyParser{ix: ix, names: names, dim: dim, shard: s.opts.Shard}
 		if _, err := tx.Conn().PgConn().CopyTo(ctx, p, copyTemplates); err != nil {
 			if p.err != nil {
 				return p.err
@@ -80,9 +83,10 @@ type copyParser struct {
 	ix     *enroll.Index
 	names  map[uint64]string
 	dim    int
-	buf    []byte // an incomplete header or row
-	header bool   // the header has been read
-	done   bool   // the trailer has been read
+	shard  enroll.Shard // rows of identities it does not own are skipped
+	buf    []byte       // an incomplete header or row
+	header bool         // the header has been read
+	done   bool         // the trailer has been read
 	rows   int
 	err    error
 }
@@ -164,6 +168,10 @@ func (p *copyParser) parse(b []byte) (int, error) {
 		size := head + 4*p.dim
 		if len(r) < size {
 			break
+		}
+		if !p.shard.Owns(iid) {
+			used += size
+			continue
 		}
 		name, ok := p.names[iid]
 		if !ok {

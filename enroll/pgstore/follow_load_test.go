@@ -194,7 +194,9 @@ func TestLoadScale(t *testing.T) {
 	people := (n + per - 1) / per
 	created := time.Now().UTC()
 	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"facever", "identities"}, []string{"name", "created", "templates"},
-		pgx.CopyFromSlice(people, func(i int) ([]any, error) { return []any{fmt.Sprintf("person%07d", i), created, int32(min(per, n-i*per))}, nil })); err != nil {
+		pgx.CopyFromSlice(people, func(i int) ([]any, error) {
+			return []any{fmt.Sprintf("person%07d", i), created, int32(min(per, n-i*per))}, nil
+		})); err != nil {
 		t.Fatal(err)
 	}
 	var first int64

@@ -9,11 +9,11 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
-	"slices"
-	"sort"
 	"testing"
 	"time"
 
@@ -83,6 +83,16 @@ func TestFollowTwoNodes(t *testing.T) {
 	url := pgtest.URL(t)
 	a, b := open(t, url), open(t, url)
 	nodes := []*Store{a, b}
+	// Two nodes each keeping half the index (enroll.Options.Shard).
+	var halves []*Store
+	for i := range 2 {
+		h, err := Open(url, enroll.Options{Model: testModel, Shard: enroll.Shard{Index: i, Count: 2}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close() })
+		halves = append(halves, h)
+	}
 	rng := rand.New(rand.NewPCG(5, 6))
 	const dim = 16
 	var queries [][]float32
@@ -147,6 +157,30 @@ func TestFollowTwoNodes(t *testing.T) {
 			if applied, stale, err := n.Health(); stale || err != nil || applied < head {
 				t.Fatalf("round %d node %d: health %d %v %v", round, i, applied, stale, err)
 			}
+		}
+		// The halves hold exactly their identities' templates, and between
+		// them everything.
+		total := 0
+		for i, h := range halves {
+			f := h.ix.(*follower)
+			if !waitFor(2*time.Second, func() bool { return f.cur.Load().Version() >= head }) {
+				t.Fatalf("round %d: half %d applied %d, the log is at %d", round, i, f.cur.Load().Version(), head)
+			}
+			ix := f.cur.Load()
+			total += ix.Len()
+			sr := ix.NewSearcher()
+			for _, q := range queries {
+				ms, _ := sr.Search(q, 1000)
+				for _, m := range ms {
+					if enroll.ShardOf(m.IdentityID, 2) != i {
+						t.Fatalf("round %d: half %d holds identity %d", round, i, m.IdentityID)
+					}
+				}
+			}
+			sr.Close()
+		}
+		if total != fresh.Len() {
+			t.Fatalf("round %d: the halves hold %d templates, the gallery %d", round, total, fresh.Len())
 		}
 	}
 	// A node opened now (a restart) loads the same.

@@ -151,6 +151,7 @@ type Server struct {
 	model     string
 	fan       *fanout.Client // nil: the index is whole, searched here
 	searchers searcherPool
+	keys      keyCache // API keys accepted lately (see checkKey)
 }
 
 // New returns a server, loading the models unless cfg.Recognizer is set.
@@ -257,9 +258,7 @@ type route struct {
 }
 
 func (s *Server) routes() {
-	s.handle(route{pattern: "GET /healthz", name: "/healthz"}, func(w http.ResponseWriter, r *http.Request) error {
-		return writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "model": s.model})
-	})
+	s.handle(route{pattern: "GET /healthz", name: "/healthz"}, s.healthz)
 	s.handle(route{pattern: "GET /openapi.json", name: "/openapi.json"}, func(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Content-Type", "application/json")
 		_, err := w.Write(OpenAPI)
@@ -366,6 +365,12 @@ func (s *Server) handle(rt route, fn func(http.ResponseWriter, *http.Request) er
 				return
 			}
 		}
+		if rt.writes() {
+			if err := s.refuseStale(); err != nil {
+				fail(err)
+				return
+			}
+		}
 		if rt.heavy {
 			select {
 			case s.slots <- struct{}{}:
@@ -394,7 +399,7 @@ func (s *Server) authorize(r *http.Request) (enroll.APIKey, error) {
 	if key == "" {
 		return enroll.APIKey{}, &apiError{http.StatusUnauthorized, "unauthorized", "missing API key: send it as 'Authorization: Bearer KEY' or 'X-API-Key: KEY' (make one with `facever apikey create`)"}
 	}
-	k, err := s.cfg.Gallery.CheckAPIKey(key)
+	k, err := s.checkKey(key)
 	if errors.Is(err, enroll.ErrBadKey) {
 		return enroll.APIKey{}, &apiError{http.StatusUnauthorized, "unauthorized", "unknown API key"}
 	}
@@ -936,5 +941,6 @@ func (s *Server) identify(w http.ResponseWriter, r *http.Request) error {
 		out["faces"] = each
 	}
 	rep.addTo(out)
+	s.markStale(out)
 	return writeJSON(w, http.StatusOK, out)
 }
