@@ -173,6 +173,7 @@ func FuzzCopyParser(f *testing.F) {
 // with that many 512-d templates (4 per identity) by COPY FROM, then times
 // Open (migrations, meta, the binary COPY load) until the node answers an
 // identify, and reports the time and the memory the index took.
+// FACEVER_LOAD_STORAGE=main stores the embeddings in the rows (no TOAST).
 func TestLoadScale(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("FACEVER_LOAD_TEMPLATES"))
 	if n <= 0 {
@@ -190,6 +191,16 @@ func TestLoadScale(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
+	if st := os.Getenv("FACEVER_LOAD_STORAGE"); st != "" { // e.g. main: embeddings kept in the row, not TOASTed
+		switch st {
+		case "plain", "external", "extended", "main":
+		default:
+			t.Fatalf("FACEVER_LOAD_STORAGE=%q: plain, external, extended or main", st)
+		}
+		if _, err := conn.Exec(ctx, "ALTER TABLE facever.templates ALTER COLUMN embedding SET STORAGE "+st); err != nil {
+			t.Fatal(err)
+		}
+	}
 	fill := time.Now()
 	people := (n + per - 1) / per
 	created := time.Now().UTC()

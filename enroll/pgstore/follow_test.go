@@ -7,13 +7,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"slices"
 	"sort"
-	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -263,47 +258,6 @@ func searchTop(s *Store, query []float32) float32 {
 	return m[0].Score
 }
 
-// signalCluster sends sig to the postmaster of c and to every backend
-// (each backend is a process group of its own, so signalling the
-// postmaster's group does not reach them): SIGSTOP freezes the whole
-// server as a network partition would, SIGCONT undoes it.
-func signalCluster(c *pgtest.Cluster, sig syscall.Signal) error {
-	b, err := os.ReadFile(filepath.Join(c.Dir(), "data", "postmaster.pid"))
-	if err != nil {
-		return err
-	}
-	pm, err := strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0])
-	if err != nil {
-		return fmt.Errorf("postmaster.pid: %w", err)
-	}
-	procs, _ := filepath.Glob("/proc/[0-9]*/stat")
-	var kids []int
-	for _, p := range procs {
-		st, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...: comm may hold spaces, so split after ")".
-		f := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+1:]))
-		if len(f) > 1 && f[1] == strconv.Itoa(pm) {
-			pid, _ := strconv.Atoi(strings.Fields(string(st))[0])
-			kids = append(kids, pid)
-		}
-	}
-	if sig == syscall.SIGCONT {
-		if err := syscall.Kill(pm, sig); err != nil {
-			return err
-		}
-	}
-	for _, k := range kids {
-		_ = syscall.Kill(k, sig)
-	}
-	if sig != syscall.SIGCONT {
-		return syscall.Kill(pm, sig)
-	}
-	return nil
-}
-
 // encodeLE is the gallery's embedding encoding (little-endian float32s).
 func encodeLE(e []float32) []byte {
 	var buf bytes.Buffer
@@ -348,7 +302,7 @@ func TestFollowLostDatabase(t *testing.T) {
 		if fault == "stop" {
 			err = c.Stop()
 		} else {
-			err = signalCluster(c, syscall.SIGSTOP)
+			err = c.Pause()
 		}
 		if err != nil {
 			t.Fatal(err)
@@ -378,7 +332,7 @@ func TestFollowLostDatabase(t *testing.T) {
 		if fault == "stop" {
 			err = c.Start()
 		} else {
-			err = signalCluster(c, syscall.SIGCONT)
+			err = c.Resume()
 		}
 		if err != nil {
 			t.Fatal(err)

@@ -483,9 +483,15 @@ func TestNotify(t *testing.T) {
 		if err := l.QueryRow(ctx, "SELECT max(seq) FROM facever.changes").Scan(&seq); err != nil || strconv.FormatInt(seq, 10) != n.Payload {
 			t.Fatalf("notified %s before change %d was visible (%v)", n.Payload, seq, err)
 		}
-		m, err := b.Search(emb, 1)
+		// b follows the log (follow.go): the write is in its index within
+		// 1 s (the bound; TestFollowLag measures it).
+		var m []enroll.Match
+		waitFor(time.Second, func() bool {
+			m, err = b.Search(emb, 1)
+			return err == nil && len(m) == 1 && m[0].IdentityID == it.ID
+		})
 		if err != nil || len(m) != 1 || m[0].IdentityID != it.ID {
-			t.Fatalf("node b: %+v %v, want identity %d", m, err, it.ID)
+			t.Fatalf("node b: %+v %v, want identity %d within 1 s", m, err, it.ID)
 		}
 		if b.Version() < a.Version() {
 			t.Fatalf("node b at version %d after a search, a wrote %d", b.Version(), a.Version())

@@ -70,6 +70,9 @@ func TestStaleNode(t *testing.T) {
 		t.Fatalf("add face: %d %v", code, doc)
 	}
 	h := health()
+	for end := time.Now().Add(2 * time.Second); uint64(h["sequence"].(float64)) < store.Version() && time.Now().Before(end); h = health() {
+		time.Sleep(5 * time.Millisecond) // the follower applies the writes within milliseconds
+	}
 	if h["status"] != "ok" || h["stale"] != false || uint64(h["sequence"].(float64)) != store.Version() || store.Version() == 0 {
 		t.Fatalf("healthz of a fresh node: %v (store at %d)", h, store.Version())
 	}
