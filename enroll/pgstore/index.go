@@ -120,8 +120,8 @@ func (s *Store) Search(query []float32, k int) ([]enroll.Match, error) {
 
 // LoadIndex reads every template into a new in-memory index, in one
 // snapshot of the database: its Version is the last change that snapshot
-// holds. One query streams the rows (embeddings as bytea, in binary, in
-// the table's order) into an index sized beforehand.
+// holds. One query streams the rows (embeddings as bytea, in binary, by
+// template id) into an index sized beforehand.
 func (s *Store) LoadIndex() (*enroll.Index, error) {
 	ctx, cancel := s.ctxScaled(10)
 	defer cancel()
@@ -154,15 +154,13 @@ func (s *Store) loadIndex(ctx context.Context) (*enroll.Index, error) {
 		}
 		ix = enroll.NewIndex(dim, int(n))
 		ix.SetVersion(uint64(seq))
-		// In the table's physical order (a sequential scan: no sort, no
-		// random reads of the heap), from its first page on every node
-		// (no synchronised scans), so that nodes that load one state
-		// hold the same rows in the same order.
-		if _, err := tx.Exec(ctx, "SET LOCAL synchronize_seqscans = off"); err != nil {
-			return err
-		}
+		// By template id: an identity's rows in enrolment order (the first
+		// of equal scores is its oldest template), as the follower loads
+		// them. The primary key's order is about the heap's (ids grow as
+		// rows are appended): a nearly sequential read, no sort.
 		rows, err := tx.Query(ctx, `SELECT t.identity_id, i.name, t.id, t.embedding
-			FROM facever.templates t JOIN facever.identities i ON i.id = t.identity_id`)
+			FROM facever.templates t JOIN facever.identities i ON i.id = t.identity_id
+			ORDER BY t.id`)
 		if err != nil {
 			return err
 		}

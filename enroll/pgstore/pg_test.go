@@ -52,7 +52,7 @@ func TestEnrollSameNameTwoHandles(t *testing.T) {
 	url := pgtest.URL(t)
 	nodes := []*Store{open(t, url), open(t, url)}
 	const perNode = 3
-	n := rounds(40)
+	n := rounds(25)
 	r := rand.New(rand.NewPCG(3, 4))
 	for round := range n {
 		name := fmt.Sprintf("person %d", round)
@@ -226,7 +226,7 @@ func TestMigrations(t *testing.T) {
 // lock); when they bring different models, exactly one model wins and the
 // other nodes are refused.
 func TestOpenRace(t *testing.T) {
-	for round := range rounds(6) {
+	for round := range rounds(4) {
 		url := pgtest.URL(t)
 		const nodes = 6
 		var wg sync.WaitGroup
@@ -277,7 +277,7 @@ func TestOpenRace(t *testing.T) {
 func TestChangeOrder(t *testing.T) {
 	url := pgtest.URL(t)
 	nodes := []*Store{open(t, url), open(t, url)}
-	writers, ops := 4, rounds(60)
+	writers, ops := 4, rounds(40)
 	stop := make(chan struct{})
 	readerErr := make(chan error, 1)
 	var seen int64
