@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -261,7 +262,9 @@ func (s *Store) addTemplates(w *wtx, it *enroll.Identity, ts []enroll.Template) 
 	}
 	out := make([]enroll.Template, 0, len(ts))
 	at := now()
-	var buf []byte
+	embs := make([][]byte, len(ts))
+	sources := make([]string, len(ts))
+	shas := make([]*string, len(ts))
 	for i, t := range ts {
 		if len(t.Embedding) == 0 {
 			return nil, fmt.Errorf("%w: template %d has an empty embedding", enroll.ErrInvalid, i)
@@ -286,30 +289,45 @@ func (s *Store) addTemplates(w *wtx, it *enroll.Identity, ts []enroll.Template) 
 		if sq == 0 {
 			return nil, fmt.Errorf("%w: template %d is a zero vector", enroll.ErrInvalid, i)
 		}
-		var sha *string
 		if t.PhotoSHA256 != "" {
 			h, err := checkSHA(t.PhotoSHA256)
 			if err != nil {
 				return nil, fmt.Errorf("template %d: %w", i, err)
 			}
-			sha = &h
+			shas[i] = &h
 		}
-		buf = encodeEmbedding(buf[:0], t.Embedding)
-		var tid int64
-		err := w.QueryRow(w.ctx, `INSERT INTO facever.templates (identity_id, embedding, source, photo_sha256, created)
-			VALUES ($1, $2, $3, $4, $5) RETURNING id`, int64(it.ID), buf, cleanSource(t.Source), sha, at).Scan(&tid)
-		if err != nil {
-			return nil, err
-		}
-		t.ID, t.IdentityID, t.Created = uint64(tid), it.ID, at
+		embs[i] = encodeEmbedding(make([]byte, 0, 4*dim), t.Embedding)
+		sources[i] = cleanSource(t.Source)
+	}
+	if len(ts) == 0 {
+		return out, nil
+	}
+	// One statement for all: the rows go in in order and, under the write
+	// lock, take ascending ids from the sequence, so the sorted ids are the
+	// templates' in order.
+	rows, err := w.Query(w.ctx, `INSERT INTO facever.templates (identity_id, embedding, source, photo_sha256, created)
+		SELECT $1, u.embedding, u.source, u.sha, $5
+		FROM unnest($2::bytea[], $3::text[], $4::text[]) WITH ORDINALITY AS u(embedding, source, sha, ord)
+		ORDER BY u.ord RETURNING id`, int64(it.ID), embs, sources, shas, at)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, err
+	}
+	if len(ids) != len(ts) {
+		return nil, fmt.Errorf("insert of %d templates returned %d ids", len(ts), len(ids))
+	}
+	slices.Sort(ids)
+	for i, t := range ts {
+		t.ID, t.IdentityID, t.Created = uint64(ids[i]), it.ID, at
 		t.Embedding = append([]float32(nil), t.Embedding...)
 		out = append(out, t)
 		w.log(KindAddTemplate, it.ID, t.ID)
 	}
-	if len(ts) > 0 {
-		if _, err := w.Exec(w.ctx, "UPDATE facever.identities SET templates = templates + $2 WHERE id = $1", int64(it.ID), len(ts)); err != nil {
-			return nil, err
-		}
+	if _, err := w.Exec(w.ctx, "UPDATE facever.identities SET templates = templates + $2 WHERE id = $1", int64(it.ID), len(ts)); err != nil {
+		return nil, err
 	}
 	it.Templates += len(ts)
 	return out, nil

@@ -78,8 +78,12 @@ func (s *Store) ImportIdentity(it enroll.Identity, ts []enroll.Template) error {
 		if err := w.QueryRow(w.ctx, "SELECT dim FROM facever.meta").Scan(&dim); err != nil {
 			return err
 		}
-		var buf []byte
 		var maxTID int64
+		tids := make([]int64, len(ts))
+		embs := make([][]byte, len(ts))
+		sources := make([]string, len(ts))
+		shas := make([]*string, len(ts))
+		created := make([]time.Time, len(ts))
 		for i, t := range ts {
 			if t.IdentityID != it.ID {
 				return fmt.Errorf("%w: template %d belongs to identity %d, not %d", enroll.ErrInvalid, t.ID, t.IdentityID, it.ID)
@@ -100,26 +104,43 @@ func (s *Store) ImportIdentity(it enroll.Identity, ts []enroll.Template) error {
 			if len(t.Embedding) != dim {
 				return fmt.Errorf("%w: template %d has %d values, the gallery %d", enroll.ErrDimension, t.ID, len(t.Embedding), dim)
 			}
-			var sha *string
 			if t.PhotoSHA256 != "" {
 				h, err := checkSHA(t.PhotoSHA256)
 				if err != nil {
 					return fmt.Errorf("template %d: %w", t.ID, err)
 				}
-				sha = &h
+				shas[i] = &h
 			}
-			buf = encodeEmbedding(buf[:0], t.Embedding)
-			tag, err := w.Exec(w.ctx, `INSERT INTO facever.templates (id, identity_id, embedding, source, photo_sha256, created)
-				OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING`,
-				int64(t.ID), int64(it.ID), buf, cleanSource(t.Source), sha, t.Created.UTC())
+			tids[i], embs[i], sources[i], created[i] = int64(t.ID), encodeEmbedding(make([]byte, 0, 4*dim), t.Embedding), cleanSource(t.Source), t.Created.UTC()
+			maxTID = max(maxTID, int64(t.ID))
+			w.log(KindAddTemplate, it.ID, t.ID)
+		}
+		if len(ts) > 0 {
+			rows, err := w.Query(w.ctx, `INSERT INTO facever.templates (id, identity_id, embedding, source, photo_sha256, created)
+				OVERRIDING SYSTEM VALUE SELECT u.id, $2, u.embedding, u.source, u.sha, u.created
+				FROM unnest($1::int8[], $3::bytea[], $4::text[], $5::text[], $6::timestamptz[]) AS u(id, embedding, source, sha, created)
+				ON CONFLICT (id) DO NOTHING RETURNING id`, tids, int64(it.ID), embs, sources, shas, created)
 			if err != nil {
 				return err
 			}
-			if tag.RowsAffected() == 0 {
-				return fmt.Errorf("%w: template %d", enroll.ErrExists, t.ID)
+			done, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+			if err != nil {
+				return err
 			}
-			maxTID = max(maxTID, int64(t.ID))
-			w.log(KindAddTemplate, it.ID, t.ID)
+			if len(done) != len(ts) {
+				// The first id that did not go in: taken, or given twice.
+				in := map[int64]int{}
+				for _, id := range done {
+					in[id]++
+				}
+				for _, id := range tids {
+					if in[id] == 0 {
+						return fmt.Errorf("%w: template %d", enroll.ErrExists, id)
+					}
+					in[id]--
+				}
+				return fmt.Errorf("%w: a template id is taken", enroll.ErrExists)
+			}
 		}
 		// Later ids above the imported ones.
 		for _, q := range []struct {

@@ -3,6 +3,7 @@ package pgstore
 import (
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/facever/facever/enroll"
@@ -62,6 +63,40 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if m, _ := s.Search(q, 1); len(m) != 1 || m[0].Name != "Zoé" {
 		t.Fatalf("search after rename: %+v", m)
+	}
+	// Several templates in one call: each id names its own embedding.
+	var many []enroll.Template
+	for range 7 {
+		many = append(many, enroll.Template{Embedding: vec(r, 8), Source: "m"})
+	}
+	added, err := s.AddTemplates(a.ID, many)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := s.Templates(a.ID)
+	if err != nil || len(stored) != 8 {
+		t.Fatalf("templates: %d %v", len(stored), err)
+	}
+	byID := map[uint64][]float32{}
+	for _, st := range stored {
+		byID[st.ID] = st.Embedding
+	}
+	for i, ad := range added {
+		if got := byID[ad.ID]; !slices.Equal(got, many[i].Embedding) || !slices.Equal(ad.Embedding, many[i].Embedding) {
+			t.Fatalf("template %d (#%d): stored %v, want %v", i, ad.ID, got, many[i].Embedding)
+		}
+		if i > 0 && ad.ID <= added[i-1].ID {
+			t.Fatalf("ids not ascending: %d after %d", ad.ID, added[i-1].ID)
+		}
+	}
+	// An import with a template id given twice is refused whole.
+	err = s.ImportIdentity(enroll.Identity{ID: 100, Name: "imported", Created: a.Created},
+		[]enroll.Template{{ID: 500, IdentityID: 100, Embedding: vec(r, 8), Created: a.Created}, {ID: 500, IdentityID: 100, Embedding: vec(r, 8), Created: a.Created}})
+	if !errors.Is(err, enroll.ErrExists) {
+		t.Fatalf("import with a repeated template id: %v, want ErrExists", err)
+	}
+	if _, err := s.Get(100); !errors.Is(err, enroll.ErrNotFound) {
+		t.Fatalf("refused import left identity 100: %v", err)
 	}
 	if err := s.Remove(a.ID); err != nil {
 		t.Fatal(err)
