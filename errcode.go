@@ -11,8 +11,8 @@ import (
 // Stable codes of the errors that make one photo unusable, the same in the
 // CLI's per-photo error entries ({"path": ..., "error": {"code": ...,
 // "message": ...}}) and, where they mean the same, in the HTTP server's
-// error answers (too_large, not_image, no_face, multiple_faces,
-// face_too_small). PhotoErrorCode derives them from the sentinel errors.
+// error answers (too_large, unsupported_format, not_image, no_face,
+// multiple_faces, face_too_small, bad_landmarks). PhotoErrorCode derives them from the sentinel errors.
 const (
 	// CodeNotFound: the file does not exist (fs.ErrNotExist).
 	CodeNotFound = "not_found"
@@ -20,8 +20,8 @@ const (
 	// error, a folder).
 	CodeUnreadable = "unreadable"
 	// CodeUnsupportedFormat: an image format facever recognises but does
-	// not decode, such as HEIC (align.ErrUnsupported; the server answers
-	// not_image).
+	// not decode, such as HEIC (align.ErrUnsupported), in the CLI and the
+	// server alike.
 	CodeUnsupportedFormat = "unsupported_format"
 	// CodeNotImage: not an image, or a truncated or corrupt one, or one too
 	// small to hold a face (align.ErrNotImage, align.ErrTooSmall).

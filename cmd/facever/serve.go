@@ -57,8 +57,8 @@ Example:
 			&cli.StringFlag{Name: "addr", Value: "127.0.0.1:8080", Usage: "address to listen on"},
 			&cli.StringFlag{Name: "tls-cert", Usage: "serve HTTPS with this certificate (PEM)"},
 			&cli.StringFlag{Name: "tls-key", Usage: "the certificate's private key (PEM)"},
-			&cli.Float64Flag{Name: "threshold", Value: verify.DefaultThreshold, Usage: "default threshold of verify (default: the model's 1:1 threshold)"},
-			&cli.Float64Flag{Name: "identify-threshold", Value: models.Feature.IdentifyThreshold, Usage: "default threshold of identify (default: the model's 1:N threshold)"},
+			&cli.Float64Flag{Name: "threshold", Value: verify.DefaultThreshold, Usage: "default threshold of verify (default: the --head's own calibrated 1:1 threshold, else the model's)"},
+			&cli.Float64Flag{Name: "identify-threshold", Value: models.Feature.IdentifyThreshold, Usage: "default threshold of identify (default: the --head's own calibrated 1:N threshold, else the model's)"},
 			&cli.Float64Flag{Name: "min-threshold", Value: 0, Usage: "lowest threshold a client may send (400 threshold_too_low below it)"},
 			headFlag,
 			&cli.IntFlag{Name: "min-face", Value: fv.DefaultMinFace, Usage: "smallest face enrolled, the shorter side of its box in pixels (as enroll's --min-face)"},
@@ -129,8 +129,10 @@ Example:
 			srv, err := server.New(server.Config{
 				Models:            serveModels(c),
 				Gallery:           g,
-				Threshold:         threshold(c, backbone),
-				IdentifyThreshold: identifyThresholdFlag(c, "identify-threshold", backbone),
+				// Zero: the Recognizer's, the --head's own calibrated
+				// thresholds when it has them, else the backbone's.
+				Threshold:         flagOrZero(c, "threshold"),
+				IdentifyThreshold: flagOrZero(c, "identify-threshold"),
 				MinThreshold:      c.Float64("min-threshold"),
 				MinFace:           c.Int("min-face"),
 				MaxBodyBytes:      c.Int64("max-body"),
@@ -297,6 +299,15 @@ func apikeyCommand() *cli.Command {
 			},
 		},
 	}
+}
+
+// flagOrZero is a threshold flag's value when given, else 0 (the
+// server's default: the model's, or its head's).
+func flagOrZero(c *cli.Context, name string) float64 {
+	if c.IsSet(name) {
+		return c.Float64(name)
+	}
+	return 0
 }
 
 // serveModels are the models of `serve`: the global flags, --head, and a

@@ -428,14 +428,20 @@ func asAPIError(err error) *apiError {
 		return &apiError{http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("request body over the %d-byte limit of this endpoint", mb.Limit)}
 	case errors.Is(err, align.ErrTooLarge):
 		return &apiError{http.StatusRequestEntityTooLarge, "too_large", err.Error()}
+	case errors.Is(err, align.ErrUnsupported):
+		// A format facever recognises but does not decode (HEIC, AVIF,
+		// animated WebP, BigTIFF): the CLI's code, with how to convert it.
+		return &apiError{http.StatusUnprocessableEntity, facever.CodeUnsupportedFormat, err.Error()}
 	case errors.Is(err, align.ErrNotImage), errors.Is(err, align.ErrTooSmall):
-		return &apiError{http.StatusUnprocessableEntity, "not_image", err.Error()}
+		return &apiError{http.StatusUnprocessableEntity, facever.CodeNotImage, err.Error()}
 	case errors.Is(err, align.ErrNoFace):
 		return &apiError{http.StatusUnprocessableEntity, "no_face", err.Error()}
 	case errors.Is(err, align.ErrMultipleFaces):
 		return &apiError{http.StatusUnprocessableEntity, "multiple_faces", err.Error()}
 	case errors.Is(err, facever.ErrFaceTooSmall):
 		return &apiError{http.StatusUnprocessableEntity, "face_too_small", err.Error()}
+	case errors.Is(err, align.ErrDegenerate):
+		return &apiError{http.StatusUnprocessableEntity, facever.CodeBadLandmarks, err.Error()}
 	case errors.Is(err, enroll.ErrNotFound), errors.Is(err, enroll.ErrTemplateNotFound):
 		return &apiError{http.StatusNotFound, "not_found", err.Error()}
 	case errors.Is(err, enroll.ErrExists):
