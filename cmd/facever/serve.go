@@ -242,7 +242,7 @@ func apikeyCommand() *cli.Command {
 						return fail(err)
 					}
 					if c.Bool("json") {
-						return writeJSONOrFail(c, map[string]any{"key": key, "name": rec.Name, "prefix": rec.Prefix, "scopes": rec.Scopes, "created": rec.Created})
+						return writeJSONOrFail(c, map[string]any{"id": rec.Prefix, "key": key, "name": rec.Name, "prefix": rec.Prefix, "scopes": rec.Scopes, "created": rec.Created})
 					}
 					fmt.Fprintln(c.App.Writer, key)
 					fmt.Fprintf(c.App.ErrWriter, "API key for %s (prefix %s, scopes %s): keep it secret, it cannot be shown again\n", rec.Name, rec.Prefix, strings.Join(rec.Scopes, ","))
@@ -264,7 +264,13 @@ func apikeyCommand() *cli.Command {
 						return fail(err)
 					}
 					if c.Bool("json") {
-						return writeJSONOrFail(c, map[string]any{"keys": keys})
+						// The API's key objects (schema/api-keys.json): the
+						// prefix is the id.
+						out := make([]map[string]any, len(keys))
+						for i, k := range keys {
+							out[i] = map[string]any{"id": k.Prefix, "name": k.Name, "prefix": k.Prefix, "scopes": k.Scopes, "created": k.Created}
+						}
+						return writeJSONOrFail(c, map[string]any{"keys": out})
 					}
 					for _, k := range keys {
 						fmt.Fprintf(c.App.Writer, "%s…  %s  [%s]  created %s\n", k.Prefix, k.Name, strings.Join(k.Scopes, ","), k.Created.Format("2006-01-02 15:04"))

@@ -138,6 +138,9 @@ type Config struct {
 type Server struct {
 	cfg     Config
 	mux     *http.ServeMux
+	// patterns are the mux's patterns in the order registered (the
+	// OpenAPI test checks each against openapi.json).
+	patterns []string
 	rec     Recognizer
 	owned   *facever.Recognizer
 	batch   *batcher
@@ -286,11 +289,21 @@ func (s *Server) routes() {
 	s.handle(route{pattern: "DELETE /v1/keys/{id}", name: "/v1/keys/{id}", auth: true, scope: enroll.ScopeAdmin}, s.deleteKey)
 	s.handle(route{pattern: "GET /v1/backup", name: "/v1/backup", auth: true, scope: enroll.ScopeAdmin}, s.backup)
 	web := loadWeb()
-	s.mux.HandleFunc("GET /{$}", serveWeb(web, "index.html"))
-	s.mux.HandleFunc("GET /web/{file}", serveWeb(web, ""))
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, &apiError{http.StatusNotFound, "not_found", fmt.Sprintf("no endpoint %s %s; see /openapi.json", r.Method, r.URL.Path)})
+	s.register("GET /{$}", serveWeb(web, "index.html"))
+	s.register("GET /web/{file}", serveWeb(web, ""))
+	docs := loadDocs()
+	s.register("GET /docs", serveWeb(docs, "index.html"))
+	s.register("GET /docs/{file}", serveWeb(docs, ""))
+	s.register("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, &apiError{http.StatusNotFound, "not_found", fmt.Sprintf("no endpoint %s %s; see /docs or /openapi.json", r.Method, r.URL.Path)})
 	})
+}
+
+// register adds a pattern to the mux; every route goes through it, so that
+// s.patterns lists them all.
+func (s *Server) register(pattern string, h http.HandlerFunc) {
+	s.patterns = append(s.patterns, pattern)
+	s.mux.HandleFunc(pattern, h)
 }
 
 // ServeHTTP implements http.Handler.
@@ -331,7 +344,7 @@ type statusWriter struct {
 func (w *statusWriter) WriteHeader(c int) { w.code = c; w.ResponseWriter.WriteHeader(c) }
 
 func (s *Server) handle(rt route, fn func(http.ResponseWriter, *http.Request) error) {
-	s.mux.HandleFunc(rt.pattern, func(w http.ResponseWriter, r *http.Request) {
+	s.register(rt.pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		e := &AccessEntry{Time: start.UTC(), Method: r.Method, Route: rt.name, Remote: r.RemoteAddr}

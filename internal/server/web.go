@@ -47,22 +47,28 @@ func loadWeb() map[string]webAsset {
 		if err != nil {
 			return err
 		}
-		sum := sha256.Sum256(b)
-		ct := mime.TypeByExtension(path.Ext(p))
-		switch path.Ext(p) {
-		case ".html":
-			ct = "text/html; charset=utf-8"
-		case ".js":
-			ct = "text/javascript; charset=utf-8"
-		case ".css":
-			ct = "text/css; charset=utf-8"
-		case ".svg":
-			ct = "image/svg+xml"
-		}
-		out[path.Base(p)] = webAsset{data: b, ctype: ct, etag: `"` + hex.EncodeToString(sum[:8]) + `"`}
+		out[path.Base(p)] = newAsset(p, b)
 		return nil
 	})
 	return out
+}
+
+// newAsset is a file of a page, with its content type (from its name) and
+// ETag (from its content).
+func newAsset(name string, b []byte) webAsset {
+	sum := sha256.Sum256(b)
+	ct := mime.TypeByExtension(path.Ext(name))
+	switch path.Ext(name) {
+	case ".html":
+		ct = "text/html; charset=utf-8"
+	case ".js":
+		ct = "text/javascript; charset=utf-8"
+	case ".css":
+		ct = "text/css; charset=utf-8"
+	case ".svg":
+		ct = "image/svg+xml"
+	}
+	return webAsset{data: b, ctype: ct, etag: `"` + hex.EncodeToString(sum[:8]) + `"`}
 }
 
 // serveWeb serves the page and its assets with their content types, an
