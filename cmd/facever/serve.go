@@ -127,8 +127,8 @@ Example:
 				accessLog = f
 			}
 			srv, err := server.New(server.Config{
-				Models:            serveModels(c),
-				Gallery:           g,
+				Models:  serveModels(c),
+				Gallery: g,
 				// Zero: the Recognizer's, the --head's own calibrated
 				// thresholds when it has them, else the backbone's.
 				Threshold:         flagOrZero(c, "threshold"),

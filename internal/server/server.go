@@ -136,16 +136,16 @@ type Config struct {
 
 // Server serves the API. Create it with New; it is an http.Handler.
 type Server struct {
-	cfg     Config
-	mux     *http.ServeMux
+	cfg Config
+	mux *http.ServeMux
 	// patterns are the mux's patterns in the order registered (the
 	// OpenAPI test checks each against openapi.json).
 	patterns []string
-	rec     Recognizer
-	owned   *facever.Recognizer
-	batch   *batcher
-	metrics *metrics
-	decode  *budget
+	rec      Recognizer
+	owned    *facever.Recognizer
+	batch    *batcher
+	metrics  *metrics
+	decode   *budget
 	// detectors admits photos to the recognizer's detector, verify and
 	// identify first.
 	detectors *budget
