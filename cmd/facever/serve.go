@@ -126,11 +126,11 @@ Example:
 				defer f.Close()
 				accessLog = f
 			}
+			// Thresholds not given are 0: the Recognizer's, the --head's
+			// own calibrated thresholds when it has them, else the backbone's.
 			srv, err := server.New(server.Config{
-				Models:  serveModels(c),
-				Gallery: g,
-				// Zero: the Recognizer's, the --head's own calibrated
-				// thresholds when it has them, else the backbone's.
+				Models:            serveModels(c),
+				Gallery:           g,
 				Threshold:         flagOrZero(c, "threshold"),
 				IdentifyThreshold: flagOrZero(c, "identify-threshold"),
 				MinThreshold:      c.Float64("min-threshold"),

@@ -136,16 +136,13 @@ type Config struct {
 
 // Server serves the API. Create it with New; it is an http.Handler.
 type Server struct {
-	cfg Config
-	mux *http.ServeMux
-	// patterns are the mux's patterns in the order registered (the
-	// OpenAPI test checks each against openapi.json).
-	patterns []string
-	rec      Recognizer
-	owned    *facever.Recognizer
-	batch    *batcher
-	metrics  *metrics
-	decode   *budget
+	cfg     Config
+	mux     *http.ServeMux
+	rec     Recognizer
+	owned   *facever.Recognizer
+	batch   *batcher
+	metrics *metrics
+	decode  *budget
 	// detectors admits photos to the recognizer's detector, verify and
 	// identify first.
 	detectors *budget
@@ -155,6 +152,9 @@ type Server struct {
 	fan       *fanout.Client // nil: the index is whole, searched here
 	searchers searcherPool
 	keys      keyCache // API keys accepted lately (see checkKey)
+	// patterns are the mux's patterns in the order registered (the
+	// OpenAPI test checks each against openapi.json).
+	patterns []string
 }
 
 // New returns a server, loading the models unless cfg.Recognizer is set.
