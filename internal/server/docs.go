@@ -343,9 +343,8 @@ func renderDocs(doc []byte) ([]byte, error) {
 			if op.OperationID == "" {
 				o.ID = anchor("op-", m+p)
 			}
-			o.Auth = "an API key"
 			if op.Security != nil && len(*op.Security) == 0 {
-				o.Auth = "no key"
+				o.Auth = "No API key needed."
 			}
 			if len(op.Parameters) > 0 {
 				var b strings.Builder
@@ -457,6 +456,7 @@ var docsPage = template.Must(template.New("docs").Funcs(template.FuncMap{"anchor
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{{.Doc.Info.Title}} API reference</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/docs/docs.css">
 <script src="/docs/docs.js" defer></script>
 </head>
@@ -484,7 +484,7 @@ var docsPage = template.Must(template.New("docs").Funcs(template.FuncMap{"anchor
 {{range .Ops}}<article class="op" id="{{.ID}}" aria-labelledby="h-{{.ID}}">
 <h3 id="h-{{.ID}}"><span class="method m-{{.Method}}">{{.Method}}</span> <code class="path">{{.Path}}</code> <span class="summary">{{.Summary}}</span></h3>
 <p>{{.Description}}</p>
-<p class="auth">Needs: {{.Auth}}.</p>
+{{if .Auth}}<p class="auth">{{.Auth}}</p>{{end}}
 {{if .Params}}<h4>Parameters</h4>{{.Params}}{{end}}
 {{if .Body}}<h4>Request body</h4>{{.Body}}{{end}}
 <h4>Responses</h4>

@@ -1,0 +1,127 @@
+package server
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// TestDocsBrowser opens /docs in a real headless chromium: the page shows
+// every operation, its script runs under the page's strict CSP (the
+// filter hides what does not match and the navigation follows), and with
+// FACEVER_SCREENSHOTS=1 it saves docs/web-docs.png for the README.
+func TestDocsBrowser(t *testing.T) {
+	bin := ""
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			bin = p
+			break
+		}
+	}
+	if bin == "" {
+		if os.Getenv(EnvRequireBrowser) == "1" {
+			t.Fatalf("chromium is not installed and %s=1: run scripts/setup.sh", EnvRequireBrowser)
+		}
+		t.Skipf("chromium is not installed; set %s=1 to make this a failure", EnvRequireBrowser)
+	}
+	doc := loadOpenAPI(t)
+	ops := 0
+	for _, p := range doc.Paths.InMatchingOrder() {
+		ops += len(doc.Paths.Value(p).Operations())
+	}
+	f, _ := newFakeFixture(t, &fakeRecognizer{}, nil)
+	opts := append([]chromedp.ExecAllocatorOption{},
+		chromedp.ExecPath(bin),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 900),
+	)
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelA()
+	bctx, cancelB := chromedp.NewContext(actx)
+	defer cancelB()
+	if err := chromedp.Do(bctx); err != nil {
+		t.Fatalf("starting %s: %v", bin, err)
+	}
+	ctx, cancel := context.WithTimeout(bctx, 2*time.Minute)
+	defer cancel()
+	var mu sync.Mutex
+	var jsErrors []string
+	messages := chromedp.Console(ctx)
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			if m.Type == chromedp.ConsoleError || m.IsException() {
+				mu.Lock()
+				jsErrors = append(jsErrors, m.String())
+				mu.Unlock()
+			}
+		}
+	}()
+	if err := chromedp.Do(ctx, chromedp.Navigate(f.http.URL+"/docs"), chromedp.WaitVisible(chromedp.ID("filter"))); err != nil {
+		t.Fatalf("opening /docs: %v", err)
+	}
+	count := func(sel string) int {
+		n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll(` + "`" + sel + "`" + `).length`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	title, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.title`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shown := count("article.op:not([hidden])")
+	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID("filter"), "keys")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelectorAll("article.op:not([hidden])").length < `+strconv.Itoa(ops), chromedp.WithPollingTimeout(20*time.Second))); err != nil {
+		t.Errorf("the filter hid nothing (does docs.js run under the CSP?): %v", err)
+	}
+	afterFilter, navShown := count("article.op:not([hidden])"), count("nav li li:not([hidden])")
+	mu.Lock()
+	for _, m := range jsErrors {
+		t.Errorf("/docs: %s", m)
+	}
+	mu.Unlock()
+	if title != "facever API reference" || shown != ops {
+		t.Errorf("/docs: title %q, %d operations shown, want %d", title, shown, ops)
+	}
+	// "keys" is in the three key operations and wherever keys are named
+	// (every endpoint that needs one says so).
+	if afterFilter == 0 || afterFilter >= ops || navShown != afterFilter {
+		t.Errorf("filter \"keys\": %d of %d operations shown, %d navigation links", afterFilter, ops, navShown)
+	}
+	if os.Getenv(EnvScreenshots) == "1" {
+		if err := chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := chromedp.Evaluate[bool](`(() => { const f = document.getElementById("filter"); f.value = ""; f.dispatchEvent(new Event("input")); document.getElementById("op-verify").scrollIntoView(); return true })()`)(ctx, tg)
+			return err
+		})); err != nil {
+			t.Fatal(err)
+		}
+		shot, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join("..", "..", "docs", "web-docs.png"), shot, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
