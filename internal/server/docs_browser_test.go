@@ -78,7 +78,7 @@ func TestDocsBrowser(t *testing.T) {
 		t.Fatalf("opening /docs: %v", err)
 	}
 	count := func(sel string) int {
-		n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll(` + "`" + sel + "`" + `).length`))
+		n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll(`+"`"+sel+"`"+`).length`))
 		if err != nil {
 			t.Fatal(err)
 		}
