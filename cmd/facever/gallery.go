@@ -664,6 +664,9 @@ with facever gallery restore), 2 when the check could not run.`,
 				}
 			}
 			if c.Bool("json") {
+				if r.Problems == nil {
+					r.Problems = []string{} // a sound gallery: [], not null
+				}
 				if err := writeJSONOrFail(c, r); err != nil {
 					return err
 				}

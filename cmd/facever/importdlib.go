@@ -45,7 +45,7 @@ type importDlibReport struct {
 	Out          string `json:"out"`
 	OutSHA256    string `json:"out_sha256"`
 	Bytes        int    `json:"bytes"`
-	Params       int    `json:"params"`
+	Params       int    `json:"parameter_count"`
 	ConvLayers   int    `json:"conv_layers"`
 	Opset        int    `json:"opset"`
 	Input        string `json:"input"`

@@ -453,7 +453,7 @@ func remoteKeyCreate(c *cli.Context, rm *remote) error {
 		return fail(err)
 	}
 	if c.Bool("json") {
-		return writeJSONOrFail(c, map[string]any{"key": k.Key, "name": k.Name, "prefix": k.Prefix, "scopes": k.Scopes, "created": k.Created})
+		return writeJSONOrFail(c, keyDoc(k.APIKey, k.Key))
 	}
 	fmt.Fprintln(c.App.Writer, k.Key)
 	fmt.Fprintf(c.App.ErrWriter, "API key for %s (prefix %s, scopes %s) on %s: keep it secret, it cannot be shown again\n", k.Name, k.Prefix, strings.Join(k.Scopes, ","), rm.base)
@@ -465,11 +465,8 @@ func remoteKeyList(c *cli.Context, rm *remote) error {
 	if err != nil {
 		return fail(err)
 	}
-	if keys == nil {
-		keys = []enroll.APIKey{}
-	}
 	if c.Bool("json") {
-		return writeJSONOrFail(c, map[string]any{"keys": keys})
+		return writeJSONOrFail(c, keysDoc(keys))
 	}
 	for _, k := range keys {
 		fmt.Fprintf(c.App.Writer, "%s…  %s  [%s]  created %s\n", k.Prefix, k.Name, strings.Join(k.Scopes, ","), k.Created.Format("2006-01-02 15:04"))

@@ -6,11 +6,14 @@ import (
 	"image/draw"
 	"image/jpeg"
 	"image/png"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/urfave/cli/v2"
 
 	"github.com/facever/facever/internal/testmodels"
 	"github.com/facever/facever/models"
@@ -244,6 +247,100 @@ func TestVerifyAnyFace(t *testing.T) {
 		}
 		if cx := (doc.Photos[0].Face.Box[0] + doc.Photos[0].Face.Box[2]) / 2; (cx >= 150) != tc.right {
 			t.Errorf("%s: compared the face at x %.0f", tc.other, cx)
+		}
+	}
+}
+
+// jsonCommands lists every command of the app that takes --json, by its
+// full name ("gallery list").
+func jsonCommands(cmds []*cli.Command, prefix string) []string {
+	var out []string
+	for _, c := range cmds {
+		name := strings.TrimSpace(prefix + " " + c.Name)
+		for _, f := range c.Flags {
+			if slices.Contains(f.Names(), "json") {
+				out = append(out, name)
+				break
+			}
+		}
+		out = append(out, jsonCommands(c.Subcommands, name)...)
+	}
+	return out
+}
+
+// TestEveryJSONCommandMatchesSchema runs every command that takes --json
+// (found by walking the app, so that a new one cannot be missed) on real
+// photos and models, and validates its document against its file in
+// schema/; a command without a run here fails the test.
+func TestEveryJSONCommandMatchesSchema(t *testing.T) {
+	testmodels.Dir(t)
+	tmp := t.TempDir()
+	gal := filepath.Join(tmp, "g.db")
+	cache := filepath.Join(tmp, "c.db")
+	johns := "../../testdata/johns/"
+	lfwPairs, lfwRoot := lfwLayout(t, twoFoldPairs)
+	pairs := filepath.Join(tmp, "pairs.csv")
+	writeJohnsPairs(t, johns, pairs)
+	dir := userModelsDir(t)
+	dat := filepath.Join("..", "..", "build", "dlib", "dlib_face_recognition_resnet_model_v1.dat")
+	if _, err := os.Stat(dat); err != nil {
+		if os.Getenv(testmodels.EnvRequire) == "1" {
+			t.Fatalf("%s: %v (make dlib fetches it)", dat, err)
+		}
+		t.Skipf("%s: %v (make dlib fetches it)", dat, err)
+	}
+	runs := []struct {
+		command, schema string
+		args            []string
+	}{
+		{"verify", "verify.json", []string{"verify", "--json", simmA, simmB}},
+		{"detect", "detect.json", []string{"detect", "--json", simmA, salleyA}},
+		{"align", "align.json", []string{"align", "--json", "--out", filepath.Join(tmp, "aligned"), simmA}},
+		{"embed", "embed.json", []string{"embed", "--json", simmA}},
+		{"enroll", "enroll.json", []string{"enroll", "--json", "--gallery", gal, "--name", "John Simm", simmA, simmB}},
+		{"enroll", "enroll.json", []string{"enroll", "--json", "--gallery", gal, "--name", "John Salley", salleyA}},
+		{"identify", "identify.json", []string{"identify", "--json", "--gallery", gal, "--top", "2", simmB}},
+		{"gallery list", "gallery-list.json", []string{"gallery", "list", "--json", "--gallery", gal}},
+		{"gallery show", "gallery-show.json", []string{"gallery", "show", "--json", "--gallery", gal, "John Simm"}},
+		{"gallery rename", "gallery-rename.json", []string{"gallery", "rename", "--json", "--gallery", gal, "John Simm", "John Simm II"}},
+		{"gallery check", "gallery-check.json", []string{"gallery", "check", "--json", "--gallery", gal}},
+		{"gallery backup", "gallery-backup.json", []string{"gallery", "backup", "--json", "--gallery", gal, "--to", filepath.Join(tmp, "b.db")}},
+		{"gallery restore", "gallery-backup.json", []string{"gallery", "restore", "--json", "--gallery", filepath.Join(tmp, "r.db"), "--from", filepath.Join(tmp, "b.db")}},
+		{"gallery remove", "removed.json", []string{"gallery", "remove", "--json", "--gallery", gal, "John Salley"}},
+		{"apikey create", "apikey-create.json", []string{"apikey", "create", "--json", "--gallery", gal, "--name", "kiosk", "--scope", "recognize"}},
+		{"apikey list", "apikey-list.json", []string{"apikey", "list", "--json", "--gallery", gal}},
+		{"eval", "eval.json", []string{"eval", "--json", "--pairs", pairs, "--root", johns, "--cache", cache}},
+		{"calibrate", "calibrate.json", []string{"calibrate", "--json", "--pairs", pairs, "--root", johns, "--cache", cache}},
+		{"eval-identify", "eval-identify.json", []string{"eval-identify", "--json", "--data", johns, "--cache", cache}},
+		{"train", "train.json", []string{"train", "--json", "--data", johns, "--val", "0.4", "--epochs", "2", "--loss", "arcface", "--cache", cache, "--out", filepath.Join(tmp, "h.fvh")}},
+		{"train", "train.json", []string{"train", "--json", "--data", johns, "--val", "0.4", "--epochs", "1", "--loss", "triplet", "--cache", cache, "--out", filepath.Join(tmp, "h2.fvh")}},
+		{"crossval", "crossval.json", []string{"crossval", "--json", "--pairs", lfwPairs, "--root", lfwRoot, "--epochs", "1", "--loss", "cosface", "--cache", cache}},
+		{"cache info", "cache-info.json", []string{"cache", "info", "--json", "--cache", cache}},
+		{"model check", "model-check.json", []string{"model", "check", filepath.Join(dir, models.Feature.File), "--json"}},
+		{"model import-dlib", "import-dlib.json", []string{"model", "import-dlib", dat, "--out", filepath.Join(tmp, "d.onnx"), "--json"}},
+		{"model add", "model-add.json", []string{"--models", dir, "model", "add", filepath.Join(dir, models.Dlib.File), "--name", "mydlib", "--json"}},
+		{"model list", "model-list.json", []string{"--models", dir, "model", "list", "--json"}},
+		{"cache purge", "cache-purge.json", []string{"cache", "purge", "--json", "--cache", cache}},
+	}
+	ran := map[string]bool{}
+	for _, r := range runs {
+		code, out, errs := facever(t, r.args...)
+		if code == exitError {
+			t.Errorf("%v: exit %d: %s", r.args, code, errs)
+			continue
+		}
+		if err := schema.Validate(r.schema, []byte(out)); err != nil {
+			t.Errorf("%v: %v\n%s", r.args, err, out)
+		}
+		ran[r.command] = true
+	}
+	all := jsonCommands(newApp(io.Discard, io.Discard).Commands, "")
+	if len(all) < 25 || !slices.Contains(all, "gallery list") || !slices.Contains(all, "model import-dlib") {
+		t.Fatalf("the walk of the app found %d --json commands: %v", len(all), all)
+	}
+	for _, c := range all {
+		if !ran[c] {
+			t.Errorf("`facever %s` takes --json but no run of it is validated: add one to TestEveryJSONCommandMatchesSchema, with its schema in schema/ (see the others)", c)
 		}
 	}
 }

@@ -217,6 +217,25 @@ Example:
 	}
 }
 
+// keyDoc is a key as the API shows it (schema/defs.json's api_key): its
+// prefix is its id; key, the key itself, only when it was just made.
+func keyDoc(k enroll.APIKey, key string) map[string]any {
+	d := map[string]any{"id": k.Prefix, "name": k.Name, "prefix": k.Prefix, "scopes": k.Scopes, "created": k.Created}
+	if key != "" {
+		d["key"] = key
+	}
+	return d
+}
+
+// keysDoc is apikey list --json (schema/apikey-list.json).
+func keysDoc(keys []enroll.APIKey) map[string]any {
+	out := make([]map[string]any, len(keys))
+	for i, k := range keys {
+		out[i] = keyDoc(k, "")
+	}
+	return map[string]any{"keys": out}
+}
+
 func apikeyCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "apikey",
@@ -242,7 +261,7 @@ func apikeyCommand() *cli.Command {
 						return fail(err)
 					}
 					if c.Bool("json") {
-						return writeJSONOrFail(c, map[string]any{"id": rec.Prefix, "key": key, "name": rec.Name, "prefix": rec.Prefix, "scopes": rec.Scopes, "created": rec.Created})
+						return writeJSONOrFail(c, keyDoc(rec, key))
 					}
 					fmt.Fprintln(c.App.Writer, key)
 					fmt.Fprintf(c.App.ErrWriter, "API key for %s (prefix %s, scopes %s): keep it secret, it cannot be shown again\n", rec.Name, rec.Prefix, strings.Join(rec.Scopes, ","))
@@ -264,13 +283,7 @@ func apikeyCommand() *cli.Command {
 						return fail(err)
 					}
 					if c.Bool("json") {
-						// The API's key objects (schema/api-keys.json): the
-						// prefix is the id.
-						out := make([]map[string]any, len(keys))
-						for i, k := range keys {
-							out[i] = map[string]any{"id": k.Prefix, "name": k.Name, "prefix": k.Prefix, "scopes": k.Scopes, "created": k.Created}
-						}
-						return writeJSONOrFail(c, map[string]any{"keys": out})
+						return writeJSONOrFail(c, keysDoc(keys))
 					}
 					for _, k := range keys {
 						fmt.Fprintf(c.App.Writer, "%s…  %s  [%s]  created %s\n", k.Prefix, k.Name, strings.Join(k.Scopes, ","), k.Created.Format("2006-01-02 15:04"))

@@ -65,7 +65,7 @@ func TestServeHeadThresholds(t *testing.T) {
 		if code != exitOK || key == "" {
 			t.Fatalf("apikey create: %d %q", code, errs)
 		}
-		addr, stop := startServe(t, append([]string{"serve", "--gallery", gal, "--addr", "127.0.0.1:0"}, tc.args...))
+		addr, stop := serveInProcess(t, append([]string{"serve", "--gallery", gal, "--addr", "127.0.0.1:0"}, tc.args...))
 		post := func(path string, body map[string]any) map[string]any {
 			b, _ := json.Marshal(body)
 			req, _ := http.NewRequest("POST", "http://"+addr+path, bytes.NewReader(b))
@@ -95,9 +95,9 @@ func TestServeHeadThresholds(t *testing.T) {
 	}
 }
 
-// startServe runs `facever serve` in the test's process until stop, which
+// serveInProcess runs `facever serve` in the test's process until stop, which
 // sends SIGTERM and waits for exit 0.
-func startServe(t *testing.T, args []string) (addr string, stop func()) {
+func serveInProcess(t *testing.T, args []string) (addr string, stop func()) {
 	t.Helper()
 	var errb lockedBuffer
 	done := make(chan int, 1)

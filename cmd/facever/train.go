@@ -1,8 +1,10 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -328,7 +330,7 @@ Examples:
 				return fail(err)
 			}
 			head.SetNote(fmt.Sprintf("data %s, %d photos (%d without a face), seed %d", filepath.Clean(c.String("data")), len(trainSet.paths), missed, c.Int64("seed")))
-			doc := map[string]any{"head": c.String("out"), "report": rep, "train_photos": len(trainSet.paths), "train_identities": rep.Identities, "photos_without_face": missed}
+			doc := map[string]any{"head": c.String("out"), "report": reportDoc(rep), "train_photos": len(trainSet.paths), "train_identities": rep.Identities, "photos_without_face": missed}
 			var raw, tuned verify.HeldOut
 			haveVal := false
 			if len(val.paths) > 0 {
@@ -455,4 +457,34 @@ func countDistinct(v []int) int {
 		m[x] = true
 	}
 	return len(m)
+}
+
+// reportDoc is train's report for --json: the loss's parameters typed as
+// their registry says (a switch as true/false, a choice by name, an
+// integer as one), not the head file's numbers.
+func reportDoc(rep train.Report) map[string]any {
+	b, err := json.Marshal(rep)
+	var doc map[string]any
+	if err != nil || json.Unmarshal(b, &doc) != nil {
+		return map[string]any{"loss": rep.Loss}
+	}
+	spec, ok := margin.Lookup(rep.Loss)
+	params := map[string]any{}
+	for k, v := range rep.Params {
+		p, known := spec.Param(k)
+		switch {
+		case !ok || !known:
+			params[k] = v
+		case p.Bool:
+			params[k] = v != 0
+		case len(p.Choices) > 0 && v == math.Trunc(v) && v >= 0 && int(v) < len(p.Choices):
+			params[k] = p.Choices[int(v)]
+		case p.Int:
+			params[k] = int64(v)
+		default:
+			params[k] = v
+		}
+	}
+	doc["params"] = params
+	return doc
 }

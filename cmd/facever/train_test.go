@@ -129,9 +129,9 @@ func TestTrainPairAndProxyLosses(t *testing.T) {
 		}
 		var doc struct {
 			Report struct {
-				Loss       string             `json:"loss"`
-				Identities int                `json:"identities"`
-				Params     map[string]float64 `json:"params"`
+				Loss       string         `json:"loss"`
+				Identities int            `json:"identities"`
+				Params     map[string]any `json:"params"`
 			} `json:"report"`
 			Validation struct {
 				Head struct{ AUC float64 } `json:"head"`
@@ -143,7 +143,7 @@ func TestTrainPairAndProxyLosses(t *testing.T) {
 		if doc.Report.Loss != args[1] || doc.Report.Identities != 3 || doc.Validation.Head.AUC < 0.9 {
 			t.Fatalf("%v: %+v", args, doc)
 		}
-		if args[1] == "triplet" && (doc.Report.Params["per_identity"] != 4 || doc.Report.Params["mining"] != 1) {
+		if args[1] == "triplet" && (doc.Report.Params["per_identity"] != 4.0 || doc.Report.Params["mining"] != "hard") {
 			t.Fatalf("triplet params %v", doc.Report.Params)
 		}
 		if args[1] == "multisimilarity" && doc.Report.Params["mining"] != 0.1 {

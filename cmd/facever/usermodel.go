@@ -109,7 +109,12 @@ Examples:
 					all[i].Present = err == nil
 				}
 				if c.Bool("json") {
-					return writeJSONOrFail(c, map[string]any{"models_dir": dir, "user_catalogue": models.UserPath(dir), "models": all})
+					docs := make([]map[string]any, len(all))
+					for i, e := range all {
+						docs[i] = modelDoc(e.Model)
+						docs[i]["kind"], docs[i]["present"] = e.Kind, e.Present
+					}
+					return writeJSONOrFail(c, map[string]any{"models_dir": dir, "user_catalogue": models.UserPath(dir), "models": docs})
 				}
 				tw := tabwriter.NewWriter(c.App.Writer, 0, 0, 2, ' ', 0)
 				fmt.Fprintln(tw, "NAME\tKIND\tCHIP\tINPUT\tOUTPUT\tTHRESHOLD\tSHA256\tFILE")
@@ -259,7 +264,7 @@ func modelAdd(c *cli.Context) error {
 	}
 	ok = true
 	if c.Bool("json") {
-		return writeJSONOrFail(c, map[string]any{"model": m, "check": res.report(), "user_catalogue": models.UserPath(dir)})
+		return writeJSONOrFail(c, map[string]any{"entry": modelDoc(m), "check": res.report(), "user_catalogue": models.UserPath(dir)})
 	}
 	w := c.App.Writer
 	fmt.Fprintf(w, "registered %s: %s, chip %s, input %s %s, output %s %s, normalisation %s\n", name, dst, m.Chip, m.Input, shapeString(m.Shape), m.Outputs[0], shapeString(m.OutputShapes[0]), res.norm.name)
@@ -603,4 +608,21 @@ func cosine(a, b []float32) float64 {
 		s += float64(a[i]) * float64(b[i])
 	}
 	return s // both unit length
+}
+
+// modelDoc is a model entry for --json, in the JSON vocabulary
+// (schema/defs.json's model: snake_case names, the threshold as
+// elsewhere); the catalogue file keeps models.Model's own encoding.
+func modelDoc(m models.Model) map[string]any {
+	d := map[string]any{"name": m.Name, "file": m.File, "package": m.Package, "version": m.Version, "path": m.Path,
+		"license": m.License, "sha256": m.SHA256, "input": m.Input, "shape": m.Shape, "color": m.Color,
+		"mean": m.Mean, "scale": m.Scale, "outputs": m.Outputs, "output_shapes": m.OutputShapes, "what": m.What,
+		"chip": m.Chip, "threshold": m.Threshold, "identify_threshold": m.Identification(), "calibrated": m.Calibrated}
+	if m.MadeBy != "" {
+		d["made_by"] = m.MadeBy
+	}
+	if len(m.Metadata) > 0 {
+		d["metadata"] = m.Metadata
+	}
+	return d
 }

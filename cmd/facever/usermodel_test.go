@@ -72,7 +72,16 @@ func TestModelAddDlibAsUser(t *testing.T) {
 		t.Fatalf("model add: exit %d, %s", code, errs)
 	}
 	var added struct {
-		Model models.Model
+		Model struct {
+			Chip         string            `json:"chip"`
+			Mean         float32           `json:"mean"`
+			Scale        float32           `json:"scale"`
+			Outputs      []string          `json:"outputs"`
+			OutputShapes [][]int           `json:"output_shapes"`
+			SHA256       string            `json:"sha256"`
+			Metadata     map[string]string `json:"metadata"`
+			Threshold    float64           `json:"threshold"`
+		} `json:"entry"`
 		Check struct {
 			Norm         string
 			Same         float64
