@@ -80,6 +80,9 @@ type node struct {
 	Defs        map[string]*node `json:"$defs"`
 	Enum        []any            `json:"enum"`
 	Const       any              `json:"const"`
+	// Where (CLI, HTTP or both) and HTTPStatus annotate an error code.
+	Where      string `json:"x-where"`
+	HTTPStatus int    `json:"x-http-status"`
 }
 
 // Tables renders every schema file as markdown: the shared definitions
@@ -103,6 +106,16 @@ func Tables() (string, error) {
 		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", n, typeOf(d), cell(d.Description))
 		if d.Properties != nil {
 			rows(&b, n+".", d)
+		}
+	}
+	if codes := defs.Defs["error_code"]; codes != nil && len(codes.OneOf) > 0 {
+		b.WriteString("\nError codes (`error.code`, the `error_code` list of `schema/defs.json`), the same in the CLI's per-photo entries and the HTTP API's answers:\n\n| code | where | HTTP status | meaning |\n|---|---|---|---|\n")
+		for _, c := range codes.OneOf {
+			st := "–"
+			if c.HTTPStatus != 0 {
+				st = fmt.Sprint(c.HTTPStatus)
+			}
+			fmt.Fprintf(&b, "| `%v` | %s | %s | %s |\n", c.Const, c.Where, st, cell(c.Description))
 		}
 	}
 	docs, err := schema.Names()
@@ -166,6 +179,8 @@ func typeOf(n *node) string {
 	switch {
 	case n.Ref != "":
 		return "[" + n.Ref[strings.LastIndex(n.Ref, "/")+1:] + "]"
+	case len(n.OneOf) > 0 && allConst(n.OneOf):
+		return "string (a code of the table below)"
 	case len(n.OneOf) > 0:
 		var s []string
 		for _, o := range n.OneOf {
@@ -173,11 +188,11 @@ func typeOf(n *node) string {
 		}
 		return strings.Join(s, " or ")
 	case n.Const != nil:
-		return fmt.Sprintf("%q", n.Const)
+		return literal(n.Const)
 	case len(n.Enum) > 0:
 		var s []string
 		for _, e := range n.Enum {
-			s = append(s, fmt.Sprintf("%q", e))
+			s = append(s, literal(e))
 		}
 		return strings.Join(s, " or ")
 	case n.Items != nil:
@@ -214,4 +229,23 @@ func contains(xs []string, x string) bool {
 		}
 	}
 	return false
+}
+
+// literal is a JSON value as written ("ok", 90).
+func literal(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
+}
+
+// allConst tells whether every alternative is one constant (a list of codes).
+func allConst(ns []*node) bool {
+	for _, n := range ns {
+		if n.Const == nil {
+			return false
+		}
+	}
+	return true
 }

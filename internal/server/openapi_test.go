@@ -585,7 +585,7 @@ func TestOpenAPITraffic(t *testing.T) {
 	c.do(apiCall{what: "verify against an identity (multipart)", method: "POST", path: iv(id2), ctype: ct, body: body, key: rkey, status: 200})
 	c.do(apiCall{what: "verify against an identity without faces", method: "POST", path: iv(id3), ctype: js, body: jsonBody(map[string]any{"image": b64(simm[5])}), key: rkey, status: 422})
 	c.do(apiCall{what: "verify against an unknown identity", method: "POST", path: iv(999), ctype: js, body: jsonBody(map[string]any{"image": b64(simm[5])}), key: rkey, status: 404})
-	_, idd, _ := c.do(apiCall{what: "identify", method: "POST", path: "/v1/identify", ctype: js, body: jsonBody(map[string]any{"image": b64(simm[7]), "top": 2}), key: rkey, status: 200})
+	_, idd, _ := c.do(apiCall{what: "identify", method: "POST", path: "/v1/identify", ctype: js, body: jsonBody(map[string]any{"image": b64(simm[7]), "top": 2, "partial": false}), key: rkey, status: 200})
 	if m, _ := idd["match"].(map[string]any); m == nil || int(m["identity_id"].(float64)) != id1 {
 		t.Errorf("identify John Simm: %v", idd)
 	}
@@ -595,6 +595,15 @@ func TestOpenAPITraffic(t *testing.T) {
 	c.do(apiCall{what: "identify, no face", method: "POST", path: "/v1/identify", ctype: js, body: jsonBody(map[string]any{"image": b64(blank)}), key: rkey, status: 422})
 	c.do(apiCall{what: "identify, top 0", method: "POST", path: "/v1/identify", ctype: js, body: jsonBody(map[string]any{"image": b64(simm[7]), "top": 0}), key: rkey, status: 400, invalid: true})
 	c.do(apiCall{what: "identify, two photos", method: "POST", path: "/v1/identify", ctype: js, body: jsonBody(map[string]any{"image": []string{b64(simm[7]), b64(simm[8])}}), key: rkey, status: 413, invalid: true})
+	emb, _ := ed["embedding"].([]any)
+	_, sd, _ := c.do(apiCall{what: "shard search", method: "POST", path: "/v1/shard/search", ctype: js, body: jsonBody(map[string]any{"embeddings": []any{emb}, "top": 3}), key: rkey, status: 200})
+	if r, _ := sd["results"].([]any); len(r) != 1 {
+		t.Errorf("shard search: %v", sd)
+	}
+	c.do(apiCall{what: "shard search, wrong dimension", method: "POST", path: "/v1/shard/search", ctype: js, body: jsonBody(map[string]any{"embeddings": [][]float64{{1, 2}}, "top": 3}), key: rkey, status: 400})
+	c.do(apiCall{what: "shard search, no embeddings", method: "POST", path: "/v1/shard/search", ctype: js, body: jsonBody(map[string]any{"embeddings": [][]float64{}, "top": 3}), key: rkey, status: 400, invalid: true})
+	c.do(apiCall{what: "shard search, top 0", method: "POST", path: "/v1/shard/search", ctype: js, body: jsonBody(map[string]any{"embeddings": []any{emb}, "top": 0}), key: rkey, status: 400, invalid: true})
+	c.do(apiCall{what: "shard search without a key", method: "POST", path: "/v1/shard/search", ctype: js, body: jsonBody(map[string]any{"embeddings": []any{emb}, "top": 3}), status: 401, invalid: true})
 	one := func(id int) string { return fmt.Sprintf("/v1/identities/%d", id) }
 	c.do(apiCall{what: "rename", method: "PATCH", path: one(id1), ctype: js, body: jsonBody(map[string]any{"name": "John Simm (actor)"}), key: key, status: 200})
 	c.do(apiCall{what: "edit metadata", method: "PATCH", path: one(id1), ctype: js, body: []byte(`{"metadata": {"team": null, "role": "lead"}}`), key: key, status: 200})
