@@ -306,6 +306,7 @@ func TestEveryJSONCommandMatchesSchema(t *testing.T) {
 		{"gallery check", "gallery-check.json", []string{"gallery", "check", "--json", "--gallery", gal}},
 		{"gallery backup", "gallery-backup.json", []string{"gallery", "backup", "--json", "--gallery", gal, "--to", filepath.Join(tmp, "b.db")}},
 		{"gallery restore", "gallery-backup.json", []string{"gallery", "restore", "--json", "--gallery", filepath.Join(tmp, "r.db"), "--from", filepath.Join(tmp, "b.db")}},
+		{"gallery migrate", "gallery-migrate.json", []string{"gallery", "migrate", "--json", "--from", gal, "--to", filepath.Join(tmp, "m.db")}},
 		{"gallery remove", "removed.json", []string{"gallery", "remove", "--json", "--gallery", gal, "John Salley"}},
 		{"apikey create", "apikey-create.json", []string{"apikey", "create", "--json", "--gallery", gal, "--name", "kiosk", "--scope", "recognize"}},
 		{"apikey list", "apikey-list.json", []string{"apikey", "list", "--json", "--gallery", gal}},

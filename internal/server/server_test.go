@@ -143,7 +143,7 @@ func TestAuth(t *testing.T) {
 	if code, doc := f.do(t, "GET", "/healthz", "", nil, ""); code != 200 || doc["status"] != "ok" {
 		t.Fatalf("healthz: %d %v", code, doc)
 	}
-	if code, doc := f.do(t, "GET", "/openapi.json", "", nil, ""); code != 200 || doc["openapi"] != "3.0.3" {
+	if code, doc := f.do(t, "GET", "/openapi.json", "", nil, ""); code != 200 || doc["openapi"] != "3.1.0" {
 		t.Fatalf("openapi: %d", code)
 	}
 }
