@@ -44,10 +44,13 @@ func (s *Server) setupShards() error {
 		return fmt.Errorf("server: %w", err)
 	}
 	// The index is loaded now, not by the first shard search: a load of a
-	// large gallery would outlast the asking node's --shard-timeout.
-	if _, err := s.cfg.Gallery.Index(); err != nil {
-		c.Close()
-		return fmt.Errorf("server: load the index: %w", err)
+	// large gallery would outlast the asking node's --shard-timeout. (A
+	// router, holding no shard, never searches its own.)
+	if sh.Sharded() {
+		if _, err := s.cfg.Gallery.Index(); err != nil {
+			c.Close()
+			return fmt.Errorf("server: load the index: %w", err)
+		}
 	}
 	s.fan = c
 	return nil

@@ -55,6 +55,19 @@ func TestShardDownFailsClearly(t *testing.T) {
 		t.Fatalf("all shards up: %d %v", code, whole)
 	}
 
+	// A router: no shard of its own, every shard asked over HTTP.
+	router, err := New(Config{Recognizer: &fakeRecognizer{}, Gallery: gal, Shards: c.urls, ShardTimeout: timeout, MinFace: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer router.Close()
+	rs := httptest.NewServer(router)
+	defer rs.Close()
+	rf := &fixture{http: rs}
+	if code, doc := rf.do(t, "POST", "/v1/identify", "application/json", body, key); code != 200 || !equalJSON(doc, whole) {
+		t.Fatalf("identify on a router: %d %v, want %v", code, doc, whole)
+	}
+
 	// Shard 2 down: connection refused.
 	c.https[2].Close()
 	for _, node := range []int{0, 1} {
