@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"strings"
@@ -85,9 +87,10 @@ func (pc *pgCluster) state() dbState {
 }
 
 // converged waits until every running node's index has applied the
-// database's newest change and holds exactly its shard's identities and
+// database's newest change and holds exactly as many identities and
+// templates as its shard has in the database; full: and every one of those
 // templates (nothing missing, nothing applied twice).
-func (pc *pgCluster) converged(what string, nodes ...*node) {
+func (pc *pgCluster) converged(what string, full bool, nodes ...*node) {
 	pc.t.Helper()
 	st := pc.state()
 	var wantIDs, wantTemplates [3]int
@@ -113,12 +116,73 @@ func (pc *pgCluster) converged(what string, nodes ...*node) {
 					pc.t.Fatalf("%s: node of shard %d holds %v identities and %v templates at change %v, the database %d and %d at %d",
 						what, i, doc["identities"], doc["templates"], doc["version"], wantIDs[i], wantTemplates[i], st.head)
 				}
+				if full {
+					pc.everyTemplateFound(what, n, i)
+				}
 				break
 			}
 			if time.Now().After(deadline) {
 				pc.t.Fatalf("%s: node of shard %d did not catch up with change %d in 10 s: %d %v", what, i, st.head, code, last)
 			}
 			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+// everyTemplateFound searches node n (of shard i) for the embedding of
+// every template of its shard in the database: each must come back as its
+// own identity's best template, at similarity 1. With the counts equal,
+// nothing is missing and nothing is there twice.
+func (pc *pgCluster) everyTemplateFound(what string, n *node, i int) {
+	pc.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, pc.url)
+	if err != nil {
+		pc.t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, "SELECT identity_id, id, embedding FROM facever.templates ORDER BY id")
+	if err != nil {
+		pc.t.Fatal(err)
+	}
+	type row struct{ iid, tid uint64 }
+	var want []row
+	var embs [][]float32
+	for rows.Next() {
+		var r row
+		var b []byte
+		if err := rows.Scan(&r.iid, &r.tid, &b); err != nil {
+			pc.t.Fatal(err)
+		}
+		if enroll.ShardOf(r.iid, 3) != i {
+			continue
+		}
+		e := make([]float32, len(b)/4)
+		for j := range e {
+			e[j] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*j:]))
+		}
+		want, embs = append(want, r), append(embs, e)
+	}
+	if err := rows.Err(); err != nil {
+		pc.t.Fatal(err)
+	}
+	for lo := 0; lo < len(embs); lo += 256 {
+		hi := min(lo+256, len(embs))
+		code, doc := call(pc.t, "POST", n.url+"/v1/shard/search", map[string]any{"embeddings": embs[lo:hi], "top": 1}, pc.key)
+		if code != 200 {
+			pc.t.Fatalf("%s: shard search on node of shard %d: %d %v", what, i, code, doc)
+		}
+		for j, res := range doc["results"].([]any) {
+			r := want[lo+j]
+			top := res.([]any)
+			if len(top) != 1 {
+				pc.t.Fatalf("%s: template %d of identity %d: node of shard %d found nothing", what, r.tid, r.iid, i)
+			}
+			m := top[0].(map[string]any)
+			if uint64(m["identity_id"].(float64)) != r.iid || uint64(m["template_id"].(float64)) != r.tid || m["similarity"].(float64) < 0.9999 {
+				pc.t.Fatalf("%s: template %d of identity %d: node of shard %d answers %v", what, r.tid, r.iid, i, m)
+			}
 		}
 	}
 }
@@ -273,7 +337,7 @@ func TestClusterFaults(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
-	pc.converged("start", pc.nodes...)
+	pc.converged("start", false, pc.nodes...)
 
 	// Two nodes create the same new name at once.
 	for round := range 25 {
@@ -310,14 +374,14 @@ func TestClusterFaults(t *testing.T) {
 	acked := map[string]uint64{}
 	var mu sync.Mutex
 	var count atomic.Int64
-	load := func(prefix string, workers []int, ops int) {
+	load := func(prefix string, base int, workers []int, ops int) { // photos base.. (each enrolled once: no equal scores)
 		var lw sync.WaitGroup
 		for w, ni := range workers {
 			lw.Go(func() {
 				for op := w; op < ops; op += len(workers) {
 					name := fmt.Sprintf("%s %d", prefix, op)
 					pick := func() *node { return pc.nodes[ni] }
-					tid, err := enrollOnce(t, pick, name, photos[op%len(photos)], key, 60*time.Second)
+					tid, err := enrollOnce(t, pick, name, photos[(base+op)%len(photos)], key, 60*time.Second)
 					if err != nil {
 						t.Error(err)
 						return
@@ -339,7 +403,7 @@ func TestClusterFaults(t *testing.T) {
 		restarted <- db.Restart()
 	}()
 	t0 := time.Now()
-	load("load", []int{0, 1}, 24)
+	load("load", 0, []int{0, 1}, 24)
 	if err := <-restarted; err != nil {
 		t.Fatal(err)
 	}
@@ -357,7 +421,7 @@ func TestClusterFaults(t *testing.T) {
 		}
 	}
 	checkAcked("after the restart")
-	pc.converged("after the restart", pc.nodes...)
+	pc.converged("after the restart", true, pc.nodes...)
 
 	// Node 2 SIGKILLed while node 0 enrolls, then restarted.
 	killed := make(chan struct{})
@@ -370,12 +434,12 @@ func TestClusterFaults(t *testing.T) {
 		close(killed)
 	}()
 	before := retries.Load()
-	load("after kill", []int{0}, 12)
+	load("after kill", 24, []int{0}, 12)
 	t.Logf("12 enrolls on node 0 while node 2 was killed: %d retried", retries.Load()-before)
 	<-killed
 	pc.nodes[2].start()
 	checkAcked("after the kill")
-	pc.converged("node 2 restarted", pc.nodes...)
+	pc.converged("node 2 restarted", true, pc.nodes...)
 	fresh := startNode(t, pc.bin, pc.addrs[3], "--models", modelsDir, "--gallery", pc.url)
 	for pi, photo := range []string{photos[3], photos[14], photos[30], photos[52]} {
 		body := map[string]any{"image": b64file(t, photo), "top": 10}
@@ -422,11 +486,11 @@ func TestClusterFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	resumed := time.Now()
-	if _, err := enrollOnce(t, func() *node { return pc.nodes[1] }, "after the pause", photos[7], key, 30*time.Second); err != nil {
+	if _, err := enrollOnce(t, func() *node { return pc.nodes[1] }, "after the pause", photos[40], key, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("database resumed: a write acknowledged after %v", time.Since(resumed).Round(time.Millisecond))
-	pc.converged("after the pause", pc.nodes...)
+	pc.converged("after the pause", false, pc.nodes...)
 
 	// A node stopped: the fan-out fails cleanly within --shard-timeout.
 	pc.nodes[1].signal(syscall.SIGSTOP)
