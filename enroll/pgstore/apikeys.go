@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/facever/facever/enroll"
 	"github.com/jackc/pgx/v5"
@@ -95,6 +96,9 @@ func (s *Store) APIKeys() ([]enroll.APIKey, error) {
 func (s *Store) RevokeAPIKey(prefix string) (int, error) {
 	if s.opts.ReadOnly {
 		return 0, enroll.ErrReadOnly
+	}
+	if !utf8.ValidString(prefix) || strings.IndexByte(prefix, 0) >= 0 {
+		return 0, nil // no key has such a prefix (text cannot hold it)
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()

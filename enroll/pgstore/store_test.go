@@ -64,6 +64,16 @@ func TestRoundTrip(t *testing.T) {
 	if m, _ := s.Search(q, 1); len(m) != 1 || m[0].Name != "Zoé" {
 		t.Fatalf("search after rename: %+v", m)
 	}
+	// Bytes that text cannot hold find nothing, and say so as the file does.
+	if n, err := s.RevokeAPIKey("fvk_\xff\x00"); n != 0 || err != nil {
+		t.Fatalf("revoke of an invalid prefix: %d %v", n, err)
+	}
+	if _, err := s.GetByName("a\x00b"); !errors.Is(err, enroll.ErrNotFound) {
+		t.Fatalf("get of a name with NUL: %v, want ErrNotFound", err)
+	}
+	if page, _, err := s.ListPrefix("\xff", "", 10); err != nil || len(page) != 0 {
+		t.Fatalf("list of an invalid prefix: %v %v", page, err)
+	}
 	// Several templates in one call: each id names its own embedding.
 	var many []enroll.Template
 	for range 7 {
