@@ -245,7 +245,7 @@ func start() (*Cluster, error) {
 		gid, _ := strconv.Atoi(u.Gid)
 		c.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}
 	}
-	if c.dir, err = os.MkdirTemp("", dirPrefix); err != nil {
+	if c.dir, err = os.MkdirTemp(tempBase(c.cred != nil), dirPrefix); err != nil {
 		return nil, err
 	}
 	ok := false
@@ -283,9 +283,32 @@ func start() (*Cluster, error) {
 
 func (c *Cluster) data() string { return filepath.Join(c.dir, "data") }
 
+// tempBase is the folder for cluster folders: os.TempDir(), unless the
+// server runs as another user (asOther) who cannot reach it (a $TMPDIR
+// under root's home): then /tmp.
+func tempBase(asOther bool) string {
+	base := os.TempDir()
+	if !asOther {
+		return base
+	}
+	for d := base; ; d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err != nil || st.Mode().Perm()&0o001 == 0 {
+			return "/tmp"
+		}
+		if d == filepath.Dir(d) {
+			return base
+		}
+	}
+}
+
 // removeStale removes the folders of clusters whose test binary has died.
 func removeStale() {
 	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
+	if os.TempDir() != "/tmp" {
+		more, _ := filepath.Glob(filepath.Join("/tmp", dirPrefix+"*"))
+		dirs = append(dirs, more...)
+	}
 	for _, d := range dirs {
 		b, err := os.ReadFile(filepath.Join(d, "owner"))
 		if err != nil {
