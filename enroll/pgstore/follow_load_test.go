@@ -6,12 +6,15 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -255,9 +258,21 @@ func TestLoadScale(t *testing.T) {
 	t.Logf("filled %d templates of %d identities (%s on disk) in %v", n, people, size, time.Since(fill).Round(time.Millisecond))
 	s.Close()
 
+	// What PostgreSQL and the wire cost alone: the same COPY into
+	// io.Discard, sorted by id (as the load reads) and in table order.
+	for _, q := range []string{copyTemplates, strings.Replace(copyTemplates, " ORDER BY id", "", 1)} {
+		c0 := pgCPU(t)
+		t0 := time.Now()
+		if _, err := conn.PgConn().CopyTo(ctx, io.Discard, q); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("COPY to nowhere %.2f s (PostgreSQL CPU %.2f s): %s", time.Since(t0).Seconds(), pgCPU(t)-c0, q)
+	}
+
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
+	cpu0, pg0 := selfCPU(), pgCPU(t)
 	start := time.Now()
 	node, err := Open(url, enroll.Options{Model: testModel, Timeout: time.Minute})
 	if err != nil {
@@ -270,6 +285,7 @@ func TestLoadScale(t *testing.T) {
 		t.Fatalf("identify after the load: %+v %v", m, err)
 	}
 	runtime.ReadMemStats(&after)
+	t.Logf("CPU during the start: this process %.2f s, PostgreSQL %.2f s (load average %s)", selfCPU()-cpu0, pgCPU(t)-pg0, loadAvg())
 	ix, _ := node.Index()
 	t.Logf("node ready in %.2f s: %d templates of %d identities, heap +%.0f MB (index rows %d B/template = %.0f MB), total allocated during the load %.0f MB, peak RSS %s",
 		ready.Seconds(), ix.Len(), ix.Identities(), float64(after.HeapAlloc-before.HeapAlloc)/1e6,
@@ -283,6 +299,51 @@ func TestLoadScale(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("the one-query loader (LoadIndex) takes %.2f s", time.Since(t0).Seconds())
+}
+
+// selfCPU is the user+system CPU time of this process, in seconds.
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
+
+// pgCPU is the user+system CPU time of the shared cluster's processes (the
+// postmaster's children that are alive), in seconds.
+func pgCPU(t *testing.T) float64 {
+	b, err := os.ReadFile(filepath.Join(pgtest.Shared(t).Dir(), "data", "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	pm := strings.SplitN(string(b), "\n", 2)[0]
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	tick := 100.0 // USER_HZ
+	total := 0.0
+	for _, p := range stats {
+		st, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+1:]))
+		// state ppid ... utime stime: fields 14 and 15 of stat, 12 and 13 here.
+		if len(f) > 12 && f[1] == pm {
+			u, _ := strconv.ParseFloat(f[11], 64)
+			s, _ := strconv.ParseFloat(f[12], 64)
+			total += (u + s) / tick
+		}
+	}
+	return total
+}
+
+// loadAvg is the machine's 1-minute load average.
+func loadAvg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); len(f) > 0 {
+		return f[0]
+	}
+	return "unknown"
 }
 
 // peakRSS is the process's peak resident memory (VmHWM), as Linux reports it.
