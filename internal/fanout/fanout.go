@@ -48,8 +48,9 @@ type Request struct {
 
 // Answer is a shard's reply: per query, its own best Top matches.
 type Answer struct {
-	// Shard is the part of the gallery the node holds ("i/n"; "" for all).
-	Shard string `json:"shard"`
+	// Shard is the part of the gallery the node holds ("i/n"; "" for all,
+	// left out of the JSON: no empty strings in the vocabulary).
+	Shard string `json:"shard,omitempty"`
 	// Version is the store version of the index searched.
 	Version uint64 `json:"version"`
 	// Identities and Templates are the index's size.
