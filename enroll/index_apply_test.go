@@ -516,7 +516,7 @@ func BenchmarkApply(b *testing.B) {
 	emb := randEmb(rng, 512)
 	for _, kind := range []ChangeKind{AddTemplate, RemoveTemplate, RenameIdentity, RemoveIdentity} {
 		b.Run(kind.String(), func(b *testing.B) {
-			ix := base
+			ix := base.Compact() // a chain of its own (Apply on base, no longer the tip, would fork it)
 			tid := uint64(2_000_000)
 			for i := 0; b.Loop(); i++ {
 				id := uint64(i%200_000 + 1)
