@@ -14,6 +14,7 @@ import (
 
 	"github.com/facever/facever/align"
 	"github.com/facever/facever/enroll"
+	"github.com/facever/facever/facehead"
 )
 
 // fakeRecognizer stands in for the models in the tests of auth, limits,
@@ -148,7 +149,8 @@ func newFakeFixture(t testing.TB, rec *fakeRecognizer, mod func(*Config)) (*fixt
 		t.Fatal(err)
 	}
 	log := &syncBuffer{}
-	cfg := Config{Recognizer: rec, Gallery: gal, AccessLog: log, MinFace: -1}
+	// The batcher's tests batch as a runtime that gains from it does.
+	cfg := Config{Recognizer: rec, Gallery: gal, AccessLog: log, MinFace: -1, MaxBatch: facehead.MaxBatch}
 	if mod != nil {
 		mod(&cfg)
 	}

@@ -19,7 +19,7 @@ type Recognizer interface {
 	// Align makes the backbone's input chip of face f of im.
 	Align(im *align.Image, f align.Face) (align.Chip, error)
 	// EmbedChips returns the unit embedding of each chip. The server
-	// passes at most facehead.MaxBatch chips per call.
+	// passes at most Config.MaxBatch chips per call.
 	EmbedChips(chips []align.Chip) ([][]float32, error)
 	// Model names the backbone (reported by /healthz and every answer).
 	Model() string

@@ -53,6 +53,16 @@ const (
 	DefaultMaxConcurrent    = 16
 	DefaultPageSize         = 100
 	DefaultMaxPageSize      = enroll.MaxPage
+	// DefaultMaxBatch is one face per backbone run. Measured with
+	// BenchmarkThroughput on the CPU runtimes: a run of several faces costs
+	// more per face than single runs (the engine's fr_feature: 7.6 against
+	// 6.7 ms of CPU a face at 16), and a batch of a new size recompiles the
+	// pure-Go engine's plan (it keeps one per model), so the batches of
+	// varying size that concurrent requests make doubled the backbone's
+	// time per face (70 against 35 ms under load) and held the server at
+	// about 60 % of the library's throughput at 8 clients. Larger batches
+	// are for a runtime that gains from them.
+	DefaultMaxBatch = 1
 )
 
 // Config configures a Server. Zero limits take the Default* values.
@@ -114,8 +124,13 @@ type Config struct {
 	// (503 timeout; an enroll cut short commits nothing). Set it below the
 	// HTTP server's write timeout so that a client always gets an answer.
 	RequestTimeout time.Duration
-	// BatchWindow is how long a face waits for others to share a backbone run.
+	// BatchWindow is how long a face waits for others to share a backbone
+	// run (with MaxBatch above 1).
 	BatchWindow time.Duration
+	// MaxBatch is the most faces of one backbone run (default
+	// DefaultMaxBatch; at most facehead.MaxBatch). Requests of a face or
+	// two still go ahead of the chunks of large enrolls.
+	MaxBatch int
 	// NoAuth disables API keys (tests, trusted loopback use only).
 	NoAuth bool
 	// AccessLog, when not nil, receives one JSON line per request
@@ -182,6 +197,8 @@ func New(cfg Config) (*Server, error) {
 	def(&cfg.Detectors, cfg.Models.Workers)
 	def(&cfg.Detectors, runtime.NumCPU())
 	def(&cfg.MaxPageSize, DefaultMaxPageSize)
+	def(&cfg.MaxBatch, DefaultMaxBatch)
+	cfg.MaxBatch = min(cfg.MaxBatch, facehead.MaxBatch)
 	cfg.MaxPageSize = min(cfg.MaxPageSize, enroll.MaxPage)
 	def(&cfg.PageSize, min(DefaultPageSize, cfg.MaxPageSize))
 	if cfg.BatchWindow <= 0 {
@@ -228,7 +245,7 @@ func New(cfg Config) (*Server, error) {
 		s.Close()
 		return nil, fmt.Errorf("server: the default threshold %.3f is below the minimum threshold %.3f", s.cfg.Threshold, s.cfg.MinThreshold)
 	}
-	s.batch = newBatcher(s.rec.EmbedChips, facehead.MaxBatch, cfg.BatchWindow, func(d time.Duration, n int) { s.metrics.model("backbone", d, n) })
+	s.batch = newBatcher(s.rec.EmbedChips, cfg.MaxBatch, cfg.BatchWindow, func(d time.Duration, n int) { s.metrics.model("backbone", d, n) })
 	s.routes()
 	return s, nil
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -22,11 +23,12 @@ import (
 // models, multipart uploads of johns photos, the default limits) and,
 // in the same run and process, through the library (facever.Recognizer:
 // decode, detect, align, embed, compare or search) on the same photos.
-// Each sub-benchmark reports req/s, p50_ms and p99_ms; the server's also
-// reports of_library, its req/s over the library's at the same number of
-// clients (run the library's first: -bench 'Throughput/.*' does).
+// The two alternate in rounds of 4 calls per client, so that both see the
+// same load of a shared machine. Each sub-benchmark reports the server's
+// req/s, p50_ms and p99_ms, the library's lib_req/s, lib_p50_ms and
+// lib_p99_ms, and of_library, the server's req/s over the library's.
 //
-//	FACEVER_REQUIRE_MODELS=1 go test ./internal/server -run '^$' -bench Throughput -benchtime 64x -count 3
+//	FACEVER_REQUIRE_MODELS=1 go test ./internal/server -run '^$' -bench Throughput -benchtime 256x -count 3
 func BenchmarkThroughput(b *testing.B) {
 	dir := testmodels.Dir(b)
 	f := newFixture(b, nil)
@@ -135,58 +137,98 @@ func BenchmarkThroughput(b *testing.B) {
 			return err
 		}, func(i int) error { return post("/v1/identify", identifyBodies[i%len(identifyBodies)]) }},
 	}
-	libRate := map[string]float64{}
 	for _, op := range ops {
 		for _, clients := range []int{1, 8, 64} {
-			key := fmt.Sprintf("%s/clients=%d", op.name, clients)
-			b.Run(op.name+"/library/clients="+fmt.Sprint(clients), func(b *testing.B) {
-				libRate[key] = runClients(b, clients, op.library)
-			})
-			b.Run(op.name+"/server/clients="+fmt.Sprint(clients), func(b *testing.B) {
-				rate := runClients(b, clients, op.overHTTP)
-				if lr := libRate[key]; lr > 0 {
-					b.ReportMetric(rate/lr, "of_library")
+			b.Run(fmt.Sprintf("%s/clients=%d", op.name, clients), func(b *testing.B) {
+				before := modelRuns(f.srv)
+				lib, srv := runPaired(b, clients, op.library, op.overHTTP)
+				after := modelRuns(f.srv)
+				for _, m := range []string{"detect", "backbone"} {
+					if n, sec := after[m][0]-before[m][0], after[m][1]-before[m][1]; n > 0 {
+						b.Logf("server's %s: %.0f runs, %.1f ms each", m, n, 1000*sec/n)
+					}
 				}
+				b.ReportMetric(lib.rate(), "lib_req/s")
+				b.ReportMetric(lib.quantile(0.5), "lib_p50_ms")
+				b.ReportMetric(lib.quantile(0.99), "lib_p99_ms")
+				b.ReportMetric(srv.rate(), "req/s")
+				b.ReportMetric(srv.quantile(0.5), "p50_ms")
+				b.ReportMetric(srv.quantile(0.99), "p99_ms")
+				b.ReportMetric(srv.rate()/lib.rate(), "of_library")
+				b.ReportMetric(0, "ns/op")
 			})
 		}
 	}
 }
 
-// runClients runs b.N calls of fn from clients goroutines (each takes the
-// next index until b.N are done) and reports req/s and the p50 and p99
-// latencies; it returns req/s.
-func runClients(b *testing.B, clients int, fn func(i int) error) float64 {
-	// Warm up, untimed: one call per client at once, so that the model
-	// sets the concurrency needs are loaded (the library and the server
-	// load them on demand) and the connections are open.
-	var warm sync.WaitGroup
-	for c := 0; c < clients; c++ {
-		warm.Add(1)
-		go func() {
-			defer warm.Done()
-			if err := fn(c); err != nil {
-				b.Error(err)
-			}
-		}()
+// side is what one side of a paired run measured.
+type side struct {
+	lat     []time.Duration
+	elapsed time.Duration
+}
+
+func (s *side) rate() float64 { return float64(len(s.lat)) / s.elapsed.Seconds() }
+
+func (s *side) quantile(p float64) float64 {
+	l := append([]time.Duration(nil), s.lat...)
+	sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
+	return float64(l[min(len(l)-1, int(p*float64(len(l))))]) / 1e6
+}
+
+// runPaired runs b.N calls of lib and b.N of srv, each from clients
+// goroutines, in alternating rounds of a few calls per client, so that
+// both sides see the same load of a shared machine; each side's rate is
+// its calls over the time of its own rounds.
+func runPaired(b *testing.B, clients int, lib, srv func(i int) error) (l, s side) {
+	// Warm up, untimed: one call per client at once on each side, so that
+	// the model sets the concurrency needs are loaded (the library and the
+	// server load them on demand) and the connections are open.
+	for _, fn := range []func(int) error{lib, srv} {
+		if _, err := runClients(clients, 0, clients, fn); err != nil {
+			b.Fatal(err)
+		}
 	}
-	warm.Wait()
-	lat := make([]time.Duration, b.N)
+	round := 4 * clients
+	b.ResetTimer()
+	for done := 0; done < b.N; done += round {
+		n := min(round, b.N-done)
+		for k, fn := range []func(int) error{lib, srv} {
+			t0 := time.Now()
+			lat, err := runClients(clients, done, n, fn)
+			if err != nil {
+				b.Fatal(err)
+			}
+			sd := &l
+			if k == 1 {
+				sd = &s
+			}
+			sd.elapsed += time.Since(t0)
+			sd.lat = append(sd.lat, lat...)
+		}
+	}
+	b.StopTimer()
+	return l, s
+}
+
+// runClients runs calls first..first+n-1 of fn from clients goroutines
+// (each takes the next index until all are done) and returns their
+// latencies.
+func runClients(clients, first, n int, fn func(i int) error) ([]time.Duration, error) {
+	lat := make([]time.Duration, n)
 	var next atomic.Int64
 	var failed atomic.Value
 	var wg sync.WaitGroup
-	b.ResetTimer()
-	start := time.Now()
 	for c := 0; c < clients; c++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for {
 				i := int(next.Add(1) - 1)
-				if i >= b.N || failed.Load() != nil {
+				if i >= n || failed.Load() != nil {
 					return
 				}
 				t0 := time.Now()
-				if err := fn(i); err != nil {
+				if err := fn(first + i); err != nil {
 					failed.Store(err)
 					return
 				}
@@ -195,17 +237,31 @@ func runClients(b *testing.B, clients int, fn func(i int) error) float64 {
 		}()
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
 	if err, _ := failed.Load().(error); err != nil {
-		b.Fatal(err)
+		return nil, err
 	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	q := func(p float64) float64 { return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))]) / 1e6 }
-	rate := float64(b.N) / elapsed.Seconds()
-	b.ReportMetric(rate, "req/s")
-	b.ReportMetric(q(0.50), "p50_ms")
-	b.ReportMetric(q(0.99), "p99_ms")
-	b.ReportMetric(0, "ns/op")
-	return rate
+	return lat, nil
+}
+
+// modelRuns reads the server's model-run counts and seconds (/metrics).
+func modelRuns(s *Server) map[string][2]float64 {
+	var buf bytes.Buffer
+	s.metrics.write(&buf, 0, 0)
+	out := map[string][2]float64{}
+	for _, l := range strings.Split(buf.String(), "\n") {
+		for _, m := range []string{"detect", "backbone"} {
+			var v float64
+			if _, err := fmt.Sscanf(l, "facever_model_run_seconds_count{model=\""+m+"\"} %g", &v); err == nil {
+				x := out[m]
+				x[0] = v
+				out[m] = x
+			}
+			if _, err := fmt.Sscanf(l, "facever_model_run_seconds_sum{model=\""+m+"\"} %g", &v); err == nil {
+				x := out[m]
+				x[1] = v
+				out[m] = x
+			}
+		}
+	}
+	return out
 }
