@@ -108,6 +108,19 @@ func TestRemoteGallery(t *testing.T) {
 	_, localListJSON, _ := facever(t, "gallery", "list", "--json", "--gallery", gal)
 	_, localList, _ := facever(t, "gallery", "list", "--gallery", gal)
 	_, localKeys, _ := facever(t, "apikey", "list", "--gallery", gal)
+	// The local key documents, by the same schema files as the remote ones.
+	_, out, _ := facever(t, "apikey", "create", "--json", "--gallery", gal, "--name", "local", "--scope", "enroll")
+	if err := schema.Validate("apikey-create.json", []byte(out)); err != nil {
+		t.Errorf("local apikey create --json: %v\n%s", err, out)
+	}
+	_, out, _ = facever(t, "apikey", "list", "--json", "--gallery", gal)
+	if err := schema.Validate("apikey-list.json", []byte(out)); err != nil || !strings.Contains(out, `"local"`) {
+		t.Errorf("local apikey list --json: %v\n%s", err, out)
+	}
+	if err := schema.Validate("gallery-list.json", []byte(localListJSON)); err != nil {
+		t.Errorf("local gallery list --json: %v", err)
+	}
+	_, localKeys, _ = facever(t, "apikey", "list", "--gallery", gal)
 
 	url, stop := startServe(t, models, gal)
 
@@ -142,7 +155,7 @@ func TestRemoteGallery(t *testing.T) {
 	if out, _ := remote(exitOK, "gallery", "show", "John Simm"); out != localShow {
 		t.Errorf("remote show:\n%s\nlocal show:\n%s", out, localShow)
 	}
-	out, _ := remote(exitOK, "gallery", "show", "--json", "#1")
+	out, _ = remote(exitOK, "gallery", "show", "--json", "#1")
 	if out != localShowJSON {
 		t.Errorf("remote show --json:\n%s\nlocal:\n%s", out, localShowJSON)
 	}
