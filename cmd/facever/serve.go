@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -284,6 +285,8 @@ func apikeyCommand() *cli.Command {
 					if err != nil {
 						return fail(err)
 					}
+					// By prefix, as GET /v1/keys lists them (apikey list --server).
+					sort.Slice(keys, func(i, j int) bool { return keys[i].Prefix < keys[j].Prefix })
 					if c.Bool("json") {
 						return writeJSONOrFail(c, keysDoc(keys))
 					}
