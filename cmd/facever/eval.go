@@ -79,15 +79,18 @@ func pipelineConfig(c *cli.Context) pipeline.Config {
 // pair whose photo has no usable face scores NaN, which the evaluation counts
 // by its no-face policy (the CLI's is verify.NoFaceReject: decided "different
 // person", a miss counts against accuracy rather than being dropped). The
-// photos without a face are listed.
-func pairScores(c *cli.Context, ps *verify.PairSet) ([]float64, []string, error) {
+// photos without a face are listed, and each photo's face quality given
+// (NaN when unknown).
+func pairScores(c *cli.Context, ps *verify.PairSet) ([]float64, map[string]float64, []string, error) {
 	res, err := features(c, ps.Paths(), "embedding photos")
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	feat := make(map[string][]float32, len(res))
+	quality := make(map[string]float64, len(res))
 	var failed []string
 	for _, r := range res {
+		quality[r.Path] = r.Quality
 		if r.Err != nil {
 			failed = append(failed, r.Err.Error())
 		}
@@ -95,7 +98,7 @@ func pairScores(c *cli.Context, ps *verify.PairSet) ([]float64, []string, error)
 			feat[r.Path] = r.Feature
 		}
 	}
-	return ps.Scores(func(p string) []float32 { return feat[p] }), failed, nil
+	return ps.Scores(func(p string) []float32 { return feat[p] }), quality, failed, nil
 }
 
 // readPairs reads --pairs, or builds every pair of --data.
@@ -160,7 +163,7 @@ Examples:
 			if err != nil {
 				return fail(err)
 			}
-			scores, failed, err := pairScores(c, ps)
+			scores, _, failed, err := pairScores(c, ps)
 			if err != nil {
 				return fail(err)
 			}
@@ -215,19 +218,26 @@ the number of different-person pairs allows, and the ROC curve as a PNG.
 Examples:
    facever eval --pairs lfw/pairs.txt --root lfw/images --roc roc.png
    facever eval --data myteam/ --json
-   facever eval --pairs pairs.csv --head my.head`,
+   facever eval --pairs pairs.csv --head my.head
+   facever eval --pairs lfw/pairs.txt --root lfw/images --by-quality`,
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "data", Usage: "a folder per person: score every pair of their photos"},
 			&cli.IntFlag{Name: "max-pairs", Value: 2_000_000, Usage: "with --data, refuse layouts that would give more pairs than this"},
 			&cli.IntFlag{Name: "folds", Value: 10, Usage: "number of folds"},
 			&cli.StringFlag{Name: "roc", Usage: "write the ROC curve (TAR against log-scale FAR) to this PNG file"},
+			&cli.BoolFlag{Name: "by-quality", Usage: "also report accuracy by band of the pair's lower face quality (see detect --json), at the folds' mean threshold"},
+			&cli.StringFlag{Name: "quality-bands", Value: "0.5,0.8,0.95", Usage: "with --by-quality, the band edges between 0 and 1"},
 		}, pairsFlags...),
 		Action: func(c *cli.Context) error {
+			edges, err := parseBandEdges(c.String("quality-bands"))
+			if err != nil {
+				return fail(err)
+			}
 			ps, err := readPairs(c)
 			if err != nil {
 				return fail(err)
 			}
-			scores, failed, err := pairScores(c, ps)
+			scores, quality, failed, err := pairScores(c, ps)
 			if err != nil {
 				return fail(err)
 			}
@@ -245,10 +255,21 @@ Examples:
 					return fail(err)
 				}
 			}
+			var bands []qualityBand
+			if c.Bool("by-quality") {
+				bands = qualityBands(ps, scores, quality, ev.KFold.MeanThreshold, edges)
+			}
 			if c.Bool("json") {
-				return writeJSONOrFail(c, evalDoc(ev, len(failed), ps.Format, c.String("roc")))
+				doc := evalDoc(ev, len(failed), ps.Format, c.String("roc"))
+				if bands != nil {
+					doc["by_quality"] = bands
+				}
+				return writeJSONOrFail(c, doc)
 			}
 			printEvaluation(c, ev, len(failed))
+			if bands != nil {
+				printQualityBands(c.App.Writer, bands, ev.KFold.MeanThreshold)
+			}
 			return nil
 		},
 	}

@@ -196,6 +196,9 @@ type Entry struct {
 	Faces int
 	// Feature is the normalised backbone feature of the largest face.
 	Feature []float32
+	// Quality is that face's quality score (align.Quality), NaN when not
+	// known (aligned input, or an entry written before quality was kept).
+	Quality float64
 }
 
 // Get returns the entry for key, and whether it was there.
@@ -231,13 +234,18 @@ func (c *Cache) PutMany(keys [][]byte, entries []Entry) error {
 	})
 }
 
+// encode lays an entry out as faces (uint32), n (uint32), n float32s and
+// the quality (float64; entries written before it was kept end after the
+// feature and read as NaN).
 func encode(e Entry) []byte {
-	out := make([]byte, 8+4*len(e.Feature))
+	n := 8 + 4*len(e.Feature)
+	out := make([]byte, n+8)
 	binary.LittleEndian.PutUint32(out, uint32(e.Faces))
 	binary.LittleEndian.PutUint32(out[4:], uint32(len(e.Feature)))
 	for i, v := range e.Feature {
 		binary.LittleEndian.PutUint32(out[8+4*i:], math.Float32bits(v))
 	}
+	binary.LittleEndian.PutUint64(out[n:], math.Float64bits(e.Quality))
 	return out
 }
 
@@ -247,10 +255,13 @@ func decode(v []byte) (Entry, error) {
 	}
 	faces := int(binary.LittleEndian.Uint32(v))
 	n := int(binary.LittleEndian.Uint32(v[4:]))
-	if len(v) != 8+4*n {
+	if n < 0 || n > len(v)/4 || len(v) != 8+4*n && len(v) != 16+4*n {
 		return Entry{}, errors.New("entry length mismatch")
 	}
-	e := Entry{Faces: faces}
+	e := Entry{Faces: faces, Quality: math.NaN()}
+	if len(v) == 16+4*n {
+		e.Quality = math.Float64frombits(binary.LittleEndian.Uint64(v[8+4*n:]))
+	}
 	if n > 0 {
 		e.Feature = make([]float32, n)
 		for i := range e.Feature {

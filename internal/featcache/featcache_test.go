@@ -3,6 +3,7 @@ package featcache
 import (
 	"errors"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -148,6 +149,28 @@ func TestPurge(t *testing.T) {
 		}
 		if _, err := os.Stat(p); err != nil {
 			t.Errorf("%s was removed: %v", filepath.Base(p), err)
+		}
+	}
+}
+
+// TestQualityKept: an entry's quality score round-trips; an entry in the
+// layout before quality was kept (faces, n, features) reads with quality
+// NaN; lengths that fit neither layout are refused.
+func TestQualityKept(t *testing.T) {
+	e, err := decode(encode(Entry{Faces: 1, Feature: []float32{0.5, -0.25}, Quality: 0.8125}))
+	if err != nil || e.Quality != 0.8125 || len(e.Feature) != 2 || e.Feature[1] != -0.25 {
+		t.Fatalf("round trip: %+v %v", e, err)
+	}
+	old := encode(Entry{Faces: 1, Feature: []float32{0.5, -0.25}})
+	old = old[:len(old)-8]
+	e, err = decode(old)
+	if err != nil || !math.IsNaN(e.Quality) || len(e.Feature) != 2 {
+		t.Fatalf("old layout: %+v %v", e, err)
+	}
+	for _, cut := range []int{1, 4, 7, 9} {
+		v := encode(Entry{Faces: 1, Feature: []float32{1, 2, 3}, Quality: 1})
+		if _, err := decode(v[:len(v)-cut]); err == nil {
+			t.Errorf("entry cut by %d bytes: want an error", cut)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"runtime"
 	"sync"
@@ -19,6 +20,9 @@ type Result struct {
 	Path    string
 	Faces   int
 	Feature []float32 // normalised backbone feature; nil when Err != nil
+	// Quality is the face's quality score (align.Quality.Score), NaN when
+	// not known (--aligned input, no face, or a cache entry older than it).
+	Quality float64
 	Err     error
 }
 
@@ -72,7 +76,7 @@ func Features(cfg Config, paths []string, opt BatchOptions) ([]Result, error) {
 		}
 	}
 	for i, path := range paths {
-		res[i].Path = path
+		res[i].Path, res[i].Quality = path, math.NaN()
 		data, err := os.ReadFile(path)
 		if err != nil {
 			res[i].Err = err
@@ -84,7 +88,7 @@ func Features(cfg Config, paths []string, opt BatchOptions) ([]Result, error) {
 				cache.Close()
 				return nil, err
 			} else if ok {
-				res[i].Faces, res[i].Feature = e.Faces, e.Feature
+				res[i].Faces, res[i].Feature, res[i].Quality = e.Faces, e.Feature, e.Quality
 				if e.Feature == nil {
 					res[i].Err = fmt.Errorf("%s: %w", path, align.ErrNoFace)
 				}
@@ -126,6 +130,7 @@ func Features(cfg Config, paths []string, opt BatchOptions) ([]Result, error) {
 			defer p.Close()
 			for i := range jobs {
 				r := &res[i]
+				r.Quality = math.NaN()
 				ph, err := p.Face(r.Path, opt.Aligned)
 				if err == nil && opt.Augment != "" {
 					seed := opt.Seed ^ binary.LittleEndian.Uint64(keys[i])
@@ -138,12 +143,15 @@ func Features(cfg Config, paths []string, opt BatchOptions) ([]Result, error) {
 						r.Feature = f[0]
 					}
 					r.Faces = len(ph.Faces)
+					if len(ph.Faces) > 0 {
+						r.Quality = ph.Faces[0].Quality.Score
+					}
 				}
 				r.Err = err
 				mu.Lock()
 				if err == nil || errors.Is(err, align.ErrNoFace) {
 					newKeys = append(newKeys, keys[i])
-					newEntries = append(newEntries, featcache.Entry{Faces: r.Faces, Feature: r.Feature})
+					newEntries = append(newEntries, featcache.Entry{Faces: r.Faces, Feature: r.Feature, Quality: r.Quality})
 					if len(newKeys) >= flushEvery {
 						flushErr = errors.Join(flushErr, flush(opt.CachePath, newKeys, newEntries))
 						newKeys, newEntries = nil, nil
