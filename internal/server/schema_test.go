@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/facever/facever/align"
 	"testing"
 
 	"github.com/facever/facever/schema"
@@ -56,6 +57,14 @@ func TestResponsesMatchSchema(t *testing.T) {
 	check("identify stranger", "identify-http.json", code, 200, doc)
 	code, doc = f.do(t, "POST", "/v1/detect", "application/json", jsonBody(map[string]any{"image": b64(simm[3])}), f.key)
 	check("detect", "detect-http.json", code, 200, doc)
+	// The API's faces carry the CLI's rotation and quality with its parts.
+	if fa, _ := doc["faces"].([]any); len(fa) > 0 {
+		face := fa[0].(map[string]any)
+		q, _ := face["quality"].(map[string]any)
+		if rot, ok := face["rotation"].(float64); !ok || rot != 0 || q == nil || q["score"].(float64) < align.DefaultMinQuality || q["face_pixels"].(float64) < 40 {
+			t.Errorf("detect's face lacks rotation 0 or a good quality: %v", face)
+		}
+	}
 	code, doc = f.do(t, "POST", fmt.Sprintf("/v1/identities/%d/verify", id), "application/json", jsonBody(map[string]any{"image": b64(simm[4])}), f.key)
 	check("verify identity", "identity-verify-http.json", code, 200, doc)
 	code, doc = f.do(t, "PATCH", fmt.Sprintf("/v1/identities/%d", id), "application/json", jsonBody(map[string]any{"name": "John Simm (actor)"}), f.key)

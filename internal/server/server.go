@@ -504,12 +504,15 @@ func badRequest(format string, args ...any) error {
 	return &apiError{http.StatusBadRequest, "bad_request", fmt.Sprintf(format, args...)}
 }
 
+// faceJSON is a face as the API answers it: the CLI's --json vocabulary
+// (box, score, landmarks, rotation, roll, quality with its parts).
 func faceJSON(f align.Face) map[string]any {
 	lm := make([][2]float64, 5)
 	for i, p := range f.Landmarks {
 		lm[i] = [2]float64{p.X, p.Y}
 	}
-	return map[string]any{"box": f.Box, "score": f.Score, "landmarks": lm}
+	return map[string]any{"box": f.Box, "score": f.Score, "landmarks": lm,
+		"rotation": f.Rotation, "roll": math.Round(f.Roll*100) / 100, "quality": f.Quality.Rounded()}
 }
 
 type photoJSON struct {
