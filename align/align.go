@@ -20,6 +20,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/facever/facever/infer"
+	"github.com/facever/facever/models"
 )
 
 // ChipSize is the side of an aligned face in pixels.
@@ -55,6 +56,11 @@ type Options struct {
 	// NoRotate turns off the search over quarter turns (rotate.go): faces
 	// are then landmarked as they stand in the photo, rolled up to ±45°.
 	NoRotate bool
+	// legacy runs the single-pass recipe facever used before the image
+	// pyramid (the photo squashed to 320×240, landmarks once per face, no
+	// rotation search, no quality), kept for the side-by-side benchmark of
+	// detection cost (LegacyOptions in export_test.go).
+	legacy bool
 }
 
 // DefaultOptions are the detection thresholds of docs/alignment.md.
@@ -176,7 +182,10 @@ func (a *Aligner) Detect(im *Image) ([]Face, error) {
 	if pad > 0 {
 		defer work.Close()
 	}
-	boxes, err := a.detectPyramid(work, pad > 0)
+	if a.opt.legacy {
+		return a.detectLegacy(im, work, pad)
+	}
+	boxes, err := a.detectPyramid(work, pad, pad > 0)
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +196,7 @@ func (a *Aligner) Detect(im *Image) ([]Face, error) {
 		defer big.Close()
 		gocv.CopyMakeBorder(im.Mat, &big, pad, pad, pad, pad, gocv.BorderConstant, color.RGBA{})
 		work = big
-		if boxes, err = a.detectPyramid(work, false); err != nil {
+		if boxes, err = a.detectPyramid(work, pad, false); err != nil {
 			return nil, err
 		}
 	}
@@ -197,7 +206,7 @@ func (a *Aligner) Detect(im *Image) ([]Face, error) {
 		return nil, err
 	}
 	if len(faces) == 0 && !a.opt.NoRotate {
-		if faces, err = a.detectTurned(work, photo, photo.Min.X > 0 && max(im.Width(), im.Height()) <= padLimit); err != nil {
+		if faces, err = a.detectTurned(work, photo, pad, pad > 0 && max(im.Width(), im.Height()) <= padLimit); err != nil {
 			return nil, err
 		}
 	}
@@ -270,7 +279,7 @@ func (a *Aligner) Landmarks(im *Image, f *Face) error {
 // landmarks fills f.Points68 and f.Landmarks from the landmark model run on
 // the face box of m.
 func (a *Aligner) landmarks(m gocv.Mat, f *Face) error {
-	return a.landmarksAt(m, f, 0, false)
+	return a.landmarksAt(m, f, 0)
 }
 
 func mean(pts *[68]Point, idx ...int) Point {
@@ -325,4 +334,40 @@ func bgrToCHW(b []byte, dst []float32, plane int, mean, scale float32) {
 		g[i] = (float32(b[3*i+1]) - mean) * scale
 		r[i] = (float32(b[3*i+2]) - mean) * scale
 	}
+}
+
+// detectLegacy is Detect's recipe before the image pyramid (Options.legacy):
+// one detector pass on work squashed to 320×240, landmarks once per face.
+func (a *Aligner) detectLegacy(im *Image, work gocv.Mat, pad int) ([]Face, error) {
+	in, ih := models.Detect.Shape[3], models.Detect.Shape[2]
+	w, h := work.Cols(), work.Rows()
+	t := tileRect{r: image.Rect(0, 0, w, h), sx: float64(in) / float64(w), sy: float64(ih) / float64(h), whole: true, photo: image.Rect(0, 0, w, h)}
+	cand, err := a.detectTile(work, t)
+	if err != nil {
+		return nil, err
+	}
+	faces := nms(cand, a.opt.NMS)
+	for i := range faces {
+		if err := a.landmarks(work, &faces[i]); err != nil {
+			return nil, err
+		}
+	}
+	p := float64(pad)
+	for i := range faces {
+		f := &faces[i]
+		for k := range f.Box {
+			f.Box[k] -= p
+		}
+		for k := range f.Landmarks {
+			f.Landmarks[k].X -= p
+			f.Landmarks[k].Y -= p
+		}
+		for k := range f.Points68 {
+			f.Points68[k].X -= p
+			f.Points68[k].Y -= p
+		}
+	}
+	im.toSource(faces)
+	sort.SliceStable(faces, func(i, j int) bool { return faces[i].Area() > faces[j].Area() })
+	return faces, nil
 }

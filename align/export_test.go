@@ -1,5 +1,7 @@
 package align
 
+import "image"
+
 // Hooks for the external tests.
 
 // MeanFaceSide is meanFaceSide.
@@ -21,9 +23,17 @@ func SmallGreyChip(im *Image, f Face) []uint8 {
 
 // Pyramid lists the levels' scales and tile counts searched on a w×h photo.
 func Pyramid(w, h, smallest int) (scales []float64, tileCounts []int) {
-	for _, lv := range pyramid(w, h, float64(smallest)) {
+	all := image.Rect(0, 0, w, h)
+	for _, lv := range pyramid(w, h, all, float64(smallest)) {
 		scales = append(scales, lv.scale)
-		tileCounts = append(tileCounts, len(tiles(w, h, lv, false)))
+		tileCounts = append(tileCounts, len(tiles(w, h, all, lv, false)))
 	}
 	return scales, tileCounts
+}
+
+// LegacyOptions are opt with the single-pass recipe of before the image
+// pyramid (Options.legacy), for the side-by-side benchmark.
+func LegacyOptions(opt Options) Options {
+	opt.legacy = true
+	return opt
 }

@@ -61,12 +61,14 @@ const (
 // DetectVersion names the detection recipe (pyramid, rotation search,
 // landmark reading). Caches of features keyed by photo content include it,
 // so that features made by an older recipe are not reused.
-const DetectVersion = "pyramid-rotation-1"
+const DetectVersion = "pyramid-rotation-2"
 
-// level is one scale of the pyramid; tiled is false for the whole-photo pass.
+// level is one scale of the pyramid; tiled is false for the whole-image
+// pass and for photoPass, the photo without its padding in one tile.
 type level struct {
-	scale float64
-	tiled bool
+	scale     float64
+	tiled     bool
+	photoPass bool
 }
 
 // squashMax is the largest anisotropy (ratio of the horizontal to the
@@ -87,18 +89,30 @@ func squashed(w, h int, small bool) (sx, sy float64, ok bool) {
 	return sx, sy, small && r <= squashMax && r >= 1/squashMax
 }
 
-// pyramid lists the levels searched on a w×h photo for faces of smallest
-// pixels and up.
-func pyramid(w, h int, smallest float64) []level {
+// pyramid lists the levels searched for faces of smallest pixels and up
+// on a w×h image m holding the photo at photo (m is the photo padded in
+// black when photo is smaller than m, see padded). The first level is the
+// whole of m; the finer ones are cut over the photo only (tiles of black
+// padding hold no face), from the scale at which smallest-pixel faces
+// reach the detector down to where the previous level's reach begins. A
+// fine level within 20 % of the photo's own letterboxed scale is that one
+// pass: the whole photo in one tile, with no padding (a padded 640×480
+// photo costs two detector runs, not seven).
+func pyramid(w, h int, photo image.Rectangle, smallest float64) []level {
 	in, ih := float64(models.Detect.Shape[3]), float64(models.Detect.Shape[2])
 	s0 := math.Min(in/float64(w), ih/float64(h))
 	ls := []level{{scale: s0}}
+	sPhoto := math.Min(in/float64(photo.Dx()), ih/float64(photo.Dy()))
 	sMax := detectorMinFace / smallest
 	var fine []level
 	// A level within 20 % of the whole-photo pass adds little: faces 20 %
 	// below the detector's reach there (18 input pixels) are still found
 	// 19 times in 20.
 	for s := sMax; s > s0*1.2; s /= levelStep {
+		if s <= sPhoto*1.2 {
+			fine = append(fine, level{scale: sPhoto, photoPass: true})
+			break
+		}
 		fine = append(fine, level{scale: s, tiled: true})
 		if s/levelStep <= s0*1.2 {
 			break
@@ -110,32 +124,44 @@ func pyramid(w, h int, smallest float64) []level {
 	return ls
 }
 
-// tileRect is a region of the photo and the scale it is read at.
+// tileRect is a region of the image and the scale it is read at.
 type tileRect struct {
-	r      image.Rectangle // in photo pixels, clipped to the photo
-	sx, sy float64         // input pixels per photo pixel
-	whole  bool            // the tile is the whole photo
+	r      image.Rectangle // in image pixels, clipped to the photo
+	sx, sy float64         // input pixels per image pixel
+	whole  bool            // the tile is a whole-image or whole-photo pass
+	photo  image.Rectangle // the photo within the image: edges inside it cut faces
 }
 
-// tiles cuts a level into tiles over a w×h photo.
-func tiles(w, h int, lv level, small bool) []tileRect {
+// tiles cuts a level into tiles over a w×h image holding the photo at
+// photo.
+func tiles(w, h int, photo image.Rectangle, lv level, small bool) []tileRect {
 	in, ih := models.Detect.Shape[3], models.Detect.Shape[2]
-	if !lv.tiled {
+	all := image.Rect(0, 0, w, h)
+	switch {
+	case lv.photoPass:
+		t := tileAt(photo, lv.scale, in, ih, true)
+		t.photo = photo
+		return []tileRect{t}
+	case !lv.tiled:
 		if sx, sy, ok := squashed(w, h, small); ok {
-			return []tileRect{{r: image.Rect(0, 0, w, h), sx: sx, sy: sy, whole: true}}
+			return []tileRect{{r: all, sx: sx, sy: sy, whole: true, photo: all}}
 		}
-		return []tileRect{tileAt(image.Rect(0, 0, w, h), lv.scale, in, ih, true)}
+		t := tileAt(all, lv.scale, in, ih, true)
+		t.photo = all
+		return []tileRect{t}
 	}
-	lw, lh := float64(w)*lv.scale, float64(h)*lv.scale
+	lw, lh := float64(photo.Dx())*lv.scale, float64(photo.Dy())*lv.scale
 	var out []tileRect
 	for _, ty := range starts(lh, ih) {
 		for _, tx := range starts(lw, in) {
 			r := image.Rect(int(math.Floor(tx/lv.scale)), int(math.Floor(ty/lv.scale)),
-				int(math.Ceil((tx+float64(in))/lv.scale)), int(math.Ceil((ty+float64(ih))/lv.scale))).Intersect(image.Rect(0, 0, w, h))
+				int(math.Ceil((tx+float64(in))/lv.scale)), int(math.Ceil((ty+float64(ih))/lv.scale))).Add(photo.Min).Intersect(photo)
 			if r.Dx() < 2 || r.Dy() < 2 {
 				continue
 			}
-			out = append(out, tileAt(r, lv.scale, in, ih, false))
+			t := tileAt(r, lv.scale, in, ih, false)
+			t.photo = photo
+			out = append(out, t)
 		}
 	}
 	return out
@@ -162,18 +188,21 @@ func tileAt(r image.Rectangle, s float64, in, ih int, whole bool) tileRect {
 	return tileRect{r: r, sx: float64(ow) / float64(r.Dx()), sy: float64(oh) / float64(r.Dy()), whole: whole}
 }
 
-// detectPyramid runs the detector over every level of m (BGR) and returns
-// the merged boxes in m's pixels, with no landmarks yet. small says m is a
-// padded small photo (see squashMax).
-func (a *Aligner) detectPyramid(m gocv.Mat, small bool) ([]Face, error) {
+// detectPyramid runs the detector over every level of m (BGR: the photo
+// padded by pad pixels of black on each side) and returns the merged boxes
+// in m's pixels, with no landmarks yet. small says m is a padded small
+// photo (see squashMax). Boxes found only in tiles with a detector score
+// below tileScore are dropped here, before any landmarks are taken.
+func (a *Aligner) detectPyramid(m gocv.Mat, pad int, small bool) ([]Face, error) {
 	smallest := float64(a.opt.SmallestFace)
 	if smallest <= 0 {
 		smallest = DefaultSmallestFace
 	}
 	var cand []Face
 	w, h := m.Cols(), m.Rows()
-	for _, lv := range pyramid(w, h, smallest) {
-		for _, t := range tiles(w, h, lv, small) {
+	photo := image.Rect(pad, pad, w-pad, h-pad)
+	for _, lv := range pyramid(w, h, photo, smallest) {
+		for _, t := range tiles(w, h, photo, lv, small) {
 			c, err := a.detectTile(m, t)
 			if err != nil {
 				return nil, err
@@ -181,7 +210,14 @@ func (a *Aligner) detectPyramid(m gocv.Mat, small bool) ([]Face, error) {
 			cand = append(cand, c...)
 		}
 	}
-	return nms(cand, a.opt.NMS), nil
+	kept := nms(cand, a.opt.NMS)
+	out := kept[:0]
+	for _, f := range kept {
+		if !f.tiled || f.Score >= tileScore {
+			out = append(out, f)
+		}
+	}
+	return out, nil
 }
 
 // detectTile runs the detector on one tile: the region t.r of m resized by
@@ -221,8 +257,8 @@ func (a *Aligner) detectTile(m gocv.Mat, t tileRect) ([]Face, error) {
 	// An inner edge is a tile edge inside the photo: a box reaching it is
 	// a face the tile cuts.
 	const edge = 2.0 // input pixels
-	innerL, innerT := t.r.Min.X > 0, t.r.Min.Y > 0
-	innerR, innerB := t.r.Max.X < m.Cols(), t.r.Max.Y < m.Rows()
+	innerL, innerT := t.r.Min.X > t.photo.Min.X, t.r.Min.Y > t.photo.Min.Y
+	innerR, innerB := t.r.Max.X < t.photo.Max.X, t.r.Max.Y < t.photo.Max.Y
 	var cand []Face
 	for i := 0; i < n; i++ {
 		s := scores.Data[2*i+1]

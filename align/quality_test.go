@@ -3,6 +3,7 @@ package align_test
 import (
 	"image"
 	"math"
+	"os"
 	"path/filepath"
 	"sort"
 	"testing"
@@ -63,8 +64,8 @@ func quantiles(v []float64) [3]float64 {
 func TestQualitySeparates(t *testing.T) {
 	a := newAligner(t)
 	plain := newAlignerOpt(t, align.Options{NoRotate: true})
-	var good, forehead, flipped, fixed []float64
-	upright, foreheadRefused := 0, 0
+	var good, forehead, flipped, fixed, blurred []float64
+	upright, foreheadRefused, wrongKept := 0, 0, 0
 	for _, p := range johnsPaths(t) {
 		im, err := align.Load(p)
 		if err != nil {
@@ -103,8 +104,27 @@ func TestQualitySeparates(t *testing.T) {
 		fixed = append(fixed, q)
 		if f.Rotation == 180 {
 			upright++
+		} else if q >= align.DefaultMinQuality {
+			wrongKept++
 		}
 		turned.Close()
+		// Constructed bad photos: a tiny copy (24 px), a black one, a
+		// heavily blurred one (σ 6 px).
+		tiny := gocv.NewMat()
+		gocv.Resize(im.Mat, &tiny, image.Pt(24, 24), 0, 0, gocv.InterpolationArea)
+		if q, _ := bestQuality(t, a, tiny); q >= align.DefaultMinQuality {
+			t.Errorf("%s: a 24×24 copy scores %.3f, not below %.2f", p, q, align.DefaultMinQuality)
+		}
+		tiny.Close()
+		black := gocv.NewMatWithSize(im.Height(), im.Width(), gocv.MatTypeCV8UC3)
+		if q, _ := bestQuality(t, a, black); q >= 0 {
+			t.Errorf("%s: a black photo has a face (quality %.3f)", p, q)
+		}
+		black.Close()
+		bl := blur(im.Mat, 6)
+		q, _ = bestQuality(t, a, bl)
+		blurred = append(blurred, q)
+		bl.Close()
 		im.Close()
 	}
 	below := func(v []float64) int {
@@ -125,6 +145,35 @@ func TestQualitySeparates(t *testing.T) {
 	if n := below(flipped); n < len(flipped)*qualityMinFlipped/100 {
 		t.Errorf("only %d of %d upside-down chips below the default minimum, want %d %%", n, len(flipped), qualityMinFlipped)
 	}
+	t.Logf("upside-down photos with the search: %d read at 180°, %d of the others kept (aligned wrongly, quality at or above %.2f)", upright, wrongKept, align.DefaultMinQuality)
+	if wrongKept > qualityMaxWrongKept {
+		t.Errorf("%d upside-down photos read at another turn are kept by the default minimum, want at most %d", wrongKept, qualityMaxWrongKept)
+	}
+	if quantiles(blurred)[1] >= quantiles(good)[1] {
+		t.Errorf("blurred copies' median quality %.3f is not below the photos' %.3f", quantiles(blurred)[1], quantiles(good)[1])
+	}
+	t.Logf("blurred copies (σ 6 px): quality min/median/max %.3f (−1: no face), %d of %d below %.2f", quantiles(blurred), below(blurred), len(blurred), align.DefaultMinQuality)
+	// A CI-cheap share of LFW (100 photos of View 2, every 77th) when the
+	// set is there: all at or above the default (TestLFWEveryPhoto does all).
+	if dir := lfwDir(); dir != "" {
+		var lfw []float64
+		for i, p := range lfwPairsPhotos(t, dir) {
+			if i%77 != 0 {
+				continue
+			}
+			im, err := align.Load(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			q, _ := bestQuality(t, a, im.Mat)
+			im.Close()
+			lfw = append(lfw, q)
+			if q < align.DefaultMinQuality {
+				t.Errorf("%s: LFW photo's quality %.3f below the default %.2f", p, q, align.DefaultMinQuality)
+			}
+		}
+		t.Logf("LFW, %d photos: quality min/median/max %.3f", len(lfw), quantiles(lfw))
+	}
 	t.Logf("quality min/median/max: johns %.3f, forehead crops %.3f, upside down aligned upside down (%d photos) %.3f, upside down with the search %.3f (%d of 55 read at 180°)",
 		quantiles(good), quantiles(forehead), len(flipped), quantiles(flipped), quantiles(fixed), upright)
 }
@@ -136,6 +185,22 @@ const enrollMinFace = 40
 // upside-down chips that the default minimum quality must refuse
 // (measured: see the README).
 const (
-	qualityMinForehead = 90
-	qualityMinFlipped  = 70
+	qualityMinForehead  = 94
+	qualityMinFlipped   = 88
+	qualityMaxWrongKept = 5
 )
+
+// lfwDir is $FACEVER_LFW, else the shared/faces/lfw beside the checkout
+// (the project machine's copy) when it holds pairs.txt, else "".
+func lfwDir() string {
+	if d := os.Getenv("FACEVER_LFW"); d != "" {
+		return d
+	}
+	for _, up := range []string{"../..", "../../.."} {
+		d := filepath.Join(up, "shared", "faces", "lfw")
+		if _, err := os.Stat(filepath.Join(d, "pairs.txt")); err == nil {
+			return d
+		}
+	}
+	return ""
+}
