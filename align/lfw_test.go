@@ -105,6 +105,6 @@ func TestLFWEveryPhoto(t *testing.T) {
 	sort.Float64s(mouths)
 	t.Logf("mouth inside: min %.3f p0.1 %.3f p1 %.3f", mouths[0], mouths[len(mouths)/1000], mouths[len(mouths)/100])
 	t.Logf("uprightness of the largest face: min %.3f p1 %.3f p5 %.3f median %.3f", ups[0], ups[len(ups)/100], ups[len(ups)/20], ups[len(ups)/2])
-	t.Logf("LFW View 2: %d photos in %v (%.1f ms per photo); %d without a face; %d read turned; %d below quality %.2f; quality min %.3f p1 %.3f p5 %.3f median %.3f",
+	t.Logf("LFW: %d photos in %v (%.1f ms per photo); %d without a face; %d read turned; %d below quality %.2f; quality min %.3f p1 %.3f p5 %.3f median %.3f",
 		len(paths), el.Round(time.Second), float64(el.Milliseconds())/float64(len(paths)), noFace, turned, low, align.DefaultMinQuality, qs[0], pct(0.01), pct(0.05), pct(0.5))
 }

@@ -364,7 +364,8 @@ func estimatePose(f *Face) (yaw, pitch float64) {
 }
 
 // DefaultMinQuality is the quality below which enroll refuses a face by
-// default: below every LFW View 2 photo's largest face (TestLFWEveryPhoto),
-// above a crop of only the forehead and eyes and a face aligned upside
-// down (TestQualitySeparates).
+// default: below every one of LFW's 13,233 photos' largest face (0.098 at
+// the lowest, TestLFWEveryPhoto with FACEVER_LFW_ALL), above most crops of
+// only the forehead and eyes and faces aligned upside down
+// (TestQualitySeparates: 52 of 55 and 48 of 54).
 const DefaultMinQuality = 0.09

@@ -263,21 +263,23 @@ func (a *Aligner) orient(m gocv.Mat, f *Face, quarter float64) (float64, error) 
 // (m may be padded); quarter is the turn the faces are first read at.
 //
 // The quarter turn is chosen for the photo as a whole (its faces nearly
-// always share it): when the faces' chips look upright on average, they
-// stay as read; otherwise every face is read at the other three turns too
-// and the turn with the highest total correlation wins, if it beats the
-// first by uprightGain per face.
+// always share it): when one of the faces looks upright (uprightness at
+// least uprightMin: a plausible upright face says the photo stands the
+// right way up), they stay as read; otherwise every face is read at the
+// other three turns too and the turn with the highest total correlation
+// wins, if it beats the first by uprightGain per face.
 func (a *Aligner) finish(m gocv.Mat, photo image.Rectangle, faces []Face, quarter float64) error {
-	total := 0.0
+	total, most := 0.0, math.Inf(-1)
 	for i := range faces {
 		u, err := a.orient(m, &faces[i], quarter)
 		if err != nil {
 			return err
 		}
 		total += u
+		most = math.Max(most, u)
 	}
 	n := float64(len(faces))
-	if !a.opt.NoRotate && len(faces) > 0 && total/n < uprightMin {
+	if !a.opt.NoRotate && len(faces) > 0 && most < uprightMin {
 		best, bestTotal := faces, total
 		for _, q := range [3]float64{90, 180, 270} {
 			alt := append([]Face(nil), faces...)
