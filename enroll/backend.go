@@ -31,3 +31,8 @@ func CheckModel(m Meta, opts Options) error {
 // SetVersion records the change a loaded index reflects (see
 // Index.Version): for stores that load an index themselves.
 func (ix *Index) SetVersion(v uint64) { ix.version = v }
+
+// Merged is md with e's metadata edits applied, as Update applies them: a
+// nil value deletes its key; the result is a new map, nil when no key is
+// left.
+func (e Edit) Merged(md map[string]string) map[string]string { return e.merged(md) }

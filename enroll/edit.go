@@ -44,20 +44,7 @@ func (g *Gallery) Update(id uint64, e Edit) (Identity, error) {
 			return err
 		}
 		if len(e.Metadata) > 0 {
-			md := make(map[string]string, len(it.Metadata)+len(e.Metadata))
-			for k, v := range it.Metadata {
-				md[k] = v
-			}
-			for k, v := range e.Metadata {
-				if v == nil {
-					delete(md, k)
-				} else {
-					md[k] = *v
-				}
-			}
-			if len(md) == 0 {
-				md = nil
-			}
+			md := e.merged(it.Metadata)
 			if err := checkMetadata(md, g.limits()); err != nil {
 				return fmt.Errorf("identity %q: %w", it.Name, err)
 			}
@@ -201,4 +188,24 @@ func (g *Gallery) ListPrefix(prefix, after string, limit int) (page []Identity, 
 		return nil, "", err
 	}
 	return page, next, nil
+}
+
+// merged is md with e's metadata edits applied (a nil value deletes its
+// key), in a new map; nil when no key is left.
+func (e Edit) merged(md map[string]string) map[string]string {
+	out := make(map[string]string, len(md)+len(e.Metadata))
+	for k, v := range md {
+		out[k] = v
+	}
+	for k, v := range e.Metadata {
+		if v == nil {
+			delete(out, k)
+		} else {
+			out[k] = *v
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }

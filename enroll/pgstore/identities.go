@@ -350,20 +350,7 @@ func (s *Store) Update(id uint64, e enroll.Edit) (enroll.Identity, error) {
 			return err
 		}
 		if len(e.Metadata) > 0 {
-			md := make(map[string]string, len(it.Metadata)+len(e.Metadata))
-			for k, v := range it.Metadata {
-				md[k] = v
-			}
-			for k, v := range e.Metadata {
-				if v == nil {
-					delete(md, k)
-				} else {
-					md[k] = *v
-				}
-			}
-			if len(md) == 0 {
-				md = nil
-			}
+			md := e.Merged(it.Metadata)
 			if err := enroll.CheckMetadata(md, s.opts); err != nil {
 				return fmt.Errorf("identity %q: %w", it.Name, err)
 			}
