@@ -503,36 +503,28 @@ func (s *Store) Resolve(ref string) (enroll.Identity, error) {
 
 // identities runs a query of identities.
 func identities(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([]enroll.Identity, error) {
-	rows, err := tx.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []enroll.Identity
-	for rows.Next() {
-		it, err := scanIdentity(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, it)
-	}
-	return out, rows.Err()
+	return query(ctx, tx, scanIdentity, sql, args...)
 }
 
 // templates runs a query of templates.
 func templates(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([]enroll.Template, error) {
+	return query(ctx, tx, scanTemplate, sql, args...)
+}
+
+// query runs sql and scans every row with scan.
+func query[T any](ctx context.Context, tx pgx.Tx, scan func(pgx.Row) (T, error), sql string, args ...any) ([]T, error) {
 	rows, err := tx.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []enroll.Template
+	var out []T
 	for rows.Next() {
-		t, err := scanTemplate(rows)
+		v, err := scan(rows)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, t)
+		out = append(out, v)
 	}
 	return out, rows.Err()
 }
