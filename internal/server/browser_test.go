@@ -4,10 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -31,19 +29,7 @@ const EnvScreenshots = "FACEVER_SCREENSHOTS"
 // what the page shows (and the gallery holds) at each step. Every wait is for a condition
 // in the page, with generous time limits for a loaded machine.
 func TestWebBrowser(t *testing.T) {
-	bin := ""
-	for _, name := range []string{"chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			bin = p
-			break
-		}
-	}
-	if bin == "" {
-		if os.Getenv(EnvRequireBrowser) == "1" {
-			t.Fatalf("chromium is not installed and %s=1: run scripts/setup.sh (it installs Debian's chromium)", EnvRequireBrowser)
-		}
-		t.Skipf("chromium is not installed (apt-get install chromium, or scripts/setup.sh); set %s=1 to make this a failure", EnvRequireBrowser)
-	}
+	bin := chromiumPath(t)
 	f := newFixture(t, nil)
 	photo := func(person string, i int) string {
 		files, _ := filepath.Glob(filepath.Join("..", "..", "testdata", "johns", person, "*.jpg"))
@@ -57,49 +43,11 @@ func TestWebBrowser(t *testing.T) {
 		return abs
 	}
 
-	opts := append([]chromedp.ExecAllocatorOption{},
-		chromedp.ExecPath(bin),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true), // root in a container
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1100, 900),
-	)
-	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelA()
-	bctx, cancelB := chromedp.NewContext(actx)
-	defer cancelB()
-	// The first call starts the browser, on a context without a deadline.
-	if err := chromedp.Do(bctx); err != nil {
-		t.Fatalf("starting %s: %v", bin, err)
-	}
-	ctx, cancelT := context.WithTimeout(bctx, 5*time.Minute)
-	defer cancelT()
-
 	// Errors in the page (an exception, console.error, a CSP refusal in the
 	// browser's log) fail the test; failed requests (the wrong key's 401)
 	// are the page's business.
-	var mu sync.Mutex
-	var jsErrors []string
-	messages := chromedp.Console(ctx)
-	go func() {
-		for m, err := range messages {
-			if err != nil {
-				return
-			}
-			if (m.Type == chromedp.ConsoleError || m.IsException()) && m.Source != "network" {
-				mu.Lock()
-				jsErrors = append(jsErrors, m.String())
-				mu.Unlock()
-			}
-		}
-	}()
+	br := startBrowser(t, bin, 1100, 900, 5*time.Minute, true)
+	ctx := br.ctx
 	// The page's own record of CSP violations.
 	const cspProbe = `document.addEventListener("securitypolicyviolation", (e) => { window.__csp = (window.__csp || []).concat(e.violatedDirective + " " + e.blockedURI); }); true`
 
@@ -325,9 +273,7 @@ func TestWebBrowser(t *testing.T) {
 		t.Fatalf("key still stored: %q", stored)
 	}
 	csp := eval(`window.__csp || []`)
-	mu.Lock()
-	defer mu.Unlock()
-	if len(csp) > 0 || len(jsErrors) > 0 {
+	if jsErrors := br.jsErrors(); len(csp) > 0 || len(jsErrors) > 0 {
 		t.Fatalf("CSP violations %q, JavaScript errors %q", csp, jsErrors)
 	}
 }

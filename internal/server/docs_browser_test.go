@@ -3,10 +3,8 @@ package server
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,62 +16,15 @@ import (
 // filter hides what does not match and the navigation follows), and with
 // FACEVER_SCREENSHOTS=1 it saves docs/web-docs.png for the README.
 func TestDocsBrowser(t *testing.T) {
-	bin := ""
-	for _, name := range []string{"chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			bin = p
-			break
-		}
-	}
-	if bin == "" {
-		if os.Getenv(EnvRequireBrowser) == "1" {
-			t.Fatalf("chromium is not installed and %s=1: run scripts/setup.sh", EnvRequireBrowser)
-		}
-		t.Skipf("chromium is not installed; set %s=1 to make this a failure", EnvRequireBrowser)
-	}
+	bin := chromiumPath(t)
 	doc := loadOpenAPI(t)
 	ops := 0
 	for _, p := range doc.Paths.InMatchingOrder() {
 		ops += len(doc.Paths.Value(p).Operations())
 	}
 	f, _ := newFakeFixture(t, &fakeRecognizer{}, nil)
-	opts := append([]chromedp.ExecAllocatorOption{},
-		chromedp.ExecPath(bin),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 900),
-	)
-	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelA()
-	bctx, cancelB := chromedp.NewContext(actx)
-	defer cancelB()
-	if err := chromedp.Do(bctx); err != nil {
-		t.Fatalf("starting %s: %v", bin, err)
-	}
-	ctx, cancel := context.WithTimeout(bctx, 2*time.Minute)
-	defer cancel()
-	var mu sync.Mutex
-	var jsErrors []string
-	messages := chromedp.Console(ctx)
-	go func() {
-		for m, err := range messages {
-			if err != nil {
-				return
-			}
-			if m.Type == chromedp.ConsoleError || m.IsException() {
-				mu.Lock()
-				jsErrors = append(jsErrors, m.String())
-				mu.Unlock()
-			}
-		}
-	}()
+	br := startBrowser(t, bin, 1280, 900, 2*time.Minute, false)
+	ctx := br.ctx
 	if err := chromedp.Do(ctx, chromedp.Navigate(f.http.URL+"/docs"), chromedp.WaitVisible(chromedp.ID("filter"))); err != nil {
 		t.Fatalf("opening /docs: %v", err)
 	}
@@ -96,11 +47,9 @@ func TestDocsBrowser(t *testing.T) {
 		t.Errorf("the filter hid nothing (does docs.js run under the CSP?): %v", err)
 	}
 	afterFilter, navShown := count("article.op:not([hidden])"), count("nav li li:not([hidden])")
-	mu.Lock()
-	for _, m := range jsErrors {
+	for _, m := range br.jsErrors() {
 		t.Errorf("/docs: %s", m)
 	}
-	mu.Unlock()
 	if title != "facever API reference" || shown != ops {
 		t.Errorf("/docs: title %q, %d operations shown, want %d", title, shown, ops)
 	}
