@@ -532,18 +532,7 @@ func galleryCommand() *cli.Command {
 					if err != nil {
 						return fail(err)
 					}
-					if c.Bool("json") {
-						return writeJSONOrFail(c, map[string]any{"identity": it, "templates": ts})
-					}
-					w := c.App.Writer
-					fmt.Fprintf(w, "#%d %s, enrolled %s\n", it.ID, it.Name, it.Created.Format("2006-01-02 15:04"))
-					for k, v := range it.Metadata {
-						fmt.Fprintf(w, "  %s = %s\n", k, v)
-					}
-					for _, t := range ts {
-						fmt.Fprintf(w, "  template #%d from %s (%s)\n", t.ID, t.Source, t.Created.Format("2006-01-02 15:04"))
-					}
-					return nil
+					return printIdentity(c, it, ts)
 				},
 			},
 			{
@@ -777,4 +766,22 @@ must not be open in another process: stop facever serve first.`,
 			return nil
 		},
 	}
+}
+
+// printIdentity writes what `gallery show` says of identity it and its
+// templates ts: the identity's line, its metadata and a line per
+// template, or with --json one document.
+func printIdentity(c *cli.Context, it enroll.Identity, ts []enroll.Template) error {
+	if c.Bool("json") {
+		return writeJSONOrFail(c, map[string]any{"identity": it, "templates": ts})
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "#%d %s, enrolled %s\n", it.ID, it.Name, it.Created.Format("2006-01-02 15:04"))
+	for k, v := range it.Metadata {
+		fmt.Fprintf(w, "  %s = %s\n", k, v)
+	}
+	for _, t := range ts {
+		fmt.Fprintf(w, "  template #%d from %s (%s)\n", t.ID, t.Source, t.Created.Format("2006-01-02 15:04"))
+	}
+	return nil
 }

@@ -384,18 +384,7 @@ func remoteShow(c *cli.Context, rm *remote) error {
 	if ts == nil {
 		ts = []enroll.Template{}
 	}
-	if c.Bool("json") {
-		return writeJSONOrFail(c, map[string]any{"identity": it, "templates": ts})
-	}
-	w := c.App.Writer
-	fmt.Fprintf(w, "#%d %s, enrolled %s\n", it.ID, it.Name, it.Created.Format("2006-01-02 15:04"))
-	for k, v := range it.Metadata {
-		fmt.Fprintf(w, "  %s = %s\n", k, v)
-	}
-	for _, t := range ts {
-		fmt.Fprintf(w, "  template #%d from %s (%s)\n", t.ID, t.Source, t.Created.Format("2006-01-02 15:04"))
-	}
-	return nil
+	return printIdentity(c, it, ts)
 }
 
 func remoteRename(c *cli.Context, rm *remote) error {
