@@ -242,7 +242,26 @@ type Template struct {
 	PhotoSHA256 string `json:"photo_sha256,omitempty"`
 	// Created is when the template was enrolled (set by the gallery).
 	Created time.Time `json:"created"`
+	// Crop is the aligned face chip the template was made from, JPEG-encoded
+	// (align.Chip.JPEG), at most MaxCropBytes; nil when none is kept. It is
+	// written with the template and read back only by TemplateCrop: the
+	// lists (Templates, TemplatesPage, FindPhoto) leave it nil and say
+	// HasCrop instead, so that listing or loading the index never reads
+	// the images.
+	Crop []byte `json:"-"`
+	// HasCrop says whether the store keeps a crop for the template (set by
+	// the store when it lists templates).
+	HasCrop bool `json:"has_crop"`
 }
+
+// MaxCropBytes bounds one template's stored crop (a 112×112 or 150×150
+// JPEG is 3–8 KiB); a bigger one is refused with ErrTooLarge, one that is
+// not a JPEG with ErrInvalid.
+const MaxCropBytes = 64 << 10
+
+// ErrNoCrop is TemplateCrop's answer for a template enrolled without a crop
+// (imported, enrolled before crops were kept, or with crops turned off).
+var ErrNoCrop = errors.New("enroll: no crop is kept for this template")
 
 // Gallery is an open gallery file. Its methods are safe for concurrent use
 // by the goroutines of one process; other processes wait on the file lock.

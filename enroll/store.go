@@ -66,6 +66,10 @@ type Store interface {
 	// TemplatesPage returns up to limit templates of identity id with id >
 	// after, and the next page's cursor (0 at the end).
 	TemplatesPage(id, after uint64, limit int) (page []Template, next uint64, err error)
+	// TemplateCrop returns the JPEG crop kept for template tid of identity
+	// id: ErrNotFound when the identity is absent, ErrTemplateNotFound when
+	// the template is, ErrNoCrop when it has no crop.
+	TemplateCrop(id, tid uint64) ([]byte, error)
 	// FindPhoto returns the templates enrolled from the photo whose sha256
 	// (hex) is given.
 	FindPhoto(sha256hex string) ([]Template, error)
