@@ -136,6 +136,8 @@ type faceItem struct {
 	Source      string `json:"source"`
 	PhotoSHA256 string `json:"photo_sha256,omitempty"`
 	Created     string `json:"created"`
+	// HasCrop says whether GET .../faces/{face_id}/crop has an image.
+	HasCrop bool `json:"has_crop"`
 }
 
 func (s *Server) listFaces(w http.ResponseWriter, r *http.Request) error {
@@ -153,7 +155,7 @@ func (s *Server) listFaces(w http.ResponseWriter, r *http.Request) error {
 	}
 	items := make([]faceItem, len(ts))
 	for i, t := range ts {
-		items[i] = faceItem{ID: t.ID, IdentityID: t.IdentityID, Source: t.Source, PhotoSHA256: t.PhotoSHA256, Created: t.Created.Format("2006-01-02T15:04:05.999999999Z07:00")}
+		items[i] = faceItem{ID: t.ID, IdentityID: t.IdentityID, Source: t.Source, PhotoSHA256: t.PhotoSHA256, Created: t.Created.Format("2006-01-02T15:04:05.999999999Z07:00"), HasCrop: t.HasCrop}
 	}
 	tail := map[string]any{}
 	if next != 0 {
