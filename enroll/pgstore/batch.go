@@ -93,7 +93,7 @@ func photoHolders(w *wtx, sha256hex string, it *enroll.Identity) (held, other *e
 	if err != nil {
 		return nil, nil, err
 	}
-	ts, err := templates(w.ctx, w, "SELECT "+templateCols+" FROM facever.templates WHERE photo_sha256 = $1 ORDER BY identity_id, id", sha)
+	ts, err := templates(w.ctx, w, "SELECT "+templateCols+templateFrom+"WHERE t.photo_sha256 = $1 ORDER BY t.identity_id, t.id", sha)
 	if err != nil {
 		return nil, nil, err
 	}

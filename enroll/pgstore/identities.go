@@ -20,7 +20,14 @@ import (
 
 const identityCols = "id, name, metadata, created, templates"
 
-const templateCols = "id, identity_id, embedding, source, photo_sha256, created"
+// templateCols are the columns of a template, read FROM templateFrom: has
+// a crop or not by a probe of template_crops' primary key (the image is
+// not read).
+const templateCols = "t.id, t.identity_id, t.embedding, t.source, t.photo_sha256, t.created, " +
+	"EXISTS (SELECT 1 FROM facever.template_crops c WHERE c.template_id = t.id)"
+
+// templateFrom is the table templateCols are read from.
+const templateFrom = " FROM facever.templates t "
 
 // scanIdentity reads one identities row (identityCols).
 func scanIdentity(row pgx.Row) (enroll.Identity, error) {
@@ -57,7 +64,7 @@ func scanTemplate(row pgx.Row) (enroll.Template, error) {
 	var id, iid int64
 	var emb []byte
 	var sha *string
-	if err := row.Scan(&id, &iid, &emb, &t.Source, &sha, &t.Created); err != nil {
+	if err := row.Scan(&id, &iid, &emb, &t.Source, &sha, &t.Created, &t.HasCrop); err != nil {
 		return t, err
 	}
 	t.ID, t.IdentityID, t.Created = uint64(id), uint64(iid), t.Created.UTC()
@@ -265,6 +272,9 @@ func (s *Store) addTemplates(w *wtx, it *enroll.Identity, ts []enroll.Template) 
 	embs := make([][]byte, len(ts))
 	sources := make([]string, len(ts))
 	shas := make([]*string, len(ts))
+	if err := checkCrops(ts); err != nil {
+		return nil, err
+	}
 	for i, t := range ts {
 		if len(t.Embedding) == 0 {
 			return nil, fmt.Errorf("%w: template %d has an empty embedding", enroll.ErrInvalid, i)
@@ -323,8 +333,12 @@ func (s *Store) addTemplates(w *wtx, it *enroll.Identity, ts []enroll.Template) 
 	for i, t := range ts {
 		t.ID, t.IdentityID, t.Created = uint64(ids[i]), it.ID, at
 		t.Embedding = append([]float32(nil), t.Embedding...)
+		t.Crop, t.HasCrop = nil, len(t.Crop) > 0
 		out = append(out, t)
 		w.log(KindAddTemplate, it.ID, t.ID)
+	}
+	if err := writeCrops(w, ids, ts); err != nil {
+		return nil, err
 	}
 	if _, err := w.Exec(w.ctx, "UPDATE facever.identities SET templates = templates + $2 WHERE id = $1", int64(it.ID), len(ts)); err != nil {
 		return nil, err
@@ -622,7 +636,7 @@ func (s *Store) Templates(id uint64) ([]enroll.Template, error) {
 			return err
 		}
 		var err error
-		out, err = templates(ctx, tx, "SELECT "+templateCols+" FROM facever.templates WHERE identity_id = $1 ORDER BY id", int64(id))
+		out, err = templates(ctx, tx, "SELECT "+templateCols+templateFrom+"WHERE t.identity_id = $1 ORDER BY t.id", int64(id))
 		return err
 	})
 	return out, err
@@ -642,7 +656,7 @@ func (s *Store) TemplatesPage(id, after uint64, limit int) (page []enroll.Templa
 			return nil
 		}
 		var err error
-		page, err = templates(ctx, tx, "SELECT "+templateCols+" FROM facever.templates WHERE identity_id = $1 AND id > $2 ORDER BY id LIMIT $3", int64(id), a, limit+1)
+		page, err = templates(ctx, tx, "SELECT "+templateCols+templateFrom+"WHERE t.identity_id = $1 AND t.id > $2 ORDER BY t.id LIMIT $3", int64(id), a, limit+1)
 		return err
 	})
 	if err != nil {
@@ -665,7 +679,7 @@ func (s *Store) FindPhoto(sha256hex string) ([]enroll.Template, error) {
 	var out []enroll.Template
 	err = s.read("find photo", func(ctx context.Context, tx pgx.Tx) error {
 		var err error
-		out, err = templates(ctx, tx, "SELECT "+templateCols+" FROM facever.templates WHERE photo_sha256 = $1 ORDER BY identity_id, id", sha)
+		out, err = templates(ctx, tx, "SELECT "+templateCols+templateFrom+"WHERE t.photo_sha256 = $1 ORDER BY t.identity_id, t.id", sha)
 		return err
 	})
 	return out, err

@@ -33,7 +33,7 @@ func checkEmbedding(e []float32, i int) error {
 }
 
 // ImportIdentity stores it and its templates as given (ids, created times,
-// embeddings bit for bit; see enroll.Importer), in one write transaction
+// embeddings bit for bit, crops; see enroll.Importer), in one write transaction
 // that logs add_identity and add_template changes like an Enroll. Later ids
 // stay above the imported ones.
 func (s *Store) ImportIdentity(it enroll.Identity, ts []enroll.Template) error {
@@ -56,6 +56,9 @@ func (s *Store) ImportIdentity(it enroll.Identity, ts []enroll.Template) error {
 	md, err := encodeMetadata(it.Metadata)
 	if err != nil {
 		return err
+	}
+	if err := checkCrops(ts); err != nil {
+		return fmt.Errorf("identity %q: %w", name, err)
 	}
 	return s.write("import identity", func(w *wtx) error {
 		var idTaken, nameTaken bool
@@ -140,6 +143,9 @@ func (s *Store) ImportIdentity(it enroll.Identity, ts []enroll.Template) error {
 					in[id]--
 				}
 				return fmt.Errorf("%w: a template id is taken", enroll.ErrExists)
+			}
+			if err := writeCrops(w, tids, ts); err != nil {
+				return err
 			}
 		}
 		// Later ids above the imported ones.

@@ -178,6 +178,7 @@ func TestMigrations(t *testing.T) {
 	// open refuses it, the next read-write open migrates it, data intact.
 	if _, err := c.Exec(context.Background(), `DELETE FROM facever.migrations WHERE version > 1;
 		UPDATE facever.meta SET schema = 1;
+		DROP TABLE facever.template_crops;
 		ALTER TABLE facever.templates RESET (toast_tuple_target);
 		ALTER TABLE facever.templates ALTER COLUMN embedding SET STORAGE EXTENDED`); err != nil {
 		t.Fatal(err)

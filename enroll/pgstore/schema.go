@@ -86,6 +86,24 @@ CREATE TABLE facever.changes (
 ALTER TABLE facever.templates SET (toast_tuple_target = 8160);
 ALTER TABLE facever.templates ALTER COLUMN embedding SET STORAGE EXTERNAL;
 `},
+	// Each template's crop (a JPEG of the aligned chip, 3–8 KiB, at most
+	// enroll.MaxCropBytes) in a table of its own, keyed by the template,
+	// not in a column of templates: the templates rows are kept inline up
+	// to a page (migration 2), so a crop column would be stored in the row
+	// and make the heap that the index load scans in full (by COPY or by
+	// query) several times larger, and the load that much slower, although
+	// the index never uses the image. Apart, the load reads the same pages
+	// as before; a list says has_crop by a probe of this table's primary
+	// key; only TemplateCrop reads an image. Deleting a template (or its
+	// identity) deletes its crop (cascade). JPEG does not compress: store
+	// it out of line without trying.
+	{3, "template crops in a table of their own", `
+CREATE TABLE facever.template_crops (
+	template_id bigint PRIMARY KEY REFERENCES facever.templates ON DELETE CASCADE,
+	jpeg        bytea NOT NULL CHECK (octet_length(jpeg) > 0)
+);
+ALTER TABLE facever.template_crops ALTER COLUMN jpeg SET STORAGE EXTERNAL;
+`},
 }
 
 // SchemaVersion is the newest schema this package writes.

@@ -330,7 +330,7 @@ func (s *Store) read(what string, fn func(ctx context.Context, tx pgx.Tx) error)
 // sentinels are the package enroll errors, passed on as they are.
 var sentinels = []error{enroll.ErrNotFound, enroll.ErrExists, enroll.ErrInvalid, enroll.ErrTooLarge,
 	enroll.ErrModelMismatch, enroll.ErrNoModel, enroll.ErrDimension, enroll.ErrReadOnly, enroll.ErrSchema,
-	enroll.ErrTemplateNotFound, enroll.ErrOnceMismatch, enroll.ErrBadKey, enroll.ErrCorrupt}
+	enroll.ErrTemplateNotFound, enroll.ErrOnceMismatch, enroll.ErrBadKey, enroll.ErrCorrupt, enroll.ErrNoCrop}
 
 func isSentinel(err error) bool {
 	for _, e := range sentinels {
