@@ -77,7 +77,7 @@ func TestMigrationKeyScopes(t *testing.T) {
 	g.Close()
 	migrations = saved
 	g = openTest(t, path, Options{})
-	if g.Meta().Schema != 5 {
+	if g.Meta().Schema != SchemaVersion {
 		t.Fatalf("schema %d", g.Meta().Schema)
 	}
 	k, err := g.CheckAPIKey(key)

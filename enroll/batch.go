@@ -143,6 +143,7 @@ func photoHolders(tx *bolt.Tx, sha256hex string, it *Identity) (held, other *Tem
 		if err != nil {
 			return nil, nil, err
 		}
+		t.HasCrop = hasCrop(tx, key)
 		if it != nil && binary.BigEndian.Uint64(key[:8]) == it.ID {
 			if held == nil {
 				held = &t

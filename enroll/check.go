@@ -26,10 +26,11 @@ type CheckReport struct {
 	// page is normal after a crash in the middle of a commit, and is
 	// rewritten by the next commit).
 	MetaPages [2]bool `json:"meta_pages_valid"`
-	// Identities, Templates, Photos and APIKeys are the records read.
+	// Identities, Templates, Photos, Crops and APIKeys are the records read.
 	Identities int `json:"identities"`
 	Templates  int `json:"templates"`
 	Photos     int `json:"photos"`
+	Crops      int `json:"crops"`
 	APIKeys    int `json:"api_keys"`
 	// Problems lists the damage found, one sentence each (at most
 	// MaxProblems); empty when the gallery is sound.
@@ -56,9 +57,10 @@ func (r *CheckReport) add(format string, args ...any) {
 
 // Check reads the whole gallery in one read transaction and reports every
 // damage it finds: each identity and template record's checksum, the names
-// and photo indexes against the records, each identity's template count,
-// the record counts, the API key records, the transaction counter, and then
-// bbolt's own page check (tx.Check: every page reachable once, freelist
+// and photo indexes against the records, each crop (its checksum, a JPEG
+// within MaxCropBytes, of a template that exists), each identity's template
+// count, the record counts, the API key records, the transaction counter,
+// and then bbolt's own page check (tx.Check: every page reachable once, freelist
 // consistent). The error is for a failure to run the check at all.
 func (g *Gallery) Check() (*CheckReport, error) {
 	r := &CheckReport{Path: g.path}
@@ -109,7 +111,7 @@ func (g *Gallery) Check() (*CheckReport, error) {
 
 // checkRecords walks every bucket of a gallery, adding what is wrong to r.
 func (g *Gallery) checkRecords(tx *bolt.Tx, r *CheckReport) {
-	for _, b := range [][]byte{bucketMeta, bucketIdentities, bucketNames, bucketTemplates, bucketPhotos, bucketAPIKeys} {
+	for _, b := range [][]byte{bucketMeta, bucketIdentities, bucketNames, bucketTemplates, bucketPhotos, bucketAPIKeys, bucketCrops} {
 		if tx.Bucket(b) == nil {
 			r.add("bucket %q is missing", b)
 			return
@@ -195,6 +197,16 @@ func (g *Gallery) checkRecords(tx *bolt.Tx, r *CheckReport) {
 	for k := range withPhoto {
 		r.add("photo index: %s is missing", templateName([]byte(k[32:])))
 	}
+	tb := tx.Bucket(bucketTemplates)
+	_ = tx.Bucket(bucketCrops).ForEach(func(k, v []byte) error {
+		r.Crops++
+		if _, err := openCrop(k, v); err != nil {
+			r.add("%v", err)
+		} else if tb.Get(k) == nil {
+			r.add("the crop of %s: no such template", templateName(k))
+		}
+		return nil
+	})
 	if c, ok, err := getCounts(tx); err != nil {
 		r.add("%v", err)
 	} else if !ok {

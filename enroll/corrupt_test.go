@@ -2,6 +2,7 @@ package enroll
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -70,6 +71,7 @@ type truth struct {
 	ids    []uint64
 	people map[uint64]Identity
 	embs   map[uint64][]Template
+	crops  map[[2]uint64][]byte // identity id, template id → crop
 }
 
 func readTruth(path string) (*truth, error) {
@@ -82,12 +84,19 @@ func readTruth(path string) (*truth, error) {
 	if err != nil {
 		return nil, err
 	}
-	tr := &truth{people: map[uint64]Identity{}, embs: map[uint64][]Template{}}
+	tr := &truth{people: map[uint64]Identity{}, embs: map[uint64][]Template{}, crops: map[[2]uint64][]byte{}}
 	for _, it := range list {
 		tr.ids = append(tr.ids, it.ID)
 		tr.people[it.ID] = it
 		if tr.embs[it.ID], err = g.Templates(it.ID); err != nil {
 			return nil, err
+		}
+		for _, t := range tr.embs[it.ID] {
+			if t.HasCrop {
+				if tr.crops[[2]uint64{it.ID, t.ID}], err = g.TemplateCrop(it.ID, t.ID); err != nil {
+					return nil, err
+				}
+			}
 		}
 	}
 	return tr, nil
@@ -154,6 +163,11 @@ func runTrial(path string, tr *truth, rng *rand.Rand) (wrong string, errs, notFo
 					return fmt.Sprintf("Templates(%d)[%d] differs", id, j), errs, notFound, 0
 				}
 			}
+		}
+	}
+	for k, want := range tr.crops {
+		if got, err := g.TemplateCrop(k[0], k[1]); !clean(err) && !bytes.Equal(got, want) {
+			return fmt.Sprintf("TemplateCrop(%d, %d): %d bytes, not the %d enrolled", k[0], k[1], len(got), len(want)), errs, notFound, 0
 		}
 	}
 	search := func(q []float32, want uint64, present bool) string {
@@ -256,8 +270,9 @@ func copyFile(from, to string) error {
 }
 
 // TestCorruption: 100 truncations and 300 trials of 1–20 random flipped
-// bytes on a gallery of 150 people (450 templates, with freed pages from
-// removes and re-enrolls): no trial may crash, panic or answer wrongly.
+// bytes on a gallery of 150 people (450 templates, 12 of them with crops,
+// with freed pages from removes and re-enrolls): no trial may crash, panic
+// or answer wrongly.
 func TestCorruption(t *testing.T) {
 	dir := t.TempDir()
 	pristine := filepath.Join(dir, "pristine.db")
@@ -270,7 +285,7 @@ func TestCorruption(t *testing.T) {
 		}
 	}
 	for i := range 6 {
-		ts := []Template{{Embedding: randEmb(rng, 128), Source: "p.jpg", PhotoSHA256: strings.Repeat(fmt.Sprintf("%02x", i), 32)}, {Embedding: randEmb(rng, 128)}, {Embedding: randEmb(rng, 128)}}
+		ts := []Template{{Embedding: randEmb(rng, 128), Source: "p.jpg", PhotoSHA256: strings.Repeat(fmt.Sprintf("%02x", i), 32), Crop: testJPEG(t, i)}, {Embedding: randEmb(rng, 128), Crop: testJPEG(t, 10+i)}, {Embedding: randEmb(rng, 128)}}
 		if _, _, err := g.Enroll(fmt.Sprintf("later-%d", i), map[string]string{"badge": strconv.Itoa(i)}, ts); err != nil {
 			t.Fatal(err)
 		}

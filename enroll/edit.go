@@ -100,6 +100,9 @@ func (g *Gallery) RemoveTemplate(id, tid uint64) (Identity, error) {
 		if err := tb.Delete(key); err != nil {
 			return err
 		}
+		if err := deleteCrop(tx, key); err != nil {
+			return err
+		}
 		it.Templates--
 		if err := addCounts(tx, 0, -1); err != nil {
 			return err
@@ -138,6 +141,7 @@ func (g *Gallery) TemplatesPage(id, after uint64, limit int) (page []Template, n
 			if err != nil {
 				return err
 			}
+			t.HasCrop = hasCrop(tx, k)
 			page = append(page, t)
 		}
 		return nil

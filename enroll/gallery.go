@@ -22,7 +22,7 @@
 // their work and close. A long-running searcher should load an Index and
 // Close the gallery.
 //
-// # Layout (schema version 4)
+// # Layout (schema version 6)
 //
 //	meta        app, schema, model (backbone sha256), head, dim, created,
 //	            counts (identities, templates; since v4)
@@ -31,6 +31,7 @@
 //	templates   identity id ‖ template id (2 × uint64 BE) → binary template ‖ CRC-32C
 //	photos      photo sha256 ‖ identity id ‖ template id → empty (since v2)
 //	apikeys     sha256 of a key → JSON (since v3)
+//	crops       identity id ‖ template id → 0x01 ‖ JPEG ‖ CRC-32C (since v6; see crop.go)
 //
 // Every identity and template record carries a CRC-32C of its key and value
 // (since v4), checked whenever it is read; the counts are checked by List
@@ -65,7 +66,7 @@ import (
 )
 
 // SchemaVersion is the layout version this package writes.
-const SchemaVersion = 5
+const SchemaVersion = 6
 
 // DefaultTimeout is how long Open waits for another process's lock when
 // Options.Timeout is zero.
@@ -548,6 +549,10 @@ var migrations = []migration{
 		return putCounts(tx, counts{identities: ni, templates: nt})
 	}},
 	{5, "API key scopes (keys made before are admin keys)", migrateKeyScopes},
+	{6, "enrolled crops: each template's aligned face chip (JPEG), apart from the templates", func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucketCrops)
+		return err
+	}},
 }
 
 // rewriteAll replaces every value of b by fn's result (nil: keep it), in
@@ -1022,6 +1027,9 @@ func (g *Gallery) addTemplates(tx *bolt.Tx, it *Identity, ts []Template) ([]Temp
 		if sq == 0 {
 			return nil, fmt.Errorf("%w: template %d is a zero vector", ErrInvalid, i)
 		}
+		if err := CheckCrop(t.Crop); err != nil {
+			return nil, fmt.Errorf("template %d: %w", i, err)
+		}
 		tid, err := tb.NextSequence()
 		if err != nil {
 			return nil, err
@@ -1041,7 +1049,11 @@ func (g *Gallery) addTemplates(tx *bolt.Tx, it *Identity, ts []Template) ([]Temp
 				return nil, err
 			}
 		}
+		if err := putCrop(tx, key, t.Crop); err != nil {
+			return nil, err
+		}
 		t.Embedding = append([]float32(nil), t.Embedding...)
+		t.HasCrop, t.Crop = len(t.Crop) > 0, nil
 		out = append(out, t)
 	}
 	it.Templates += len(ts)
@@ -1298,6 +1310,7 @@ func (g *Gallery) Templates(id uint64) ([]Template, error) {
 			if err != nil {
 				return err
 			}
+			t.HasCrop = hasCrop(tx, k)
 			out = append(out, t)
 		}
 		if len(out) != it.Templates {
@@ -1336,6 +1349,7 @@ func (g *Gallery) FindPhoto(sha256hex string) ([]Template, error) {
 			if t.PhotoSHA256 != sha256hex {
 				return fmt.Errorf("%w: the photo index names %s, which comes from another photo", ErrCorrupt, templateName(key))
 			}
+			t.HasCrop = hasCrop(tx, key)
 			out = append(out, t)
 		}
 		return nil
@@ -1364,6 +1378,9 @@ func (g *Gallery) Remove(id uint64) error {
 			if err := c.Delete(); err != nil {
 				return err
 			}
+		}
+		if err := deleteCrops(tx, id); err != nil {
+			return err
 		}
 		if err := tx.Bucket(bucketNames).Delete([]byte(it.Name)); err != nil {
 			return err

@@ -55,6 +55,9 @@ func (g *Gallery) ImportIdentity(it Identity, ts []Template) error {
 			if err := checkEmbedding(t.Embedding, i); err != nil {
 				return err
 			}
+			if err := CheckCrop(t.Crop); err != nil {
+				return fmt.Errorf("template %d: %w", t.ID, err)
+			}
 			if dim == 0 {
 				dim = len(t.Embedding)
 				var v [4]byte
@@ -75,6 +78,9 @@ func (g *Gallery) ImportIdentity(it Identity, ts []Template) error {
 				return fmt.Errorf("template %d: %w", t.ID, err)
 			}
 			if err := tb.Put(key, v); err != nil {
+				return err
+			}
+			if err := putCrop(tx, key, t.Crop); err != nil {
 				return err
 			}
 			if sha := photoSHA(v); sha != nil && photos != nil {

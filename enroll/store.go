@@ -114,8 +114,9 @@ func HashAPIKey(key string) string { return string(keyHash(key)) }
 type Importer interface {
 	// ImportIdentity stores it (ID, Name, Metadata, Created; Templates is
 	// ignored) with its templates (ID, Embedding, Source, PhotoSHA256,
-	// Created; IdentityID must be it.ID), in one transaction, checked as
-	// Enroll checks them (ErrInvalid, ErrTooLarge, ErrDimension, ErrNoModel).
+	// Created, Crop; IdentityID must be it.ID), in one transaction, checked
+	// as Enroll checks them (ErrInvalid, ErrTooLarge, ErrDimension,
+	// ErrNoModel; CheckCrop).
 	// ErrExists when the id or the name is taken. Ids given out later stay
 	// above every imported id.
 	ImportIdentity(it Identity, ts []Template) error

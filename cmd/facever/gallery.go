@@ -661,7 +661,7 @@ with facever gallery restore), 2 when the check could not run.`,
 				}
 			} else {
 				w := c.App.Writer
-				fmt.Fprintf(w, "%s: transaction %d, %d identities, %d templates, %d photo index entries, %d API keys\n", path, r.Txid, r.Identities, r.Templates, r.Photos, r.APIKeys)
+				fmt.Fprintf(w, "%s: transaction %d, %d identities, %d templates, %d photo index entries, %d crops, %d API keys\n", path, r.Txid, r.Identities, r.Templates, r.Photos, r.Crops, r.APIKeys)
 				for _, p := range r.Problems {
 					fmt.Fprintf(w, "  damage: %s\n", p)
 				}

@@ -80,6 +80,9 @@ func Run(t *testing.T, fresh func(t *testing.T) Backend) {
 		{"PagingUnderInserts", testPagingUnderInserts},
 		{"ReadYourWrites", testReadYourWrites},
 		{"Import", testImport},
+		{"Crops", testCrops},
+		{"CropsRefused", testCropsRefused},
+		{"CropsBatchImport", testCropsBatchImport},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
