@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/facever/facever/enroll"
 )
 
 // EnvRequireBrowser makes TestWebBrowser fail, not skip, without chromium
@@ -19,6 +22,25 @@ const EnvRequireBrowser = "FACEVER_REQUIRE_BROWSER"
 // EnvScreenshots, set to 1, makes TestWebBrowser write each screen to
 // docs/web-*.png (the README shows them).
 const EnvScreenshots = "FACEVER_SCREENSHOTS"
+
+// cropsShown is the page's condition that the person's screen shows n
+// faces, each an enrolled crop decoded at 112×112 from an object URL.
+func cropsShown(n int) string {
+	return fmt.Sprintf(`(() => { const ims = [...document.querySelectorAll("#person-faces li img")]; return ims.length === %d && ims.every((i) => i.complete && i.naturalWidth === 112 && i.naturalHeight === 112 && i.src.startsWith("blob:")); })()`, n)
+}
+
+// jsList is a JavaScript array literal of strings.
+func jsList(ss []string) string {
+	b, _ := json.Marshal(ss)
+	return string(b)
+}
+
+// axis is a unit vector of like's dimension: no one's face.
+func axis(like []float32) []float32 {
+	v := make([]float32, len(like))
+	v[0] = 1
+	return v
+}
 
 // TestWebBrowser drives the web page in a real headless chromium against a
 // real server (the real models, a fresh gallery, a real API key) on
@@ -74,9 +96,9 @@ func TestWebBrowser(t *testing.T) {
 		}
 		return s
 	}
-	eval := func(expr string) []string {
+	eval := func(expr string, opts ...chromedp.EvaluateOption) []string {
 		t.Helper()
-		v, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](expr))
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](expr, opts...))
 		if err != nil {
 			t.Fatalf("%s: %v", expr, err)
 		}
@@ -138,7 +160,7 @@ func TestWebBrowser(t *testing.T) {
 	run("gallery", chromedp.Click(css(`#nav [data-screen=gallery]`)))
 	until("gallery", `!document.getElementById("gallery").hidden`)
 	until("empty gallery", `document.getElementById("people-caption").textContent === "nobody enrolled yet"`)
-	enroll := func(name, person string, n int) {
+	enrollPerson := func(name, person string, n int) {
 		t.Helper()
 		var files []string
 		for i := 0; i < n; i++ {
@@ -147,10 +169,24 @@ func TestWebBrowser(t *testing.T) {
 		run("enroll "+name, chromedp.SendKeys(id("new-name"), name), chromedp.SetUploadFiles(id("new-photos"), files), chromedp.Click(id("new-go")))
 		until("enroll "+name, fmt.Sprintf(`document.getElementById("gallery-status").textContent === "Enrolled %s: %d of %d photos enrolled" && document.getElementById("person-name").textContent === %q`, name, n, n, name))
 	}
-	enroll("John Salley", "John_Salley", 2)
-	enroll("John Simm", "John_Simm", 3)
+	enrollPerson("John Salley", "John_Salley", 2)
+	enrollPerson("John Simm", "John_Simm", 3)
 	until("listed", `[...document.querySelectorAll("#people tbody tr")].map(r => r.cells[0].textContent + "=" + r.cells[1].textContent).join(",") === "John Salley=2,John Simm=3"`)
 	until("person's photos", `document.querySelectorAll("#person-faces li").length === 3`)
+	// Each face is its enrolled crop: a decoded 112×112 image from an
+	// object URL (fetched with the key), with its alt text, and its source
+	// and face id as the caption.
+	simm, err := f.gal.Templates(2)
+	if err != nil || len(simm) != 3 {
+		t.Fatalf("John Simm's templates: %v %v", simm, err)
+	}
+	until("crops shown", cropsShown(3))
+	for i, c := range eval(`[...document.querySelectorAll("#person-faces li")].map(l => l.querySelector("img").alt + " | " + l.querySelector("figcaption").textContent + " | " + l.querySelector("button").getAttribute("aria-label"))`) {
+		tm := simm[i]
+		if want := fmt.Sprintf("enrolled face %d of John Simm, from %s | %sface %d | Delete photo %s (face %d)", tm.ID, tm.Source, tm.Source, tm.ID, tm.Source, tm.ID); c != want {
+			t.Errorf("face %d shows %q, want %q", i, c, want)
+		}
+	}
 	// Search by the start of a name (the API's prefix search).
 	run("search", chromedp.SendKeys(id("search"), "John Si"), chromedp.Click(css(`#search-form button`)))
 	until("search", `[...document.querySelectorAll("#people tbody tr")].map(r => r.cells[0].textContent).join(",") === "John Simm"`)
@@ -191,12 +227,32 @@ func TestWebBrowser(t *testing.T) {
 	if err != nil || len(ts) != 3 {
 		t.Fatalf("templates before: %v %v", ts, err)
 	}
+	until("crops shown again", cropsShown(3))
+	before := eval(`[...document.querySelectorAll("#person-faces img")].map(i => i.src)`)
 	run("delete a photo", chromedp.Click(css(`#person-faces li:first-child button`)))
 	until("photo deleted", fmt.Sprintf(`document.getElementById("gallery-status").textContent === "Deleted photo %s (face %d) of John Simm (actor): 2 left" && document.querySelectorAll("#person-faces li").length === 2 && [...document.querySelectorAll("#people tbody tr")].map(r => r.cells[0].textContent + "=" + r.cells[1].textContent).join(",") === "John Salley=2,John Simm (actor)=2"`, ts[0].Source, ts[0].ID))
 	if after, err := f.gal.Templates(2); err != nil || len(after) != 2 || after[0].ID != ts[1].ID {
 		t.Fatalf("templates after deleting %d: %v %v", ts[0].ID, after, err)
 	}
+	until("crops after the delete", cropsShown(2)+fmt.Sprintf(` && !document.querySelector("#person-faces").textContent.includes("face %d")`, ts[0].ID))
+	// The screen drawn anew revoked the object URLs of the one before.
+	if got := eval(fmt.Sprintf(`(async () => { const load = (u) => new Promise((r) => { const i = new Image(); i.onload = () => r("live"); i.onerror = () => r("revoked"); i.src = u; }); return Promise.all(%s.map(load)); })()`, jsList(before)), chromedp.EvalAwaitPromise); strings.Join(got, ",") != "revoked,revoked,revoked" {
+		t.Errorf("the object URLs of the crops before the delete: %q, want all revoked", got)
+	}
+	// A face with no crop kept (as imported) shows a placeholder that says
+	// so, beside the crops of the others.
+	noCrop, err := f.gal.AddTemplates(2, []enroll.Template{{Embedding: axis(ts[0].Embedding), Source: "imported"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run("reload the list", chromedp.Click(css(`#search-form button`)))
+	until("listed with 3", `[...document.querySelectorAll("#people tbody tr")].map(r => r.cells[0].textContent + "=" + r.cells[1].textContent).join(",") === "John Salley=2,John Simm (actor)=3"`)
+	run("reopen John Simm", chromedp.Click(chromedp.Search(`//table[@id="people"]//button[text()="John Simm (actor)"]`)))
+	until("placeholder", cropsShown(2)+fmt.Sprintf(` && document.querySelectorAll("#person-faces li").length === 3 && document.querySelector("#person-faces li:last-child .no-crop[role=img]").getAttribute("aria-label") === "no image of face %d: no image kept"`, noCrop[0].ID))
 	shot("person")
+	if _, err := f.gal.RemoveTemplate(2, noCrop[0].ID); err != nil {
+		t.Fatal(err)
+	}
 	run("delete", chromedp.Click(id("person-delete")))
 	until("asked", `!document.getElementById("person-confirm").hidden && document.getElementById("person-confirm-text").textContent === "Delete John Simm (actor) and all their photos?"`)
 	run("confirm", chromedp.Click(id("person-delete-yes")))

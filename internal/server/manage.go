@@ -169,9 +169,9 @@ func (s *Server) deleteFace(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	fid, err := strconv.ParseUint(r.PathValue("face_id"), 10, 64)
+	fid, err := faceIDOf(r)
 	if err != nil {
-		return badRequest("face id %q is not a number", r.PathValue("face_id"))
+		return err
 	}
 	if err := r.Context().Err(); err != nil {
 		return err

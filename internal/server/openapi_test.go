@@ -23,6 +23,7 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/legacy"
 
+	"github.com/facever/facever/enroll"
 	"github.com/facever/facever/schema"
 )
 
@@ -575,6 +576,33 @@ func TestOpenAPITraffic(t *testing.T) {
 		t.Errorf("two faces in pages of one: no next_cursor: %v", fd)
 	}
 	c.do(apiCall{what: "list faces, unknown identity", method: "GET", path: faces(999), key: key, status: 404})
+	// The face's crop: the aligned 112×112 face, kept at enroll.
+	cpath := fmt.Sprintf("%s/%d/crop", faces(id1), faceID)
+	_, _, h = c.do(apiCall{what: "face crop", method: "GET", path: cpath, key: ekey, status: 200})
+	c.do(apiCall{what: "face crop unchanged", method: "GET", path: cpath, key: key, header: map[string]string{"If-None-Match": h.Get("ETag")}, status: 304})
+	if h.Get("Content-Type") != "image/jpeg" || h.Get("ETag") == "" {
+		t.Errorf("face crop headers: %v", h)
+	}
+	c.do(apiCall{what: "face crop, unknown face", method: "GET", path: faces(id1) + "/999999/crop", key: key, status: 404})
+	c.do(apiCall{what: "face crop, unknown identity", method: "GET", path: fmt.Sprintf("%s/%d/crop", faces(999), faceID), key: key, status: 404})
+	c.do(apiCall{what: "face crop, face id not a number", method: "GET", path: faces(id1) + "/x/crop", key: key, status: 400, invalid: true})
+	c.do(apiCall{what: "face crop by a recognize key", method: "GET", path: cpath, key: rkey, status: 403})
+	c.do(apiCall{what: "face crop without a key", method: "GET", path: cpath, status: 401, invalid: true})
+	// A face kept without a crop (as imported): 404 no_crop.
+	imp, err := f.gal.AddIdentity("Imported", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// (an axis of the embedding space: no one's face, so that it matches
+	// nobody in the identify calls below)
+	its, err := f.gal.AddTemplates(imp.ID, []enroll.Template{{Embedding: unit(len(ed["embedding"].([]any)), 0), Source: "imported"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, nd, _ := c.do(apiCall{what: "face crop, none kept", method: "GET", path: fmt.Sprintf("/v1/identities/%d/faces/%d/crop", imp.ID, its[0].ID), key: key, status: 404})
+	if errCode(nd) != "no_crop" {
+		t.Errorf("a face without a crop: %v, want no_crop", nd)
+	}
 	c.do(apiCall{what: "list faces, limit 5000", method: "GET", path: faces(id1) + "?limit=5000", key: key, status: 400, invalid: true})
 	iv := func(id int) string { return fmt.Sprintf("/v1/identities/%d/verify", id) }
 	_, vd, _ := c.do(apiCall{what: "verify against an identity", method: "POST", path: iv(id1), ctype: js, body: jsonBody(map[string]any{"image": b64(simm[5])}), key: rkey, status: 200})

@@ -131,6 +131,11 @@ type Config struct {
 	// DefaultMaxBatch; at most facehead.MaxBatch). Requests of a face or
 	// two still go ahead of the chunks of large enrolls.
 	MaxBatch int
+	// NoCrops enrolls faces without their aligned crops: by default each
+	// template keeps the 112×112 face it was made from as a JPEG of 3–6
+	// KiB (GET /v1/identities/{id}/faces/{face_id}/crop, the web page's
+	// person screen); with NoCrops the gallery holds no face images.
+	NoCrops bool
 	// NoAuth disables API keys (tests, trusted loopback use only).
 	NoAuth bool
 	// AccessLog, when not nil, receives one JSON line per request
@@ -295,6 +300,7 @@ func (s *Server) routes() {
 	s.handle(route{pattern: "POST /v1/identities/{id}/faces", name: "/v1/identities/{id}/faces", auth: true, scope: enroll.ScopeEnroll, heavy: true}, s.addFaces)
 	s.handle(route{pattern: "GET /v1/identities/{id}/faces", name: "/v1/identities/{id}/faces", auth: true, scope: enroll.ScopeEnroll}, s.listFaces)
 	s.handle(route{pattern: "DELETE /v1/identities/{id}/faces/{face_id}", name: "/v1/identities/{id}/faces/{face_id}", auth: true, scope: enroll.ScopeAdmin}, s.deleteFace)
+	s.handle(route{pattern: "GET /v1/identities/{id}/faces/{face_id}/crop", name: "/v1/identities/{id}/faces/{face_id}/crop", auth: true, scope: enroll.ScopeEnroll}, s.faceCrop)
 	s.handle(route{pattern: "POST /v1/identities/{id}/verify", name: "/v1/identities/{id}/verify", auth: true, scope: enroll.ScopeRecognize, heavy: true}, s.verifyIdentity)
 	s.handle(route{pattern: "POST /v1/identify", name: "/v1/identify", auth: true, scope: enroll.ScopeRecognize, heavy: true}, s.identify)
 	s.handle(route{pattern: "POST /v1/detect", name: "/v1/detect", auth: true, scope: enroll.ScopeRecognize, heavy: true}, s.detectPhoto)
@@ -846,7 +852,7 @@ func (s *Server) addFaces(w http.ResponseWriter, r *http.Request) error {
 		}
 		ts := make([]enroll.Template, len(embs))
 		for i, e := range embs {
-			ts[i] = enroll.Template{Embedding: e, Source: fmt.Sprintf("upload %d", idx[i])}
+			ts[i] = enroll.Template{Embedding: e, Source: fmt.Sprintf("upload %d", idx[i]), Crop: s.cropOf(chips[i])}
 		}
 		// The last point of return: a client that went away (or a request
 		// out of time) commits nothing.

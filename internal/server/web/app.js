@@ -55,6 +55,7 @@ async function busy(form, fn) {
 // ---- screens and sign-in ----
 
 function go(name) {
+  closePerson();
   for (const s of screens) show($(s), s === name);
   for (const b of document.querySelectorAll("#nav [data-screen]")) {
     if (b.dataset.screen === name) b.setAttribute("aria-current", "page");
@@ -84,7 +85,7 @@ $("signin-form").addEventListener("submit", async (ev) => {
     text($("signin-error"), e.status === 401 ? "That key is not accepted: " + e.message : e.message);
   }
 });
-$("signout").addEventListener("click", () => { sessionStorage.removeItem(KEY); signedIn(false); $("key").focus(); });
+$("signout").addEventListener("click", () => { sessionStorage.removeItem(KEY); closePerson(); signedIn(false); $("key").focus(); });
 for (const b of document.querySelectorAll("#nav [data-screen]")) b.addEventListener("click", () => go(b.dataset.screen));
 
 // ---- drop zones: a dropped file goes into the zone's file input ----
@@ -282,6 +283,57 @@ async function addPhotos(id, files) {
   return d.enrolled + " of " + files.length + " photos enrolled" + (bad.length ? "; " + bad.join("; ") : "");
 }
 
+// ---- a person's enrolled faces, each shown as its aligned crop ----
+
+// The crops are fetched with the key (an <img src> could not send it) and
+// shown through object URLs, all revoked when the person's screen is
+// redrawn or left. shownGen tells a crop that arrives late which drawing
+// it was for: one for an older drawing is dropped at once.
+let cropURLs = [], shownGen = 0;
+const CROP_FETCHES = 4; // crops fetched at once
+
+function dropCrops() {
+  shownGen++;
+  for (const u of cropURLs) URL.revokeObjectURL(u);
+  cropURLs = [];
+}
+
+// closePerson hides the person's screen and frees its images.
+function closePerson() {
+  dropCrops();
+  clear($("person-faces"));
+  show($("person"), false);
+  current = null;
+}
+
+// cropPlaceholder stands where a face has no crop to show.
+function cropPlaceholder(t, why) {
+  const p = make("div", { className: "no-crop", textContent: why });
+  p.setAttribute("role", "img");
+  p.setAttribute("aria-label", "no image of face " + t.id + ": " + why);
+  return p;
+}
+
+// loadCrops fetches the crops of faces (a few at a time) into their <img>.
+async function loadCrops(id, faces, gen) {
+  let next = 0;
+  const worker = async () => {
+    while (next < faces.length && gen === shownGen) {
+      const { t, img } = faces[next++];
+      let url = null, why = "image not available";
+      try {
+        const r = await fetch("/v1/identities/" + id + "/faces/" + t.id + "/crop", { headers: { Authorization: "Bearer " + sessionStorage.getItem(KEY) } });
+        if (r.ok) url = URL.createObjectURL(await r.blob());
+        else if (r.status === 404) why = "no image kept";
+      } catch (e) { /* shown as not available */ }
+      if (gen !== shownGen) { if (url) URL.revokeObjectURL(url); return; }
+      if (url) { cropURLs.push(url); img.src = url; }
+      else img.replaceWith(cropPlaceholder(t, why));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(CROP_FETCHES, faces.length) }, worker));
+}
+
 async function openPerson(id) {
   text($("gallery-error"), "");
   const d = await api("GET", "/v1/identities/" + id + "?limit=" + PAGE);
@@ -291,15 +343,19 @@ async function openPerson(id) {
     templates = templates.concat(more.templates || []);
     cursor = more.next_cursor;
   }
+  dropCrops();
+  const gen = shownGen;
   current = d.identity;
   text($("person-name"), current.name);
   text($("person-info"), current.templates + " photos · id " + current.id + " · enrolled " + new Date(current.created).toLocaleString());
   $("rename").value = current.name;
   const ul = $("person-faces");
   clear(ul);
+  const pending = [];
   for (const t of templates) {
+    const label = (t.source || "photo") + " (face " + t.id + ")";
     const del = make("button", { type: "button", className: "danger", textContent: "Delete" });
-    del.setAttribute("aria-label", "Delete photo " + (t.source || t.id));
+    del.setAttribute("aria-label", "Delete photo " + label);
     del.addEventListener("click", async () => {
       try {
         const r = await api("DELETE", "/v1/identities/" + id + "/faces/" + t.id);
@@ -308,14 +364,23 @@ async function openPerson(id) {
         await loadPeople(pageCursor);
       } catch (e) { text($("gallery-error"), missing(e, "delete one photo")); }
     });
-    const kids = [];
-    if (t.crop) kids.push(make("img", { src: t.crop, alt: "enrolled face " + t.id, width: 56, height: 56 }));
-    kids.push(" " + (t.source || "photo") + " (face " + t.id + ") ", del);
-    ul.append(make("li", {}, kids));
+    let pic;
+    if (t.has_crop === false) {
+      pic = cropPlaceholder(t, "no image kept");
+    } else {
+      // has_crop true, or a server that does not say: ask for the crop.
+      pic = make("img", { alt: "enrolled face " + t.id + " of " + current.name + ", from " + (t.source || "a photo"), width: 112, height: 112, className: "crop" });
+      pending.push({ t, img: pic });
+    }
+    ul.append(make("li", { className: "face-card" }, [
+      make("figure", {}, [pic, make("figcaption", {}, [make("span", { className: "source", textContent: t.source || "photo" }), make("span", { className: "muted", textContent: "face " + t.id })])]),
+      del,
+    ]));
   }
   show($("person-confirm"), false);
   show($("person"), true);
   $("person-name").focus();
+  loadCrops(id, pending, gen);
 }
 
 $("rename-form").addEventListener("submit", (ev) => {
@@ -355,8 +420,7 @@ $("person-delete-yes").addEventListener("click", async () => {
   try {
     await api("DELETE", "/v1/identities/" + current.id);
     text($("gallery-status"), "Deleted " + current.name);
-    current = null;
-    show($("person"), false);
+    closePerson();
     await loadPeople(pageCursor);
   } catch (e) { text($("gallery-error"), e.message); }
 });
