@@ -6,9 +6,12 @@ import (
 	"image/jpeg"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 
 	"github.com/facever/facever/enroll"
+	"github.com/facever/facever/enroll/pgstore"
+	"github.com/facever/facever/internal/pgtest"
 )
 
 // getCrop fetches a face's crop with key (and If-None-Match when etag is
@@ -60,6 +63,34 @@ func faceList(t *testing.T, f *fixture, id int) (ids []int, crops []bool) {
 // error shape: not_found, no_crop, bad_request, unauthorized, forbidden.
 func TestFaceCrop(t *testing.T) {
 	f, _ := newFakeFixture(t, &fakeRecognizer{}, nil)
+	testFaceCrop(t, f, f.gal)
+}
+
+// TestFaceCropPostgres: the same on a PostgreSQL gallery (a private
+// cluster of internal/pgtest).
+func TestFaceCropPostgres(t *testing.T) {
+	c := pgtest.Start(t)
+	store, err := pgstore.Open(c.URL(t), enroll.Options{Model: "fake-model-sha"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	key, _, err := store.CreateAPIKey("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{Recognizer: &fakeRecognizer{}, Gallery: store, MinFace: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{srv: s, key: key}
+	f.http = httptest.NewServer(s)
+	defer func() { f.http.Close(); s.Close() }()
+	testFaceCrop(t, f, store)
+}
+
+// testFaceCrop runs TestFaceCrop's checks on f, whose gallery is store.
+func testFaceCrop(t *testing.T, f *fixture, store enroll.Store) {
 	ann := createFake(t, f, "Ann", nil)
 	enrollFake(t, f, ann, 90, 2)
 	ids, crops := faceList(t, f, ann)
@@ -111,7 +142,7 @@ func TestFaceCrop(t *testing.T) {
 
 	// A face enrolled without a crop (as imported): has_crop false, 404
 	// no_crop.
-	ts, err := f.gal.AddTemplates(uint64(bob), []enroll.Template{{Embedding: unit(fakeDim, 3), Source: "imported"}})
+	ts, err := store.AddTemplates(uint64(bob), []enroll.Template{{Embedding: unit(fakeDim, 3), Source: "imported"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +163,7 @@ func TestFaceCrop(t *testing.T) {
 		{"no key", crop(ann, ids[0]), "", 401, "unauthorized"},
 		{"wrong key", crop(ann, ids[0]), "fvk_wrong", 401, "unauthorized"},
 	}
-	rkey, _, err := f.gal.CreateScopedAPIKey("reader", []string{enroll.ScopeRecognize})
+	rkey, _, err := store.CreateScopedAPIKey("reader", []string{enroll.ScopeRecognize})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +179,7 @@ func TestFaceCrop(t *testing.T) {
 		}
 	}
 	// An enroll key may see crops (it may list faces).
-	ekey, _, err := f.gal.CreateScopedAPIKey("kiosk", []string{enroll.ScopeEnroll})
+	ekey, _, err := store.CreateScopedAPIKey("kiosk", []string{enroll.ScopeEnroll})
 	if err != nil {
 		t.Fatal(err)
 	}
