@@ -89,8 +89,12 @@ type Face struct {
 	Quality Quality
 	// tiled: found only in the tiles of a fine pyramid level.
 	tiled bool
-	// upright and tracking are uprightness's parts for the landmarks kept.
+	// upright and tracking are uprightness's parts for the landmarks kept;
+	// tracked says tracking was measured (or need not be: see track), and
+	// theta is the angle the landmarks were finally read at.
 	upright, tracking float64
+	tracked           bool
+	theta             float64
 }
 
 // Width and Height of the face box.

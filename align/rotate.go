@@ -218,15 +218,14 @@ func angleDiff(a, b float64) float64 {
 	return d
 }
 
-// orient computes f's landmarks on m, read at the quarter turn quarter
-// (degrees), then refined for roll, and returns their uprightness. The
-// tracking error is measured on the final reading only, and only when the
-// chip's correlation with the mean upright face is below uprightSure (a
-// reading that looks that upright is taken as it is: tracking 0).
-func (a *Aligner) orient(m gocv.Mat, f *Face, quarter float64) (float64, error) {
+// read computes f's landmarks on m, read at the quarter turn quarter
+// (degrees), then refined for roll, and the chip's correlation with the
+// mean upright face (f.upright). The tracking error is not measured yet
+// (f.tracking 0, f.tracked false): see track.
+func (a *Aligner) read(m gocv.Mat, f *Face, quarter float64) error {
 	theta := quarter
 	if err := a.landmarksAt(m, f, theta); err != nil {
-		return 0, err
+		return err
 	}
 	for i := 0; i < 2; i++ {
 		roll := eyeRoll(f.Landmarks)
@@ -235,20 +234,41 @@ func (a *Aligner) orient(m gocv.Mat, f *Face, quarter float64) (float64, error) 
 		}
 		g := *f
 		if err := a.landmarksAt(m, &g, roll); err != nil {
-			return 0, err
+			return err
 		}
 		*f, theta = g, roll
 	}
 	f.Roll = eyeRoll(f.Landmarks)
 	f.Rotation = quarterOf(f.Roll)
+	f.theta = theta
 	f.upright = uprightScore(m, f)
-	f.tracking = 0
-	if f.upright < uprightSure {
-		if err := a.trackAt(m, f, theta); err != nil {
-			return 0, err
+	f.tracking, f.tracked = 0, false
+	return nil
+}
+
+// track measures the tracking error of f's reading (read) on its final
+// angle, once, and only when the chip's correlation with the mean upright
+// face is below uprightSure (a reading that looks that upright is taken
+// as it is: tracking 0). It returns f's uprightness.
+func (a *Aligner) track(m gocv.Mat, f *Face) (float64, error) {
+	if !f.tracked {
+		if f.upright < uprightSure {
+			if err := a.trackAt(m, f, f.theta); err != nil {
+				return 0, err
+			}
 		}
+		f.tracked = true
 	}
 	return f.upright - f.tracking, nil
+}
+
+// orient reads f at the quarter turn quarter (read) and returns its
+// uprightness, the tracking error measured (track).
+func (a *Aligner) orient(m gocv.Mat, f *Face, quarter float64) (float64, error) {
+	if err := a.read(m, f, quarter); err != nil {
+		return 0, err
+	}
+	return a.track(m, f)
 }
 
 // Uprightness is how much f's landmarks look like those of an upright face
@@ -266,8 +286,16 @@ func (a *Aligner) orient(m gocv.Mat, f *Face, quarter float64) (float64, error) 
 // always share it): when one of the faces looks upright (uprightness at
 // least uprightMin: a plausible upright face says the photo stands the
 // right way up), they stay as read; otherwise every face is read at the
-// other three turns too and the turn with the highest total correlation
+// other three turns too and the turn with the highest total uprightness
 // wins, if it beats the first by uprightGain per face.
+//
+// A tracking error only lowers an uprightness, so it is measured only
+// where its value can still change the outcome: not for a turn whose
+// correlations alone cannot win, nor for a half-turn reading whose
+// correlation alone leaves the upside-down gate shut (Quality.upsideDown
+// falls as TurnedTracking grows; such a reading reports TurnedTracking 0,
+// not measured). Readings the turn search made are reused by the half-turn
+// check (the same box read from the same turn gives the same reading).
 func (a *Aligner) finish(m gocv.Mat, photo image.Rectangle, faces []Face, quarter float64) error {
 	total, most := 0.0, math.Inf(-1)
 	for i := range faces {
@@ -278,24 +306,36 @@ func (a *Aligner) finish(m gocv.Mat, photo image.Rectangle, faces []Face, quarte
 		total += u
 		most = math.Max(most, u)
 	}
+	// readings[k] are the faces read from the turn quarter + 90k.
+	var readings [4][]Face
+	readings[0] = append([]Face(nil), faces...)
 	n := float64(len(faces))
 	if !a.opt.NoRotate && len(faces) > 0 && most < uprightMin {
-		best, bestTotal := faces, total
-		for _, q := range [3]float64{90, 180, 270} {
-			alt := append([]Face(nil), faces...)
-			t := 0.0
+		best, bestTotal := 0, total
+		for k := 1; k < 4; k++ {
+			alt := append([]Face(nil), readings[0]...)
+			ub := 0.0 // the total with no tracking error: an upper bound
 			for i := range alt {
-				u, err := a.orient(m, &alt[i], math.Mod(quarter+q, 360))
+				if err := a.read(m, &alt[i], math.Mod(quarter+float64(90*k), 360)); err != nil {
+					return err
+				}
+				ub += alt[i].upright
+			}
+			readings[k] = alt
+			wins := func(t float64) bool { return t >= bestTotal+uprightGain*n && t/n >= uprightMin }
+			t := ub
+			for i := 0; i < len(alt) && wins(t); i++ {
+				u, err := a.track(m, &alt[i])
 				if err != nil {
 					return err
 				}
-				t += u
+				t += u - alt[i].upright
 			}
-			if t >= bestTotal+uprightGain*n && t/n >= uprightMin {
-				best, bestTotal = alt, t
+			if wins(t) {
+				best, bestTotal = k, t
 			}
 		}
-		copy(faces, best)
+		copy(faces, readings[best])
 	}
 	for i := range faces {
 		f := &faces[i]
@@ -304,12 +344,29 @@ func (a *Aligner) finish(m gocv.Mat, photo image.Rectangle, faces []Face, quarte
 		// one is likely upside down, and the quality says so.
 		var turned, tu, tt float64
 		if u := f.upright - f.tracking; u < halfTurnCheck {
-			alt := *f
-			ua, err := a.orient(m, &alt, float64((quarterOf(f.Roll)+180)%360))
-			if err != nil {
-				return err
+			hq := float64((quarterOf(f.Roll) + 180) % 360)
+			var alt Face
+			made := false
+			for k, r := range readings {
+				if r != nil && math.Mod(quarter+float64(90*k), 360) == hq {
+					alt, made = r[i], true
+				}
 			}
-			turned, tu, tt = ua-u, alt.upright, alt.tracking
+			if !made {
+				alt = *f
+				if err := a.read(m, &alt, hq); err != nil {
+					return err
+				}
+			}
+			if !alt.tracked {
+				open := Quality{Upright: f.upright, Tracking: f.tracking, HalfTurn: alt.upright - u, TurnedUpright: alt.upright}
+				if open.upsideDown() > 0 {
+					if _, err := a.track(m, &alt); err != nil {
+						return err
+					}
+				}
+			}
+			turned, tu, tt = alt.upright-alt.tracking-u, alt.upright, alt.tracking
 		}
 		f.Quality = quality(m, photo, f)
 		f.Quality.HalfTurn = turned
