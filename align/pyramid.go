@@ -6,6 +6,7 @@ import (
 	"image/color"
 	"math"
 	"sort"
+	"sync"
 
 	"gocv.io/x/gocv"
 
@@ -198,17 +199,15 @@ func (a *Aligner) detectPyramid(m gocv.Mat, pad int, small bool) ([]Face, error)
 	if smallest <= 0 {
 		smallest = DefaultSmallestFace
 	}
-	var cand []Face
 	w, h := m.Cols(), m.Rows()
 	photo := image.Rect(pad, pad, w-pad, h-pad)
+	var ts []tileRect
 	for _, lv := range pyramid(w, h, photo, smallest) {
-		for _, t := range tiles(w, h, photo, lv, small) {
-			c, err := a.detectTile(m, t)
-			if err != nil {
-				return nil, err
-			}
-			cand = append(cand, c...)
-		}
+		ts = append(ts, tiles(w, h, photo, lv, small)...)
+	}
+	cand, err := a.detectTiles(m, ts)
+	if err != nil {
+		return nil, err
 	}
 	kept := nms(cand, a.opt.NMS)
 	out := kept[:0]
@@ -223,8 +222,22 @@ func (a *Aligner) detectPyramid(m gocv.Mat, pad int, small bool) ([]Face, error)
 // detectTile runs the detector on one tile: the region t.r of m resized by
 // (t.sx, t.sy) into the top-left corner of a black 320×240 input.
 func (a *Aligner) detectTile(m gocv.Mat, t tileRect) ([]Face, error) {
+	x, err := tileInput(m, t)
+	if err != nil {
+		return nil, err
+	}
+	defer putInput(x)
+	return a.runTile(x, t)
+}
+
+// tileInput reads tile t of m into a detector input tensor (from
+// inputPool; putInput gives it back).
+func tileInput(m gocv.Mat, t tileRect) (infer.Tensor, error) {
 	in, ih := models.Detect.Shape[3], models.Detect.Shape[2]
 	ow, oh := int(math.Round(float64(t.r.Dx())*t.sx)), int(math.Round(float64(t.r.Dy())*t.sy))
+	if ow < 1 || oh < 1 || ow > in || oh > ih {
+		return infer.Tensor{}, fmt.Errorf("detector: tile %v at scale %.3g×%.3g does not fit the %d×%d input", t.r, t.sx, t.sy, in, ih)
+	}
 	src := m
 	if !t.whole || t.r != image.Rect(0, 0, m.Cols(), m.Rows()) {
 		src = m.Region(t.r)
@@ -243,11 +256,36 @@ func (a *Aligner) detectTile(m gocv.Mat, t tileRect) ([]Face, error) {
 		gocv.CopyMakeBorder(small, &canvas, 0, ih-oh, 0, in-ow, gocv.BorderConstant, color.RGBA{})
 		small, canvas = canvas, small
 	}
-	x := infer.NewTensor(1, 3, ih, in)
+	x := getInput()
 	bgrToCHW(small.ToBytes(), x.Data, in*ih, models.Detect.Mean, models.Detect.Scale)
+	return x, nil
+}
+
+// inputPool holds detector input tensors for reuse (each 3×240×320
+// floats, fully overwritten by tileInput): a large photo's tiles, and
+// photo after photo, need no new one.
+var inputPool sync.Pool
+
+func getInput() infer.Tensor {
+	if x, ok := inputPool.Get().(*infer.Tensor); ok {
+		return *x
+	}
+	return infer.NewTensor(1, 3, models.Detect.Shape[2], models.Detect.Shape[3])
+}
+
+func putInput(x infer.Tensor) { inputPool.Put(&x) }
+
+// runTile runs the detector on the input x of tile t and returns the boxes
+// above the score threshold in m's pixels (see detectTile).
+func (a *Aligner) runTile(x infer.Tensor, t tileRect) ([]Face, error) {
+	in, ih := models.Detect.Shape[3], models.Detect.Shape[2]
+	ow, oh := int(math.Round(float64(t.r.Dx())*t.sx)), int(math.Round(float64(t.r.Dy())*t.sy))
 	outs, err := a.det.Run(map[string]infer.Tensor{models.Detect.Input: x}, models.Detect.Outputs)
 	if err != nil {
 		return nil, fmt.Errorf("detector: %w", err)
+	}
+	if len(outs) != 2 {
+		return nil, fmt.Errorf("detector: %d outputs, want 2", len(outs))
 	}
 	scores, boxes := outs[0], outs[1]
 	n := len(scores.Data) / 2
