@@ -8,11 +8,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/facever/facever/internal/testmodels"
 )
@@ -28,37 +25,8 @@ func TestServeNoCrops(t *testing.T) {
 	if code != exitOK || key == "" {
 		t.Fatalf("apikey create: %d %q", code, errs)
 	}
-	var out, errb lockedBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run([]string{"facever", "serve", "--gallery", gal, "--addr", "127.0.0.1:0", "--no-crops"}, &out, &errb)
-	}()
-	addrRe := regexp.MustCompile(`serving http://(\S+) `)
-	addr := ""
-	for deadline := time.Now().Add(60 * time.Second); addr == "" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		select {
-		case c := <-done:
-			t.Fatalf("serve exited %d: %s", c, errb.String())
-		default:
-		}
-		if m := addrRe.FindStringSubmatch(errb.String()); m != nil {
-			addr = m[1]
-		}
-	}
-	if addr == "" {
-		t.Fatalf("serve did not start: %s", errb.String())
-	}
-	defer func() {
-		syscall.Kill(os.Getpid(), syscall.SIGTERM)
-		select {
-		case c := <-done:
-			if c != exitOK {
-				t.Errorf("serve exited %d after SIGTERM: %s", c, errb.String())
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("serve did not stop on SIGTERM")
-		}
-	}()
+	addr, stop := serveInProcess(t, []string{"serve", "--gallery", gal, "--addr", "127.0.0.1:0", "--no-crops"})
+	defer stop()
 	call := func(method, path string, body any) (int, map[string]any) {
 		t.Helper()
 		var rd io.Reader

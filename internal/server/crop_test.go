@@ -6,12 +6,9 @@ import (
 	"image/jpeg"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 
 	"github.com/facever/facever/enroll"
-	"github.com/facever/facever/enroll/pgstore"
-	"github.com/facever/facever/internal/pgtest"
 )
 
 // getCrop fetches a face's crop with key (and If-None-Match when etag is
@@ -69,23 +66,7 @@ func TestFaceCrop(t *testing.T) {
 // TestFaceCropPostgres: the same on a PostgreSQL gallery (a private
 // cluster of internal/pgtest).
 func TestFaceCropPostgres(t *testing.T) {
-	c := pgtest.Start(t)
-	store, err := pgstore.Open(c.URL(t), enroll.Options{Model: "fake-model-sha"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	key, _, err := store.CreateAPIKey("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(Config{Recognizer: &fakeRecognizer{}, Gallery: store, MinFace: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fixture{srv: s, key: key}
-	f.http = httptest.NewServer(s)
-	defer func() { f.http.Close(); s.Close() }()
+	_, f, store := pgFixture(t, enroll.Options{Model: "fake-model-sha"})
 	testFaceCrop(t, f, store)
 }
 

@@ -21,23 +21,8 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 // had checked before), refuses changes with 503 stale, and is itself again
 // once the database is back. Every answer matches its schema.
 func TestStaleNode(t *testing.T) {
-	c := pgtest.Start(t)
-	store, err := pgstore.Open(c.URL(t), enroll.Options{Model: "fake-model-sha", Timeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	key, _, err := store.CreateAPIKey("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(Config{Recognizer: &fakeRecognizer{}, Gallery: store, MinFace: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fixture{srv: s, key: key}
-	f.http = httptest.NewServer(s)
-	defer func() { f.http.Close(); s.Close() }()
+	c, f, store := pgFixture(t, enroll.Options{Model: "fake-model-sha", Timeout: 2 * time.Second})
+	key := f.key
 	valid := func(what, name string, doc map[string]any) {
 		t.Helper()
 		data, _ := json.Marshal(doc)
@@ -130,4 +115,29 @@ func TestStaleNode(t *testing.T) {
 	if code, doc := f.do(t, "POST", "/v1/identities", "application/json", jsonBody(map[string]any{"name": "four"}), key); code != 201 {
 		t.Fatalf("a write after the database came back: %d %v", code, doc)
 	}
+}
+
+// pgFixture serves a fake recognizer over a PostgreSQL gallery in a
+// private cluster (internal/pgtest), with one admin key; everything is
+// closed when the test ends. c is the cluster, for tests that stop it.
+func pgFixture(t *testing.T, opts enroll.Options) (c *pgtest.Cluster, f *fixture, store *pgstore.Store) {
+	t.Helper()
+	c = pgtest.Start(t)
+	store, err := pgstore.Open(c.URL(t), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	key, _, err := store.CreateAPIKey("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{Recognizer: &fakeRecognizer{}, Gallery: store, MinFace: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f = &fixture{srv: s, key: key}
+	f.http = httptest.NewServer(s)
+	t.Cleanup(func() { f.http.Close(); s.Close() })
+	return c, f, store
 }
