@@ -79,6 +79,13 @@ func prose(s string) template.HTML {
 	return template.HTML(strings.ReplaceAll(out, "\n\n", "</p><p>"))
 }
 
+// breakable escapes a path and lets it wrap after each slash (<wbr>), so
+// that a long path in the narrow navigation column wraps between its
+// segments instead of running past the column's edge.
+func breakable(path string) template.HTML {
+	return template.HTML(strings.ReplaceAll(html.EscapeString(path), "/", "/<wbr>"))
+}
+
 // anchor is an element id made of a name.
 func anchor(prefix, name string) string {
 	var b strings.Builder
@@ -450,7 +457,7 @@ func renderDocs(doc []byte) ([]byte, error) {
 	return out.Bytes(), err
 }
 
-var docsPage = template.Must(template.New("docs").Funcs(template.FuncMap{"anchor": anchor}).Parse(`<!doctype html>
+var docsPage = template.Must(template.New("docs").Funcs(template.FuncMap{"anchor": anchor, "breakable": breakable}).Parse(`<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -472,7 +479,7 @@ var docsPage = template.Must(template.New("docs").Funcs(template.FuncMap{"anchor
 <input id="filter" type="search" placeholder="e.g. identities, POST, 422" autocomplete="off">
 <ul>
 {{range .Tags}}{{if .Ops}}<li><a href="#{{anchor "tag-" .Name}}">{{.Name}}</a><ul>
-{{range .Ops}}<li><a href="#{{.ID}}"><span class="method m-{{.Method}}">{{.Method}}</span> <code>{{.Path}}</code></a></li>
+{{range .Ops}}<li><a href="#{{.ID}}"><span class="method m-{{.Method}}">{{.Method}}</span> <code>{{breakable .Path}}</code></a></li>
 {{end}}</ul></li>
 {{end}}{{end}}<li><a href="#schemas">schemas</a></li>
 </ul>

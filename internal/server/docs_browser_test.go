@@ -40,6 +40,18 @@ func TestDocsBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	shown := count("article.op:not([hidden])")
+	// Every path in the navigation column fits its width (long paths wrap
+	// between segments): none is cut off at the column's edge.
+	cut, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`(() => {
+		const nav = document.querySelector("nav"), right = nav.getBoundingClientRect().left + nav.clientWidth;
+		return [...nav.querySelectorAll("li li code")].filter(c => c.getBoundingClientRect().right > right + 0.5).map(c => c.textContent);
+	})()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cut) > 0 {
+		t.Errorf("/docs: %d paths run past the navigation column's edge: %q", len(cut), cut)
+	}
 	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID("filter"), "keys")); err != nil {
 		t.Fatal(err)
 	}
