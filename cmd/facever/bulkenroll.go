@@ -145,7 +145,7 @@ func bulkEnroll(c *cli.Context) error {
 		if err != nil {
 			return bulkResult{err: err}
 		}
-		return bulkResult{outcome: o2, template: &enroll.Template{Embedding: embs[0], Source: filepath.Base(j.path), PhotoSHA256: sha}}
+		return bulkResult{outcome: o2, template: &enroll.Template{Embedding: embs[0], Source: filepath.Base(j.path), PhotoSHA256: sha, Crop: chipCrop(c, chip)}}
 	}
 
 	// Workers take photos in order; results are committed in order.
@@ -207,7 +207,8 @@ func bulkEnroll(c *cli.Context) error {
 					entry = duplicateError(g, p.outcome.Path, br.Template)
 				default:
 					enrolled++
-					p.outcome.Enrolled, p.outcome.Template = true, br.Template.ID
+					hasCrop := br.Template.HasCrop
+					p.outcome.Enrolled, p.outcome.Template, p.outcome.HasCrop = true, br.Template.ID, &hasCrop
 					entry = p.outcome
 				}
 			default:

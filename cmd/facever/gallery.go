@@ -97,6 +97,9 @@ type photoOutcome struct {
 	Faces    int            `json:"face_count"`
 	Face     map[string]any `json:"face,omitempty"`
 	Template uint64         `json:"template_id,omitempty"`
+	// HasCrop says, for an enrolled photo, whether the gallery keeps its
+	// aligned face (false with --no-crops).
+	HasCrop *bool `json:"has_crop,omitempty"`
 }
 
 func enrollCommand() *cli.Command {
@@ -108,6 +111,11 @@ func enrollCommand() *cli.Command {
 faces (unless --largest), whose face is smaller than --min-face pixels, or whose face
 quality is below --min-quality is rejected with its reason; the others become templates of the person, all in one transaction.
 Enrolling a name that exists adds photos to that person.
+
+Each enrolled face keeps its aligned crop (the 112×112 face the model saw, a JPEG
+of 3-6 KiB beside the 2 KiB template), so that the person's faces can be looked at
+later (facever gallery crop, the web page of facever serve); --no-crops keeps the
+templates only (has_crop false in --json).
 
 A rejected photo is the line "rejected  PHOTO: error CODE: MESSAGE" (text) or the
 entry {"path", "error": {"code", "message"}} (--json); the good photos are enrolled
@@ -131,7 +139,8 @@ status: 0 when no photo was rejected, 2 otherwise.
 Examples:
    facever enroll --gallery team.db --name "Ada Lovelace" ada1.jpg ada2.jpg
    facever enroll --gallery team.db --name bob --meta dept=R&D --largest party.jpg
-   facever enroll --gallery team.db --data people/ --json > report.json`,
+   facever enroll --gallery team.db --data people/ --json > report.json
+   facever enroll --gallery team.db --no-crops --name carol carol.jpg`,
 		Flags: []cli.Flag{
 			galleryFlag,
 			&cli.StringFlag{Name: "name", Usage: "the person's name (not with --data)"},
@@ -140,7 +149,7 @@ Examples:
 			&cli.IntFlag{Name: "min-face", Value: 40, Usage: "reject faces whose box is smaller than this many pixels on its shorter side"},
 			&cli.Float64Flag{Name: "min-quality", Value: align.DefaultMinQuality, Usage: "reject faces whose quality score (0-1, see detect --json) is below this"},
 			alignedFlag, headFlag, jsonFlag, scoreFlag,
-			dataEnrollFlag, allowDupFlag, commitEveryFlag, workersFlag,
+			dataEnrollFlag, allowDupFlag, commitEveryFlag, workersFlag, noCropsFlag,
 		},
 		Action: func(c *cli.Context) error {
 			if c.IsSet("data") {
@@ -198,7 +207,7 @@ Examples:
 				ts := make([]enroll.Template, len(embs))
 				for i, e := range embs {
 					path := outcomes[i].Path
-					ts[i] = enroll.Template{Embedding: e, Source: filepath.Base(path), PhotoSHA256: fileSHA(path)}
+					ts[i] = enroll.Template{Embedding: e, Source: filepath.Base(path), PhotoSHA256: fileSHA(path), Crop: chipCrop(c, chips[i])}
 				}
 				g, err := openGallery(c, r, false)
 				if err != nil {
@@ -213,6 +222,7 @@ Examples:
 				for i, t := range saved {
 					outcomes[i].Enrolled = true
 					outcomes[i].Template = t.ID
+					outcomes[i].HasCrop = &t.HasCrop
 				}
 			}
 			photos := make([]any, len(order))
@@ -485,13 +495,14 @@ func galleryCommand() *cli.Command {
 		Description: `Examples:
    facever gallery list --gallery team.db
    facever gallery show --gallery team.db "Ada Lovelace"
+   facever gallery crop --gallery team.db "Ada Lovelace" 3 --out ada-3.jpg
    facever gallery rename --gallery team.db bob "Bob Smith"
    facever gallery remove --gallery team.db "#7"
    facever gallery check --gallery team.db
    facever gallery backup --gallery team.db --to team-2026-12-01.db
    facever gallery restore --gallery team.db --from team-2026-12-01.db`,
 		Subcommands: []*cli.Command{
-			galleryCheckCommand(), galleryBackupCommand(), galleryRestoreCommand(), galleryMigrateCommand(),
+			galleryCheckCommand(), galleryBackupCommand(), galleryRestoreCommand(), galleryMigrateCommand(), galleryCropCommand(),
 			{
 				Name:  "list",
 				Usage: "every person with their number of templates",
@@ -781,7 +792,11 @@ func printIdentity(c *cli.Context, it enroll.Identity, ts []enroll.Template) err
 		fmt.Fprintf(w, "  %s = %s\n", k, v)
 	}
 	for _, t := range ts {
-		fmt.Fprintf(w, "  template #%d from %s (%s)\n", t.ID, t.Source, t.Created.Format("2006-01-02 15:04"))
+		crop := "no crop kept"
+		if t.HasCrop {
+			crop = "crop kept"
+		}
+		fmt.Fprintf(w, "  template #%d from %s (%s), %s\n", t.ID, t.Source, t.Created.Format("2006-01-02 15:04"), crop)
 	}
 	return nil
 }

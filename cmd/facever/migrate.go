@@ -26,7 +26,8 @@ func galleryMigrateCommand() *cli.Command {
 		Usage:     "copy a gallery into another: a file into PostgreSQL (or back), verified by counts and checksums",
 		ArgsUsage: "--from GALLERY --to GALLERY",
 		Description: `Copies every identity (its id, name, metadata and created time), every template
-(its id, created time, source, photo sha256 and embedding, bit for bit), the API keys
+(its id, created time, source, photo sha256 and embedding, bit for bit, and its
+face crop, the aligned JPEG enroll keeps, byte for byte), the API keys
 (their sha256: the keys themselves were never stored) and the model and head tags
 from --from into --to. Ids are preserved, so that clients' references stay valid.
 Idempotency records (remembered for 24 h) are not copied.
@@ -37,9 +38,10 @@ database); --resume finishes an interrupted migration of the same source, copyin
 what is missing and checking what is there. Each identity is copied in one
 transaction with its templates.
 
-Then both sides are read back and compared: the numbers of identities, templates
-and API keys, and a sha256 over every identity's name and its templates' embeddings
-(and one over the API key hashes). Any difference fails the migration.
+Then both sides are read back and compared: the numbers of identities, templates,
+crops and API keys, and a sha256 over every identity's name and its templates'
+embeddings and crops (and one over the API key hashes). Any difference fails the
+migration.
 
 Exit status: 0 when everything was copied and verified, 2 otherwise.
 
@@ -61,9 +63,9 @@ Examples:
 				return writeJSONOrFail(c, rep)
 			}
 			w := c.App.Writer
-			fmt.Fprintf(w, "migrated %s to %s in %.1f s: %d identities (%d copied, %d already there), %d templates, %d API keys (%d copied); ids preserved\n",
-				rep.From, rep.To, rep.Seconds, rep.Identities, rep.CopiedIdentities, rep.Identities-rep.CopiedIdentities, rep.Templates, rep.APIKeys, rep.CopiedAPIKeys)
-			fmt.Fprintf(w, "verified: both sides hold %d identities, %d templates, %d API keys; checksum %s\n", rep.Identities, rep.Templates, rep.APIKeys, rep.Checksum)
+			fmt.Fprintf(w, "migrated %s to %s in %.1f s: %d identities (%d copied, %d already there), %d templates, %d crops (%d copied), %d API keys (%d copied); ids preserved\n",
+				rep.From, rep.To, rep.Seconds, rep.Identities, rep.CopiedIdentities, rep.Identities-rep.CopiedIdentities, rep.Templates, rep.Crops, rep.CopiedCrops, rep.APIKeys, rep.CopiedAPIKeys)
+			fmt.Fprintf(w, "verified: both sides hold %d identities, %d templates, %d crops, %d API keys; checksum %s\n", rep.Identities, rep.Templates, rep.Crops, rep.APIKeys, rep.Checksum)
 			return nil
 		},
 	}
@@ -77,18 +79,21 @@ type migrateReport struct {
 	Model string `json:"model,omitempty"`
 	Head  string `json:"head,omitempty"`
 	Dim   int    `json:"dim"`
-	// Identities, Templates and APIKeys are the counts, equal on both sides.
+	// Identities, Templates, Crops (templates that keep their face crop)
+	// and APIKeys are the counts, equal on both sides.
 	Identities int `json:"identities"`
 	Templates  int `json:"templates"`
+	Crops      int `json:"crops"`
 	APIKeys    int `json:"api_keys"`
 	// CopiedIdentities and CopiedAPIKeys are what this run wrote (less than
 	// the counts on a --resume).
 	CopiedIdentities int `json:"copied_identities"`
 	CopiedTemplates  int `json:"copied_templates"`
+	CopiedCrops      int `json:"copied_crops"`
 	CopiedAPIKeys    int `json:"copied_api_keys"`
 	// IDs says how identities were numbered in --to: "preserved".
 	IDs string `json:"ids"`
-	// Checksum is the sha256 over the names and embeddings, KeysChecksum
+	// Checksum is the sha256 over the names, embeddings and crops, KeysChecksum
 	// over the API key hashes: equal on both sides.
 	Checksum     string `json:"checksum"`
 	KeysChecksum string `json:"api_keys_checksum"`
@@ -180,6 +185,10 @@ func migrate(from, to string, resume bool, progressTo io.Writer) (*migrateReport
 				return nil, fmt.Errorf("--to: identity %d is %q there and %q in the source: --to is not a copy of this source", it.ID, old.Name, it.Name)
 			}
 		} else {
+			crops, err := readCrops(src, it, ts)
+			if err != nil {
+				return nil, fmt.Errorf("--from: %w", err)
+			}
 			if err := im.ImportIdentity(it, ts); err != nil {
 				if errors.Is(err, enroll.ErrExists) {
 					return nil, fmt.Errorf("--to: identity %d (%q): %w: --to holds other people (not a copy of this source)", it.ID, it.Name, err)
@@ -188,6 +197,7 @@ func migrate(from, to string, resume bool, progressTo io.Writer) (*migrateReport
 			}
 			rep.CopiedIdentities++
 			rep.CopiedTemplates += len(ts)
+			rep.CopiedCrops += crops
 		}
 		bar.Set(i+1, "")
 	}
@@ -221,28 +231,51 @@ func migrate(from, to string, resume bool, progressTo io.Writer) (*migrateReport
 	if m := dst.Meta(); m.Model != meta.Model || m.Head != meta.Head || m.Dim != meta.Dim {
 		return nil, fmt.Errorf("verification failed: --to is tagged backbone %s head %s dim %d, the source %s %s %d", shortSHA(m.Model), orNone(m.Head), m.Dim, shortSHA(meta.Model), orNone(meta.Head), meta.Dim)
 	}
-	rep.Identities, rep.Templates, rep.APIKeys = a.identities, a.templates, a.keys
+	rep.Identities, rep.Templates, rep.Crops, rep.APIKeys = a.identities, a.templates, a.crops, a.keys
 	rep.Checksum, rep.KeysChecksum = a.sum, a.keySum
 	secs := func(d time.Duration) float64 { return math.Round(d.Seconds()*100) / 100 }
 	rep.Seconds, rep.CopySeconds, rep.VerifySeconds = secs(time.Since(start)), secs(copied.Sub(start)), secs(time.Since(copied))
 	return rep, nil
 }
 
+// readCrops fills the Crop of each template of it (ts, from s.Templates)
+// that HasCrop, for ImportIdentity, and returns how many it read. A crop
+// gone since the list (a template removed meanwhile from a PostgreSQL
+// source in use) is left out; the verification then tells.
+func readCrops(s enroll.Store, it enroll.Identity, ts []enroll.Template) (int, error) {
+	n := 0
+	for i := range ts {
+		if !ts[i].HasCrop {
+			continue
+		}
+		b, err := s.TemplateCrop(it.ID, ts[i].ID)
+		if errors.Is(err, enroll.ErrNoCrop) || errors.Is(err, enroll.ErrTemplateNotFound) {
+			continue
+		}
+		if err != nil {
+			return n, fmt.Errorf("identity %d (%q): the crop of template %d: %w", it.ID, it.Name, ts[i].ID, err)
+		}
+		ts[i].Crop = b
+		n++
+	}
+	return n, nil
+}
+
 // storeDigest is what migrate compares of two stores.
 type storeDigest struct {
-	identities, templates, keys int
-	sum, keySum                 string
+	identities, templates, crops, keys int
+	sum, keySum                        string
 }
 
 func (d storeDigest) String() string {
-	return fmt.Sprintf("%d identities, %d templates, %d API keys, checksum %.16s…, keys checksum %.16s…", d.identities, d.templates, d.keys, d.sum, d.keySum)
+	return fmt.Sprintf("%d identities, %d templates, %d crops, %d API keys, checksum %.16s…, keys checksum %.16s…", d.identities, d.templates, d.crops, d.keys, d.sum, d.keySum)
 }
 
 // digestStore reads every identity and template of s: the counts and a
 // sha256 over, for each identity in the byte order of its name, the name,
-// the number of templates and each template's embedding (float32 bits,
-// little endian) in enrolment order; and a sha256 over the sorted API key
-// hashes.
+// the number of templates and, in enrolment order, each template's
+// embedding (float32 bits, little endian) and its crop (its length, 0 for
+// none, and its bytes); and a sha256 over the sorted API key hashes.
 func digestStore(s enroll.Store) (storeDigest, error) {
 	var d storeDigest
 	people, err := s.List()
@@ -265,6 +298,15 @@ func digestStore(s enroll.Store) (storeDigest, error) {
 			for _, x := range t.Embedding {
 				buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(x))
 			}
+			var crop []byte
+			if t.HasCrop {
+				if crop, err = s.TemplateCrop(it.ID, t.ID); err != nil {
+					return d, fmt.Errorf("identity %d (%q): the crop of template %d: %w", it.ID, it.Name, t.ID, err)
+				}
+				d.crops++
+			}
+			buf = binary.LittleEndian.AppendUint32(buf, uint32(len(crop)))
+			buf = append(buf, crop...)
 		}
 		h.Write(buf)
 		d.templates += len(ts)

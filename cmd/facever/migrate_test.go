@@ -15,8 +15,10 @@ import (
 	"time"
 
 	fv "github.com/facever/facever"
+	"github.com/facever/facever/align"
 	"github.com/facever/facever/enroll"
 	"github.com/facever/facever/internal/pgtest"
+	"github.com/facever/facever/schema"
 )
 
 const migrateModel = "87aacdfe57510db2af90c0251df680e8eec88f122ee94712121d09bcaaaf3581"
@@ -28,9 +30,29 @@ type migrateSource struct {
 	marker float32  // a value found once in the file (to damage it)
 }
 
+// migrateCrop is the face crop of template j of person i in
+// makeMigrateSource (every other template has one): a real JPEG of a
+// 112×112 chip (align.Chip.JPEG, as enroll keeps), different for each.
+func migrateCrop(t *testing.T, i, j int) []byte {
+	t.Helper()
+	if (i+j)%2 != 0 {
+		return nil
+	}
+	c := align.Chip{Size: 112, Pix: make([]uint8, 3*112*112)}
+	for k := range c.Pix {
+		c.Pix[k] = uint8(k/3%112*(i+1) + k/3/112*(j+2) + k%3*40)
+	}
+	b, err := c.JPEG()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // makeMigrateSource writes a real bbolt gallery: people identities with 0–3
-// templates of dim values each, metadata, photo hashes, a removed identity
-// (a hole in the ids) and API keys of each scope.
+// templates of dim values each (every other one with a face crop),
+// metadata, photo hashes, a removed identity (a hole in the ids) and API
+// keys of each scope.
 func makeMigrateSource(t *testing.T, people, dim int) migrateSource {
 	t.Helper()
 	src := migrateSource{path: filepath.Join(t.TempDir(), "team.db"), marker: 12345.678}
@@ -50,7 +72,7 @@ func makeMigrateSource(t *testing.T, people, dim int) migrateSource {
 			if i == 1 && j == 0 {
 				e[0] = src.marker
 			}
-			items = append(items, enroll.BatchItem{Name: fmt.Sprintf("Person %04d", i), Template: enroll.Template{Embedding: e, Source: fmt.Sprintf("p%d-%d.jpg", i, j), PhotoSHA256: fmt.Sprintf("%064x", 1000*i+j+1)}})
+			items = append(items, enroll.BatchItem{Name: fmt.Sprintf("Person %04d", i), Template: enroll.Template{Embedding: e, Source: fmt.Sprintf("p%d-%d.jpg", i, j), PhotoSHA256: fmt.Sprintf("%064x", 1000*i+j+1), Crop: migrateCrop(t, i, j)}})
 		}
 	}
 	if _, err := g.EnrollBatch(items, false); err != nil {
@@ -82,8 +104,8 @@ func makeMigrateSource(t *testing.T, people, dim int) migrateSource {
 }
 
 // sameStores checks that b holds exactly what a holds: ids, names,
-// metadata, created times (to the microsecond), templates bit for bit, API
-// keys, tags.
+// metadata, created times (to the microsecond), templates bit for bit,
+// their crops byte for byte, API keys, tags.
 func sameStores(t *testing.T, a, b enroll.Store, keys []string) {
 	t.Helper()
 	la, err := a.List()
@@ -117,8 +139,18 @@ func sameStores(t *testing.T, a, b enroll.Store, keys []string) {
 			for d := 0; same && d < len(p.Embedding); d++ {
 				same = math.Float32bits(p.Embedding[d]) == math.Float32bits(q.Embedding[d])
 			}
-			if !same || p.ID != q.ID || p.Source != q.Source || p.PhotoSHA256 != q.PhotoSHA256 || !near(p.Created, q.Created) {
+			if !same || p.ID != q.ID || p.Source != q.Source || p.PhotoSHA256 != q.PhotoSHA256 || !near(p.Created, q.Created) || p.HasCrop != q.HasCrop {
 				t.Fatalf("template %+v of %s copied as %+v", p, x.Name, q)
+			}
+			if p.HasCrop {
+				ca, err := a.TemplateCrop(x.ID, p.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cb, err := b.TemplateCrop(y.ID, q.ID)
+				if err != nil || !bytes.Equal(ca, cb) {
+					t.Fatalf("the crop of template %d of %s (%d bytes) copied as %d bytes (%v)", p.ID, x.Name, len(ca), len(cb), err)
+				}
 			}
 		}
 	}
@@ -141,9 +173,11 @@ func sameStores(t *testing.T, a, b enroll.Store, keys []string) {
 type migrateDoc struct {
 	Identities       int     `json:"identities"`
 	Templates        int     `json:"templates"`
+	Crops            int     `json:"crops"`
 	APIKeys          int     `json:"api_keys"`
 	CopiedIdentities int     `json:"copied_identities"`
 	CopiedTemplates  int     `json:"copied_templates"`
+	CopiedCrops      int     `json:"copied_crops"`
 	CopiedAPIKeys    int     `json:"copied_api_keys"`
 	IDs              string  `json:"ids"`
 	Checksum         string  `json:"checksum"`
@@ -167,9 +201,22 @@ func testMigrate(t *testing.T, to string) {
 	if err := json.Unmarshal([]byte(out), &doc); err != nil {
 		t.Fatalf("migrate --json: %v: %s", err, out)
 	}
-	wantTemplates := 0
+	if err := schema.Validate("gallery-migrate.json", []byte(out)); err != nil {
+		t.Errorf("migrate --json: %v\n%s", err, out)
+	}
+	wantTemplates, wantCrops := 0, 0
+	cropsOf := map[string]int{} // by name
 	for i := range people {
 		wantTemplates += i % 4
+		for j := range i % 4 {
+			if migrateCrop(t, i, j) != nil {
+				wantCrops++
+				cropsOf[fmt.Sprintf("Person %04d", i)]++
+			}
+		}
+	}
+	if wantCrops == 0 || doc.Crops != wantCrops || doc.CopiedCrops != wantCrops {
+		t.Fatalf("migrate report: %d crops, %d copied; want %d", doc.Crops, doc.CopiedCrops, wantCrops)
 	}
 	if doc.Identities != people+1 || doc.Templates != wantTemplates || doc.APIKeys != 3 || doc.CopiedIdentities != people+1 || doc.CopiedTemplates != wantTemplates ||
 		doc.CopiedAPIKeys != 3 || doc.IDs != "preserved" || len(doc.Checksum) != 64 || doc.Model != migrateModel || doc.Head != "arcface-1" || doc.Dim != dim {
@@ -213,7 +260,7 @@ func testMigrate(t *testing.T, to string) {
 		t.Fatalf("migrate --resume: exit %d: %s", code, errs)
 	}
 	var again migrateDoc
-	if err := json.Unmarshal([]byte(out), &again); err != nil || again.CopiedIdentities != 0 || again.CopiedAPIKeys != 0 || again.Checksum != doc.Checksum || again.Identities != doc.Identities {
+	if err := json.Unmarshal([]byte(out), &again); err != nil || again.CopiedIdentities != 0 || again.CopiedCrops != 0 || again.CopiedAPIKeys != 0 || again.Checksum != doc.Checksum || again.Identities != doc.Identities || again.Crops != wantCrops {
 		t.Fatalf("migrate --resume: %+v %v", again, err)
 	}
 	// An interrupted migration (here: people missing from the target) is
@@ -223,13 +270,14 @@ func testMigrate(t *testing.T, to string) {
 		t.Fatal(err)
 	}
 	list, _ := b.List()
-	removed := 0
+	removed, removedCrops := 0, 0
 	for i, it := range list {
 		if i%7 == 3 {
 			if err := b.Remove(it.ID); err != nil {
 				t.Fatal(err)
 			}
 			removed++
+			removedCrops += cropsOf[it.Name]
 		}
 	}
 	b.Close()
@@ -237,9 +285,45 @@ func testMigrate(t *testing.T, to string) {
 	if code != exitOK {
 		t.Fatalf("migrate --resume after losses: exit %d: %s", code, errs)
 	}
-	if err := json.Unmarshal([]byte(out), &again); err != nil || again.CopiedIdentities != removed || again.Checksum != doc.Checksum {
-		t.Fatalf("migrate --resume after losing %d: %+v %v", removed, again, err)
+	if err := json.Unmarshal([]byte(out), &again); err != nil || again.CopiedIdentities != removed || again.CopiedCrops != removedCrops || removedCrops == 0 || again.Checksum != doc.Checksum {
+		t.Fatalf("migrate --resume after losing %d (%d crops): %+v %v", removed, removedCrops, again, err)
 	}
+	check()
+	// The verification covers the crops: a target whose person holds the
+	// same templates with one crop missing fails it.
+	b, err = fv.OpenGallery(to, enroll.Options{Model: migrateModel, Head: "arcface-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	it := mustResolve(t, b, "Person 0002") // templates 0 and 1: a crop on the first
+	ts, err := b.Templates(it.ID)
+	if err != nil || len(ts) != 2 || !ts[0].HasCrop || ts[1].HasCrop {
+		t.Fatalf("Person 0002: %+v %v", ts, err)
+	}
+	if err := b.Remove(it.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.(enroll.Importer).ImportIdentity(it, ts); err != nil { // no Crop: none kept
+		t.Fatal(err)
+	}
+	b.Close()
+	code, _, errs = facever(t, "gallery", "migrate", "--from", src.path, "--to", to, "--resume")
+	if code != exitError || !strings.Contains(errs, "verification failed") || !strings.Contains(errs, fmt.Sprintf("%d crops", wantCrops-1)) {
+		t.Fatalf("migrate --resume onto a target missing a crop: exit %d: %s", code, errs)
+	}
+	// Put it back (with its crop) for what follows.
+	b, err = fv.OpenGallery(to, enroll.Options{Model: migrateModel, Head: "arcface-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Remove(it.ID); err != nil {
+		t.Fatal(err)
+	}
+	ts[0].Crop = migrateCrop(t, 2, 0)
+	if err := b.(enroll.Importer).ImportIdentity(it, ts); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
 	check()
 	// A target changed since (a template more) fails the verification.
 	b, err = fv.OpenGallery(to, enroll.Options{Model: migrateModel, Head: "arcface-1"})

@@ -231,10 +231,11 @@ func remoteGalleryCommand() *cli.Command {
 		"show":   remoteShow,
 		"rename": remoteRename,
 		"remove": remoteRemove,
+		"crop":   remoteCrop,
 	})
 	g.Description += `
 
-list, show, rename and remove work on a running facever serve too: --server URL
+list, show, rename, remove and crop work on a running facever serve too: --server URL
 with --key KEY (or $FACEVER_SERVER and $FACEVER_KEY) instead of --gallery, over
 its REST API, with the same output. While a server holds a gallery file, the
 local commands say so at once and name its --server URL.`

@@ -55,7 +55,7 @@ func (s *Server) faceCrop(w http.ResponseWriter, r *http.Request) error {
 	b, err := s.cfg.Gallery.TemplateCrop(id, fid)
 	switch {
 	case errors.Is(err, enroll.ErrNoCrop):
-		return &apiError{http.StatusNotFound, "no_crop", fmt.Sprintf("face %d of identity %d has no crop kept: it was imported, enrolled before crops were kept, or enrolled by a server with --no-crops", fid, id)}
+		return &apiError{http.StatusNotFound, "no_crop", fmt.Sprintf("face %d of identity %d has no crop kept: it was imported, enrolled before crops were kept, or enrolled with --no-crops (facever enroll or facever serve)", fid, id)}
 	case err != nil:
 		return err
 	}
