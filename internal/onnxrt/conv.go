@@ -215,7 +215,7 @@ func compileConv(c *cctx) error {
 	} else {
 		op.dw = newDWLayout(&g)
 		c.p.scratchSize(op.dw.phaseSize + op.dw.vlen)
-		op.dwPtrs = make([][]*float32, gemm.Workers())
+		op.dwPtrs = make([][]*float32, c.p.workers())
 		for i := range op.dwPtrs {
 			op.dwPtrs[i] = make([]*float32, g.kh*g.kw)
 		}
@@ -240,15 +240,15 @@ func (op *convOp) run() {
 		copy(op.bias, op.b.f)
 	}
 	if op.depth {
-		gemm.Parallel(g.n*g.m, 1, op.dwFn)
+		op.p.parallel(g.n*g.m, 1, op.dwFn)
 	} else {
 		if !op.wConst {
 			op.packWeights()
 		}
 		if op.phases != nil {
-			gemm.Parallel(g.n*g.c, 1, op.fillFn)
+			op.p.parallel(g.n*g.c, 1, op.fillFn)
 		}
-		gemm.Parallel(g.n*g.group*op.mBlocks*op.nBlocks, 1, op.jobFn)
+		op.p.parallel(g.n*g.group*op.mBlocks*op.nBlocks, 1, op.jobFn)
 	}
 	if op.resBc != nil {
 		op.resBc.runF(opAdd, op.y.f, op.y.f, op.res.f)

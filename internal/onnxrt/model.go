@@ -2,6 +2,7 @@ package onnxrt
 
 import (
 	"fmt"
+	"runtime"
 	"sort"
 	"sync"
 
@@ -70,7 +71,8 @@ type value struct {
 }
 
 // Model is a loaded ONNX model ready to run. Run (and RunInto) may be called
-// from one goroutine at a time; Model serialises concurrent calls.
+// from several goroutines: Model serialises their runs, or, after
+// SetThreads(1), runs them at once on plans of their own.
 type Model struct {
 	opset   int
 	nodes   []*node
@@ -86,6 +88,27 @@ type Model struct {
 	plan     *plan
 	memLimit int64
 	anySize  bool // AnyInputSize: declared dimensions are not enforced
+	// serial (SetThreads(1)): kernels run on the calling goroutine, and
+	// concurrent runs each take a plan of their own from idle.
+	serial bool
+	idle   []*plan
+}
+
+// SetThreads sets how many threads one run of m uses. 0 (the default)
+// splits each kernel over internal/gemm's pool (every core) and runs
+// one Run at a time. 1 runs every kernel on the calling goroutine, with
+// no hand-off to other threads (for small models, whose layers last a few
+// microseconds, the hand-off costs more than it saves), and lets runs
+// from several goroutines go on at once, each on a compiled plan of its
+// own (idle plans are kept for reuse, at most GOMAXPROCS; each counts
+// against the memory limit on its own). The outputs are the same bit for
+// bit either way: the pool splits a kernel's outputs, never a sum.
+// Other values are taken as 0. Call it before the model runs concurrently.
+func (m *Model) SetThreads(n int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.serial = n == 1
+	m.plan, m.idle = nil, nil
 }
 
 // Inputs lists the graph inputs that are not initialisers.
@@ -114,7 +137,7 @@ func (m *Model) Unsupported() []string { return append([]string(nil), m.unsup...
 func (m *Model) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.plan = nil
+	m.plan, m.idle = nil, nil
 	return nil
 }
 
@@ -348,6 +371,9 @@ func (m *Model) Run(inputs map[string]infer.Tensor, names []string) ([]infer.Ten
 // rank is reused, so repeated calls with the same shapes allocate nothing.
 func (m *Model) RunInto(inputs map[string]infer.Tensor, names []string, outs []infer.Tensor) (err error) {
 	m.mu.Lock()
+	if m.serial {
+		return m.runSerial(inputs, names, outs) // unlocks m.mu
+	}
 	defer m.mu.Unlock()
 	defer func() {
 		if r := recover(); r != nil {
@@ -370,4 +396,62 @@ func (m *Model) RunInto(inputs map[string]infer.Tensor, names []string, outs []i
 		m.plan = p
 	}
 	return p.run(inputs, names, outs)
+}
+
+// Concurrent reports whether runs of m from several goroutines go on at
+// once (SetThreads(1)) rather than one after another.
+func (m *Model) Concurrent() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.serial
+}
+
+// runSerial is RunInto for SetThreads(1), called with m.mu held: it takes
+// an idle plan for the inputs' shapes (or compiles one), runs it without
+// the lock, and puts it back.
+func (m *Model) runSerial(inputs map[string]infer.Tensor, names []string, outs []infer.Tensor) (err error) {
+	p, err := m.idlePlan(inputs, len(names), len(outs))
+	m.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("onnxrt: internal error: %v", r)
+			return // the plan is dropped
+		}
+		m.mu.Lock()
+		if m.serial { // not reset by SetThreads or Close meanwhile
+			if len(m.idle) >= runtime.GOMAXPROCS(0) {
+				m.idle = m.idle[1:]
+			}
+			m.idle = append(m.idle, p)
+		}
+		m.mu.Unlock()
+	}()
+	return p.run(inputs, names, outs)
+}
+
+// idlePlan takes an idle plan for the inputs' shapes out of m.idle, or
+// compiles one (m.mu held).
+func (m *Model) idlePlan(inputs map[string]infer.Tensor, nNames, nOuts int) (p *plan, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			p, err = nil, fmt.Errorf("onnxrt: internal error: %v", r)
+		}
+	}()
+	if nOuts != nNames {
+		return nil, fmt.Errorf("onnxrt: %d output slots for %d names", nOuts, nNames)
+	}
+	if len(m.unsup) > 0 {
+		return nil, fmt.Errorf("onnxrt: model uses %v: %w", m.unsup, ErrUnsupportedOp)
+	}
+	for i := len(m.idle) - 1; i >= 0; i-- {
+		if m.idle[i].matches(inputs) {
+			p = m.idle[i]
+			m.idle = append(m.idle[:i], m.idle[i+1:]...)
+			return p, nil
+		}
+	}
+	return m.compile(inputs)
 }

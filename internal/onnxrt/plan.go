@@ -127,6 +127,25 @@ type plan struct {
 	folded  int64 // bytes of constants folded while compiling
 	extra   int64 // bytes kernels allocated while compiling (packed weights, tables)
 	limit   int64 // the model's memory limit; 0: none
+	serial  bool  // Model.SetThreads(1): kernels run on the calling goroutine
+}
+
+// workers is the number of workers a kernel of p splits over.
+func (p *plan) workers() int {
+	if p.serial {
+		return 1
+	}
+	return gemm.Workers()
+}
+
+// parallel runs fn over [0,n) as gemm.Parallel does, or on the calling
+// goroutine for a serial plan.
+func (p *plan) parallel(n, grain int, fn func(worker, lo, hi int)) {
+	if p.serial {
+		fn(0, 0, n)
+		return
+	}
+	gemm.Parallel(n, grain, fn)
 }
 
 // sharedScratch asks for n floats of scratch memory shared by all workers
@@ -259,7 +278,7 @@ func (p *plan) checkLimit(ins []*tensor) error {
 // planTensors compiles a plan for ins (shapes, types, kernels, buffer
 // sizes) without allocating its buffers.
 func (m *Model) planTensors(ins []*tensor) (*plan, error) {
-	p := &plan{m: m, vals: make([]*tensor, len(m.values)), limit: m.memLimit}
+	p := &plan{m: m, vals: make([]*tensor, len(m.values)), limit: m.memLimit, serial: m.serial}
 	uses := make([]int, len(m.values))
 	for _, n := range m.nodes {
 		if n.dead {
@@ -443,7 +462,7 @@ func (m *Model) planTensors(ins []*tensor) (*plan, error) {
 // memory is the number of bytes the plan holds once allocated (buffers,
 // scratch, folded constants) plus the outputs Run returns (float32).
 func (p *plan) memory() int64 {
-	total := p.folded + p.extra + int64(max(p.shSize, len(p.shared)))*4 + int64(gemm.Workers())*int64(p.scrSize)*4
+	total := p.folded + p.extra + int64(max(p.shSize, len(p.shared)))*4 + int64(p.workers())*int64(p.scrSize)*4
 	for _, b := range p.bufs {
 		total += int64(b.size) * elemBytes(b.dt)
 	}
@@ -478,7 +497,7 @@ func (p *plan) allocate() {
 }
 
 func (p *plan) allocScratch() {
-	p.scratch = make([][]float32, gemm.Workers())
+	p.scratch = make([][]float32, p.workers())
 	for i := range p.scratch {
 		p.scratch[i] = make([]float32, p.scrSize)
 	}
