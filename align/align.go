@@ -16,6 +16,9 @@ import (
 	"image/color"
 	"math"
 	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"gocv.io/x/gocv"
 
@@ -154,6 +157,50 @@ func chipFromBGR(m gocv.Mat) Chip {
 type Aligner struct {
 	det, lmk infer.Session
 	opt      Options
+	// concurrent: the landmark session runs crops from several goroutines
+	// at once (concurrentSession); inflight counts the Detect calls in
+	// progress (see orient).
+	concurrent bool
+	inflight   atomic.Int32
+	// clock, when set (BenchmarkDetectStages only, by one goroutine),
+	// adds the time of each of Detect's steps up; nil otherwise.
+	clock *stageClock
+}
+
+// stageClock adds up the time Detect spends in each step (lap). Steps
+// that run at once on several goroutines (orient, readTurns) share it:
+// the time since the last lap goes to whichever step laps next.
+type stageClock struct {
+	mu    sync.Mutex
+	now   func() time.Duration
+	last  time.Duration
+	ctx   string // prefixed to the steps' names: which reading they belong to
+	spent map[string]time.Duration
+	count map[string]int
+}
+
+// lap charges the time since the previous lap to stage (with the
+// clock's context); it does nothing without a clock.
+func (a *Aligner) lap(stage string) {
+	c := a.clock
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := c.now()
+	c.spent[c.ctx+stage] += t - c.last
+	c.count[c.ctx+stage]++
+	c.last = t
+}
+
+// lapContext sets the stage clock's context (see lap).
+func (a *Aligner) lapContext(ctx string) {
+	if c := a.clock; c != nil {
+		c.mu.Lock()
+		c.ctx = ctx
+		c.mu.Unlock()
+	}
 }
 
 // New returns an Aligner over a detector session (models.Detect) and a
@@ -165,7 +212,19 @@ func New(det, lmk infer.Session, opt Options) *Aligner {
 	if opt.NMS == 0 {
 		opt.NMS = DefaultOptions.NMS
 	}
-	return &Aligner{det: det, lmk: lmk, opt: opt}
+	a := &Aligner{det: det, lmk: lmk, opt: opt}
+	if c, ok := lmk.(concurrentSession); ok {
+		a.concurrent = c.Concurrent()
+	}
+	return a
+}
+
+// concurrentSession is a session that says whether its runs from several
+// goroutines go on at once (onnxrt.Model: after SetThreads(1), as
+// internal/session opens the landmark model) rather than one after
+// another.
+type concurrentSession interface {
+	Concurrent() bool
 }
 
 // padLimit: photos whose longer side is at most this many pixels are padded
@@ -179,16 +238,22 @@ const padLimit = 640
 // photo's coordinates: im's pixels, divided by im.Scale for a photo read
 // reduced. Each face carries its orientation and Quality (measured on im).
 func (a *Aligner) Detect(im *Image) ([]Face, error) {
+	if a.clock != nil {
+		a.clock.last, a.clock.ctx = a.clock.now(), ""
+	}
 	work, pad, err := padded(im)
 	if err != nil {
 		return nil, err
 	}
+	a.lap("pad")
 	if pad > 0 {
 		defer work.Close()
 	}
 	if a.opt.legacy {
 		return a.detectLegacy(im, work, pad)
 	}
+	a.inflight.Add(1)
+	defer a.inflight.Add(-1)
 	boxes, err := a.detectPyramid(work, pad, pad > 0)
 	if err != nil {
 		return nil, err
@@ -210,6 +275,7 @@ func (a *Aligner) Detect(im *Image) ([]Face, error) {
 		return nil, err
 	}
 	if len(faces) == 0 && !a.opt.NoRotate {
+		a.lapContext("turned photo: ")
 		if faces, err = a.detectTurned(work, photo, pad, pad > 0 && max(im.Width(), im.Height()) <= padLimit); err != nil {
 			return nil, err
 		}
@@ -249,6 +315,8 @@ func (a *Aligner) Detect(im *Image) ([]Face, error) {
 		faces = kept
 	}
 	sort.SliceStable(faces, func(i, j int) bool { return faces[i].Area() > faces[j].Area() })
+	a.lapContext("")
+	a.lap("rest")
 	return faces, nil
 }
 
@@ -351,6 +419,7 @@ func (a *Aligner) detectLegacy(im *Image, work gocv.Mat, pad int) ([]Face, error
 		return nil, err
 	}
 	faces := nms(cand, a.opt.NMS)
+	a.lap("nms")
 	for i := range faces {
 		if err := a.landmarks(work, &faces[i]); err != nil {
 			return nil, err
@@ -373,5 +442,6 @@ func (a *Aligner) detectLegacy(im *Image, work gocv.Mat, pad int) ([]Face, error
 	}
 	im.toSource(faces)
 	sort.SliceStable(faces, func(i, j int) bool { return faces[i].Area() > faces[j].Area() })
+	a.lap("rest")
 	return faces, nil
 }

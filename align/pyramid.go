@@ -216,6 +216,7 @@ func (a *Aligner) detectPyramid(m gocv.Mat, pad int, small bool) ([]Face, error)
 			out = append(out, f)
 		}
 	}
+	a.lap("nms")
 	return out, nil
 }
 
@@ -227,7 +228,10 @@ func (a *Aligner) detectTile(m gocv.Mat, t tileRect) ([]Face, error) {
 		return nil, err
 	}
 	defer putInput(x)
-	return a.runTile(x, t)
+	a.lap("detector input")
+	c, err := a.runTile(x, t)
+	a.lap("detector")
+	return c, err
 }
 
 // tileInput reads tile t of m into a detector input tensor (from

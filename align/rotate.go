@@ -5,6 +5,9 @@ import (
 	"image"
 	"image/color"
 	"math"
+	"runtime"
+	"sync"
+	"sync/atomic"
 
 	"gocv.io/x/gocv"
 
@@ -158,10 +161,12 @@ func (a *Aligner) landmarksAt(m gocv.Mat, f *Face, theta float64) error {
 	if err != nil {
 		return err
 	}
+	a.lap("landmark crop")
 	pts, err := a.runLandmarks([]landmarkCrop{c})
 	if err != nil {
 		return err
 	}
+	a.lap("landmarks")
 	f.Points68 = pts[0]
 	f.Landmarks = FivePoints(&f.Points68)
 	return nil
@@ -174,24 +179,42 @@ func (a *Aligner) landmarksAt(m gocv.Mat, f *Face, theta float64) error {
 // way up), near 1 or more when they move with the box (it draws a face it
 // does not see: a face upside down or sideways, or no face).
 func (a *Aligner) trackAt(m gocv.Mat, f *Face, theta float64) error {
-	rad := theta * math.Pi / 180
-	dx, dy := 0.1*f.Width(), 0.1*f.Height()
-	sx, sy := math.Cos(rad)*dx-math.Sin(rad)*dy, math.Sin(rad)*dx+math.Cos(rad)*dy
-	shifted := [4]float64{f.Box[0] + sx, f.Box[1] + sy, f.Box[2] + sx, f.Box[3] + sy}
-	c, err := cropAt(m, shifted, theta)
+	pts, shift, err := a.trackPoints(m, f.Box, theta)
 	if err != nil {
 		return err
+	}
+	f.tracking = trackingError(&pts, &f.Points68, shift)
+	a.lap("tracking")
+	return nil
+}
+
+// trackPoints runs the landmark model on box shifted as trackAt shifts it
+// (it needs only the box, not the landmarks) and returns the points and
+// the shift's length in pixels.
+func (a *Aligner) trackPoints(m gocv.Mat, box [4]float64, theta float64) ([68]Point, float64, error) {
+	rad := theta * math.Pi / 180
+	dx, dy := 0.1*(box[2]-box[0]), 0.1*(box[3]-box[1])
+	sx, sy := math.Cos(rad)*dx-math.Sin(rad)*dy, math.Sin(rad)*dx+math.Cos(rad)*dy
+	shifted := [4]float64{box[0] + sx, box[1] + sy, box[2] + sx, box[3] + sy}
+	c, err := cropAt(m, shifted, theta)
+	if err != nil {
+		return [68]Point{}, 0, err
 	}
 	pts, err := a.runLandmarks([]landmarkCrop{c})
 	if err != nil {
-		return err
+		return [68]Point{}, 0, err
 	}
+	return pts[0], math.Hypot(sx, sy), nil
+}
+
+// trackingError is the mean distance between the points read on the
+// shifted box and the reading's, as a share of the shift.
+func trackingError(moved, read *[68]Point, shift float64) float64 {
 	var d float64
-	for i := range pts[0] {
-		d += math.Hypot(pts[0][i].X-f.Points68[i].X, pts[0][i].Y-f.Points68[i].Y)
+	for i := range moved {
+		d += math.Hypot(moved[i].X-read[i].X, moved[i].Y-read[i].Y)
 	}
-	f.tracking = d / 68 / math.Hypot(sx, sy)
-	return nil
+	return d / 68 / shift
 }
 
 // quarterOf is the multiple of 90° (0, 90, 180 or 270) nearest to roll.
@@ -241,7 +264,9 @@ func (a *Aligner) read(m gocv.Mat, f *Face, quarter float64) error {
 	f.Roll = eyeRoll(f.Landmarks)
 	f.Rotation = quarterOf(f.Roll)
 	f.theta = theta
+	a.lap("read")
 	f.upright = uprightScore(m, f)
+	a.lap("upright")
 	f.tracking, f.tracked = 0, false
 	return nil
 }
@@ -264,8 +289,40 @@ func (a *Aligner) track(m gocv.Mat, f *Face) (float64, error) {
 
 // orient reads f at the quarter turn quarter (read) and returns its
 // uprightness, the tracking error measured (track).
+//
+// When the landmark session runs crops concurrently (concurrentSession)
+// and this is the only Detect of the Aligner in flight, the crop the
+// tracking error needs (trackPoints: the box shifted, at the angle
+// quarter) is run on another goroutine beside the reading: on a machine
+// with a core to spare, the tracking then costs no time. Its points are
+// used when the reading ends at that angle (no roll refinement) and needs
+// a tracking error (upright below uprightSure), giving the same tracking
+// error as measuring it afterwards (same crop, same model); otherwise they
+// are dropped and track measures as usual.
 func (a *Aligner) orient(m gocv.Mat, f *Face, quarter float64) (float64, error) {
-	if err := a.read(m, f, quarter); err != nil {
+	type tracked struct {
+		pts   [68]Point
+		shift float64
+		err   error
+	}
+	var ahead chan tracked
+	if a.concurrent && a.inflight.Load() == 1 && runtime.GOMAXPROCS(0) > 1 {
+		ahead = make(chan tracked, 1)
+		box := f.Box
+		go func() {
+			pts, shift, err := a.trackPoints(m, box, quarter)
+			ahead <- tracked{pts, shift, err}
+		}()
+	}
+	err := a.read(m, f, quarter)
+	if ahead != nil {
+		t := <-ahead
+		a.lap("tracking ahead (wait)")
+		if err == nil && t.err == nil && f.theta == quarter && f.upright < uprightSure {
+			f.tracking, f.tracked = trackingError(&t.pts, &f.Points68, t.shift), true
+		}
+	}
+	if err != nil {
 		return 0, err
 	}
 	return a.track(m, f)
@@ -311,13 +368,15 @@ func (a *Aligner) finish(m gocv.Mat, photo image.Rectangle, faces []Face, quarte
 	readings[0] = append([]Face(nil), faces...)
 	n := float64(len(faces))
 	if !a.opt.NoRotate && len(faces) > 0 && most < uprightMin {
+		a.lapContext("turn search: ")
 		best, bestTotal := 0, total
+		turned, errs := a.readTurns(m, readings[0], quarter)
 		for k := 1; k < 4; k++ {
-			alt := append([]Face(nil), readings[0]...)
+			alt := turned[k]
 			ub := 0.0 // the total with no tracking error: an upper bound
 			for i := range alt {
-				if err := a.read(m, &alt[i], math.Mod(quarter+float64(90*k), 360)); err != nil {
-					return err
+				if errs[k][i] != nil {
+					return errs[k][i]
 				}
 				ub += alt[i].upright
 			}
@@ -338,6 +397,7 @@ func (a *Aligner) finish(m gocv.Mat, photo image.Rectangle, faces []Face, quarte
 		copy(faces, readings[best])
 	}
 	for i := range faces {
+		a.lapContext("half-turn: ")
 		f := &faces[i]
 		// A face that does not look clearly upright is read once more
 		// turned by a half turn: if that reading is more upright, this
@@ -368,12 +428,64 @@ func (a *Aligner) finish(m gocv.Mat, photo image.Rectangle, faces []Face, quarte
 			}
 			turned, tu, tt = alt.upright-alt.tracking-u, alt.upright, alt.tracking
 		}
+		a.lapContext("")
 		f.Quality = quality(m, photo, f)
 		f.Quality.HalfTurn = turned
 		f.Quality.TurnedUpright, f.Quality.TurnedTracking = tu, tt
 		f.Quality.score()
+		a.lap("quality")
 	}
 	return nil
+}
+
+// readTurns reads the faces (as first read, from the turn quarter) from
+// the other three turns, quarter + 90k for k = 1, 2, 3 (read), and
+// returns the readings and each one's error, by k. On a landmark session
+// that runs crops at once (see orient), with this the only Detect in
+// flight, the 3·len(faces) readings run on up to GOMAXPROCS goroutines;
+// otherwise one after another, stopping at the first error (finish
+// returns the first error in that order, whichever way they ran).
+func (a *Aligner) readTurns(m gocv.Mat, faces []Face, quarter float64) (turned [4][]Face, errs [4][]error) {
+	type job struct{ k, i int }
+	var jobs []job
+	for k := 1; k < 4; k++ {
+		turned[k] = append([]Face(nil), faces...)
+		errs[k] = make([]error, len(faces))
+		for i := range faces {
+			jobs = append(jobs, job{k, i})
+		}
+	}
+	do := func(j job) error {
+		err := a.read(m, &turned[j.k][j.i], math.Mod(quarter+float64(90*j.k), 360))
+		errs[j.k][j.i] = err
+		return err
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(jobs))
+	if !a.concurrent || a.inflight.Load() != 1 || workers < 2 {
+		for _, j := range jobs {
+			if do(j) != nil {
+				break
+			}
+		}
+		return turned, errs
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				n := int(next.Add(1)) - 1
+				if n >= len(jobs) {
+					return
+				}
+				do(jobs[n])
+			}
+		}()
+	}
+	wg.Wait()
+	return turned, errs
 }
 
 // turn rotates m clockwise by quarter (90, 180 or 270) degrees.

@@ -3,7 +3,10 @@ package align_test
 import (
 	"fmt"
 	"image"
+	"math"
 	"os"
+	"sort"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -46,6 +49,12 @@ type countingSession struct {
 	images atomic.Int64
 }
 
+// Concurrent forwards the session's own answer (see align.New).
+func (s *countingSession) Concurrent() bool {
+	c, ok := s.Session.(interface{ Concurrent() bool })
+	return ok && c.Concurrent()
+}
+
 func (s *countingSession) Run(in map[string]infer.Tensor, names []string) ([]infer.Tensor, error) {
 	for _, t := range in {
 		s.images.Add(int64(t.Shape[0]))
@@ -53,9 +62,30 @@ func (s *countingSession) Run(in map[string]infer.Tensor, names []string) ([]inf
 	return s.Session.Run(in, names)
 }
 
-// countingAligner is an Aligner with opt whose detector and landmark
+// recipe is a detection recipe the benchmarks compare: old is the recipe
+// of before the image pyramid (align.LegacyOptions), new the current one;
+// pool runs the landmark model over the engine's thread pool, one crop at
+// a time (as before the landmark session ran on one thread, with a face's
+// tracking crop beside its reading: "old" and "new-pool" are the two
+// recipes as they ran before that change).
+type recipe struct {
+	name string
+	opt  align.Options
+	pool bool
+}
+
+// recipes are the variants BenchmarkDetectSize, BenchmarkDetectLFW and
+// BenchmarkDetectStages run side by side.
+var recipes = []recipe{
+	{"old", align.LegacyOptions(align.DefaultOptions), true},
+	{"new-pool", align.DefaultOptions, true},
+	{"old-1thread", align.LegacyOptions(align.DefaultOptions), false},
+	{"new", align.DefaultOptions, false},
+}
+
+// countingAligner is an Aligner for rc whose detector and landmark
 // sessions count their runs.
-func countingAligner(b testing.TB, opt align.Options) (*align.Aligner, *countingSession, *countingSession) {
+func countingAligner(b testing.TB, rc recipe) (*align.Aligner, *countingSession, *countingSession) {
 	b.Helper()
 	det, err := session.Open(*runtimeFlag, modelsDir(b), models.Detect)
 	if err != nil {
@@ -65,9 +95,12 @@ func countingAligner(b testing.TB, opt align.Options) (*align.Aligner, *counting
 	if err != nil {
 		b.Fatalf("landmarks (run `make setup`): %v", err)
 	}
+	if t, ok := lmk.(interface{ SetThreads(int) }); ok && rc.pool {
+		t.SetThreads(0)
+	}
 	b.Cleanup(func() { det.Close(); lmk.Close() })
 	cd, cl := &countingSession{Session: det}, &countingSession{Session: lmk}
-	return align.New(cd, cl, opt), cd, cl
+	return align.New(cd, cl, rc.opt), cd, cl
 }
 
 // cpuTime is the process's user + system CPU time so far.
@@ -90,14 +123,10 @@ func cpuTime() time.Duration {
 //
 //	go test ./align -run '^$' -bench DetectSize -runtime engine -benchtime 20x -count 5
 func BenchmarkDetectSize(b *testing.B) {
-	recipes := []struct {
-		name string
-		opt  align.Options
-	}{{"old", align.LegacyOptions(align.DefaultOptions)}, {"new", align.DefaultOptions}}
 	for _, sz := range benchSizes {
 		im := sizedPhoto(b, sz)
 		for _, rc := range recipes {
-			a, det, lmk := countingAligner(b, rc.opt)
+			a, det, lmk := countingAligner(b, rc)
 			b.Run(fmt.Sprintf("%dx%d/%s", sz.X, sz.Y, rc.name), func(b *testing.B) {
 				if _, err := a.Detect(im); err != nil { // warm the sessions
 					b.Fatal(err)
@@ -105,17 +134,21 @@ func BenchmarkDetectSize(b *testing.B) {
 				det.images.Store(0)
 				lmk.images.Store(0)
 				n := 0
+				fastest := time.Duration(math.MaxInt64)
 				cpu := cpuTime()
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
+					t := time.Now()
 					faces, err := a.Detect(im)
 					if err != nil {
 						b.Fatal(err)
 					}
+					fastest = min(fastest, time.Since(t))
 					n = len(faces)
 				}
 				b.StopTimer()
 				per := float64(b.N)
+				b.ReportMetric(float64(fastest)/1e6, "fastest-ms")
 				b.ReportMetric(float64(cpuTime()-cpu)/1e6/per, "cpu-ms/op")
 				b.ReportMetric(float64(det.images.Load())/per, "detector-runs/op")
 				b.ReportMetric(float64(lmk.images.Load())/per, "landmark-crops/op")
@@ -153,32 +186,170 @@ func BenchmarkDetectLFW(b *testing.B) {
 			im.Close()
 		}
 	}()
-	for _, rc := range []struct {
-		name string
-		opt  align.Options
-	}{{"old", align.LegacyOptions(align.DefaultOptions)}, {"new", align.DefaultOptions}} {
-		a, det, lmk := countingAligner(b, rc.opt)
+	for _, rc := range recipes {
+		a, det, lmk := countingAligner(b, rc)
 		b.Run(rc.name, func(b *testing.B) {
 			if _, err := a.Detect(ims[0]); err != nil {
 				b.Fatal(err)
 			}
 			det.images.Store(0)
 			lmk.images.Store(0)
+			fastest := make([]time.Duration, len(ims))
+			for k := range fastest {
+				fastest[k] = math.MaxInt64
+			}
 			cpu := cpuTime()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				for _, im := range ims {
+				for k, im := range ims {
+					t := time.Now()
 					if _, err := a.Detect(im); err != nil {
 						b.Fatal(err)
 					}
+					fastest[k] = min(fastest[k], time.Since(t))
 				}
 			}
 			b.StopTimer()
 			per := float64(b.N * len(ims))
+			var sum time.Duration
+			for _, d := range fastest {
+				sum += d
+			}
+			b.ReportMetric(float64(sum)/1e6/float64(len(ims)), "fastest-ms/photo")
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/1e6/per, "ms/photo")
 			b.ReportMetric(float64(cpuTime()-cpu)/1e6/per, "cpu-ms/photo")
 			b.ReportMetric(float64(det.images.Load())/per, "detector-runs/photo")
 			b.ReportMetric(float64(lmk.images.Load())/per, "landmark-crops/photo")
+		})
+	}
+}
+
+// BenchmarkDetectStages splits the new recipe's cost on a 250×250 photo
+// (the johns photo of BenchmarkDetectSize) and on the 100 LFW photos of
+// BenchmarkDetectLFW (with FACEVER_LFW) into Detect's steps, old recipe
+// beside new: padding, the detector's input and run, NMS, landmark crops
+// and runs (by the reading they belong to: the first, the turn search,
+// the half-turn check), the roll refinement and the upright check, the
+// tracking crop and run, quality, the rest. Each step is reported as
+// process CPU time per photo (user + system, both cores; a step's time
+// includes what other goroutines spent meanwhile) and, with -v, how often
+// it ran:
+//
+//	FACEVER_LFW=/work/shared/faces/lfw go test ./align -run '^$' -bench DetectStages -runtime engine -benchtime 3x -count 5
+func BenchmarkDetectStages(b *testing.B) {
+	sets := []struct {
+		name string
+		ims  []*align.Image
+	}{{"250x250", []*align.Image{sizedPhoto(b, image.Pt(250, 250))}}}
+	if dir := os.Getenv("FACEVER_LFW"); dir != "" {
+		var ims []*align.Image
+		for i, p := range lfwPairsPhotos(b, dir) {
+			if i%77 != 0 {
+				continue
+			}
+			im, err := align.Load(p)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ims = append(ims, im)
+		}
+		sets = append(sets, struct {
+			name string
+			ims  []*align.Image
+		}{"lfw", ims})
+	}
+	defer func() {
+		for _, s := range sets {
+			for _, im := range s.ims {
+				im.Close()
+			}
+		}
+	}()
+	for _, set := range sets {
+		for _, rc := range recipes {
+			a, _, _ := countingAligner(b, rc)
+			b.Run(set.name+"/"+rc.name, func(b *testing.B) {
+				if _, err := a.Detect(set.ims[0]); err != nil { // warm the sessions
+					b.Fatal(err)
+				}
+				st := align.ClockStages(a, cpuTime)
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					for _, im := range set.ims {
+						if _, err := a.Detect(im); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+				b.StopTimer()
+				per := float64(b.N * len(set.ims))
+				var names []string
+				var total time.Duration
+				for k, d := range st.Spent {
+					names = append(names, k)
+					total += d
+				}
+				sort.Strings(names)
+				var lines []string
+				for _, k := range names {
+					metric := strings.NewReplacer(": ", "-", " ", "-").Replace(k) + "-ms"
+					b.ReportMetric(float64(st.Spent[k])/1e6/per, metric)
+					lines = append(lines, fmt.Sprintf("%-36s %7.3f ms/photo  %.2f/photo", k, float64(st.Spent[k])/1e6/per, float64(st.Count[k])/per))
+				}
+				b.ReportMetric(float64(total)/1e6/per, "cpu-ms/photo")
+				b.Logf("%s %s, CPU per photo:\n%s", set.name, rc.name, strings.Join(lines, "\n"))
+			})
+		}
+	}
+}
+
+// BenchmarkLandmarkBatch is one run of the landmark model on 1, 2, 3 and 4
+// crops of a real face (the 250×250 photo's box, shifted), wall and CPU
+// time per run:
+//
+//	go test ./align -run '^$' -bench LandmarkBatch -runtime engine -benchtime 200x -count 5
+func BenchmarkLandmarkBatch(b *testing.B) {
+	lmk, err := session.Open(*runtimeFlag, modelsDir(b), models.Landmark)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer lmk.Close()
+	side := models.Landmark.Shape[3]
+	im := sizedPhoto(b, image.Pt(250, 250))
+	defer im.Close()
+	grey := gocv.NewMat()
+	defer grey.Close()
+	gocv.CvtColor(im.Mat, &grey, gocv.ColorBGRToGray)
+	for _, n := range []int{1, 2, 3, 4} {
+		x := infer.NewTensor(n, 1, side, side)
+		for k := 0; k < n; k++ {
+			r := grey.Region(image.Rect(40+5*k, 40, 210+5*k, 210))
+			small := gocv.NewMat()
+			gocv.Resize(r, &small, image.Pt(side, side), 0, 0, gocv.InterpolationLinear)
+			for i, v := range small.ToBytes() {
+				x.Data[k*side*side+i] = float32(v) / 256
+			}
+			small.Close()
+			r.Close()
+		}
+		in := map[string]infer.Tensor{models.Landmark.Input: x}
+		b.Run(fmt.Sprintf("batch%d", n), func(b *testing.B) {
+			if _, err := lmk.Run(in, models.Landmark.Outputs); err != nil {
+				b.Fatal(err)
+			}
+			fastest := time.Duration(math.MaxInt64)
+			cpu := cpuTime()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				t := time.Now()
+				if _, err := lmk.Run(in, models.Landmark.Outputs); err != nil {
+					b.Fatal(err)
+				}
+				fastest = min(fastest, time.Since(t))
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(cpuTime()-cpu)/1e6/float64(b.N), "cpu-ms/op")
+			b.ReportMetric(float64(fastest)/1e6, "fastest-ms")
 		})
 	}
 }

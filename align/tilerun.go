@@ -92,8 +92,10 @@ func (a *Aligner) detectTiles(m gocv.Mat, ts []tileRect) ([]Face, error) {
 		if in.err != nil {
 			return nil, in.err
 		}
+		a.lap("detector input (wait)")
 		c, err := a.runTile(in.x, t)
 		putInput(in.x)
+		a.lap("detector")
 		<-tokens
 		if err != nil {
 			return nil, err

@@ -34,11 +34,18 @@ func Open(rt, dir string, m models.Model) (infer.Session, error) {
 		if err != nil {
 			return nil, err
 		}
-		m, err := onnxrt.Load(data)
+		e, err := onnxrt.Load(data)
 		if err != nil {
 			return nil, fmt.Errorf("load %s: %w", p, err)
 		}
-		return m, nil // safe for concurrent use: runs are serialised
+		if m.Name == models.Landmark.Name {
+			// A 64×64 crop's layers last microseconds: handing them to
+			// other threads costs more than it saves, and crops run
+			// from several goroutines go on at once (align runs a
+			// face's tracking crop beside its reading).
+			e.SetThreads(1)
+		}
+		return e, nil // safe for concurrent use
 	case "opencv":
 		s, err := cvdnn.Open(p)
 		if err != nil {
