@@ -160,7 +160,8 @@ type Server struct {
 	mux     *http.ServeMux
 	rec     Recognizer
 	owned   *facever.Recognizer
-	batch   *batcher
+	batch   *batcher // MaxBatch above 1
+	inline  *inline  // MaxBatch 1: the backbone on the request's goroutine
 	metrics *metrics
 	decode  *budget
 	// detectors admits photos to the recognizer's detector, verify and
@@ -250,17 +251,25 @@ func New(cfg Config) (*Server, error) {
 		s.Close()
 		return nil, fmt.Errorf("server: the default threshold %.3f is below the minimum threshold %.3f", s.cfg.Threshold, s.cfg.MinThreshold)
 	}
-	s.batch = newBatcher(s.rec.EmbedChips, cfg.MaxBatch, cfg.BatchWindow, func(d time.Duration, n int) { s.metrics.model("backbone", d, n) })
+	observe := func(d time.Duration, n int) { s.metrics.model("backbone", d, n) }
+	if cfg.MaxBatch > 1 {
+		s.batch = newBatcher(s.rec.EmbedChips, cfg.MaxBatch, cfg.BatchWindow, observe)
+	} else {
+		s.inline = newInline(s.rec.EmbedChips, s.detectors, observe)
+	}
 	s.routes()
 	return s, nil
 }
 
-// Close stops the batcher and releases the models New loaded (after
-// http.Server.Shutdown).
+// Close stops the backbone's runs (those running finish first) and
+// releases the models New loaded (after http.Server.Shutdown).
 func (s *Server) Close() {
 	if s.batch != nil {
 		s.batch.close()
 		s.batch = nil
+	}
+	if s.inline != nil {
+		s.inline.close()
 	}
 	if s.owned != nil {
 		s.owned.Close()
@@ -559,7 +568,7 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	embs, err := s.batch.run(ctx, []align.Chip{fs[0].chip, fs[1].chip})
+	embs, err := s.embed(ctx, []align.Chip{fs[0].chip, fs[1].chip})
 	if err != nil {
 		return err
 	}
@@ -846,7 +855,7 @@ func (s *Server) addFaces(w http.ResponseWriter, r *http.Request) error {
 		idx = append(idx, i)
 	}
 	if len(chips) > 0 {
-		embs, err := s.batch.run(ctx, chips)
+		embs, err := s.embed(ctx, chips)
 		if err != nil {
 			return err
 		}
@@ -947,7 +956,7 @@ func (s *Server) identify(w http.ResponseWriter, r *http.Request) error {
 	if allFaces {
 		chips = f.chips
 	}
-	embs, err := s.batch.run(ctx, chips)
+	embs, err := s.embed(ctx, chips)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,10 +24,13 @@ import (
 // models, multipart uploads of johns photos, the default limits) and,
 // in the same run and process, through the library (facever.Recognizer:
 // decode, detect, align, embed, compare or search) on the same photos.
-// The two alternate in rounds of 4 calls per client, so that both see the
-// same load of a shared machine. Each sub-benchmark reports the server's
-// req/s, p50_ms and p99_ms, the library's lib_req/s, lib_p50_ms and
-// lib_p99_ms, and of_library, the server's req/s over the library's.
+// The two alternate in rounds of 4 calls per client, in the order library,
+// server, server, library, so that both see the same load of a shared
+// machine. Each sub-benchmark reports the server's req/s, p50_ms, p99_ms
+// and cpu_ms (the process's CPU time per request, the HTTP client's with
+// it), the library's lib_req/s, lib_p50_ms, lib_p99_ms and lib_cpu_ms, and
+// of_library, the server's req/s over the library's; it logs the ratio of
+// each group of four rounds (of_library_rounds), so that the spread shows.
 //
 //	FACEVER_REQUIRE_MODELS=1 go test ./internal/server -run '^$' -bench Throughput -benchtime 256x -count 3
 func BenchmarkThroughput(b *testing.B) {
@@ -141,19 +145,26 @@ func BenchmarkThroughput(b *testing.B) {
 		for _, clients := range []int{1, 8, 64} {
 			b.Run(fmt.Sprintf("%s/clients=%d", op.name, clients), func(b *testing.B) {
 				before := modelRuns(f.srv)
-				lib, srv := runPaired(b, clients, op.library, op.overHTTP)
+				lib, srv, rounds := runPaired(b, clients, op.library, op.overHTTP)
 				after := modelRuns(f.srv)
 				for _, m := range []string{"detect", "backbone"} {
 					if n, sec := after[m][0]-before[m][0], after[m][1]-before[m][1]; n > 0 {
 						b.Logf("server's %s: %.0f runs, %.1f ms each", m, n, 1000*sec/n)
 					}
 				}
+				rs := make([]string, len(rounds))
+				for i, r := range rounds {
+					rs[i] = fmt.Sprintf("%.2f", r)
+				}
+				b.Logf("of_library_rounds: %s", strings.Join(rs, " "))
 				b.ReportMetric(lib.rate(), "lib_req/s")
+				b.ReportMetric(lib.cpuMs(), "lib_cpu_ms")
 				b.ReportMetric(lib.quantile(0.5), "lib_p50_ms")
 				b.ReportMetric(lib.quantile(0.99), "lib_p99_ms")
 				b.ReportMetric(srv.rate(), "req/s")
 				b.ReportMetric(srv.quantile(0.5), "p50_ms")
 				b.ReportMetric(srv.quantile(0.99), "p99_ms")
+				b.ReportMetric(srv.cpuMs(), "cpu_ms")
 				b.ReportMetric(srv.rate()/lib.rate(), "of_library")
 				b.ReportMetric(0, "ns/op")
 			})
@@ -165,9 +176,14 @@ func BenchmarkThroughput(b *testing.B) {
 type side struct {
 	lat     []time.Duration
 	elapsed time.Duration
+	cpu     time.Duration // the process's CPU time during the side's rounds
 }
 
 func (s *side) rate() float64 { return float64(len(s.lat)) / s.elapsed.Seconds() }
+
+// cpuMs is the process's CPU time per call, in ms (for the server's side
+// it includes the HTTP client's, which runs in the same process).
+func (s *side) cpuMs() float64 { return float64(s.cpu) / 1e6 / float64(len(s.lat)) }
 
 func (s *side) quantile(p float64) float64 {
 	l := append([]time.Duration(nil), s.lat...)
@@ -175,11 +191,23 @@ func (s *side) quantile(p float64) float64 {
 	return float64(l[min(len(l)-1, int(p*float64(len(l))))]) / 1e6
 }
 
+// cpuTime is the CPU time this process has used, user and system.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // runPaired runs b.N calls of lib and b.N of srv, each from clients
-// goroutines, in alternating rounds of a few calls per client, so that
-// both sides see the same load of a shared machine; each side's rate is
-// its calls over the time of its own rounds.
-func runPaired(b *testing.B, clients int, lib, srv func(i int) error) (l, s side) {
+// goroutines, in rounds of a few calls per client, in the order lib, srv,
+// srv, lib, then again (so that a load rising or falling through the run
+// weighs on both sides alike); each side's rate is its calls over the time
+// of its own rounds. rounds are the server's rate over the library's in
+// each group of four rounds (one, lib then srv, at the end when the calls
+// run out sooner).
+func runPaired(b *testing.B, clients int, lib, srv func(i int) error) (l, s side, rounds []float64) {
 	// Warm up, untimed: one call per client at once on each side, so that
 	// the model sets the concurrency needs are loaded (the library and the
 	// server load them on demand) and the connections are open.
@@ -189,25 +217,37 @@ func runPaired(b *testing.B, clients int, lib, srv func(i int) error) (l, s side
 		}
 	}
 	round := 4 * clients
+	sides := [2]*side{&l, &s}
+	fns := [2]func(int) error{lib, srv}
+	var done [2]int
 	b.ResetTimer()
-	for done := 0; done < b.N; done += round {
-		n := min(round, b.N-done)
-		for k, fn := range []func(int) error{lib, srv} {
-			t0 := time.Now()
-			lat, err := runClients(clients, done, n, fn)
+	for done[0] < b.N || done[1] < b.N {
+		var calls [2]int
+		var took [2]time.Duration
+		for _, k := range []int{0, 1, 1, 0} {
+			n := min(round, b.N-done[k])
+			if n <= 0 {
+				continue
+			}
+			t0, c0 := time.Now(), cpuTime()
+			lat, err := runClients(clients, done[k], n, fns[k])
 			if err != nil {
 				b.Fatal(err)
 			}
-			sd := &l
-			if k == 1 {
-				sd = &s
-			}
-			sd.elapsed += time.Since(t0)
-			sd.lat = append(sd.lat, lat...)
+			d := time.Since(t0)
+			sides[k].elapsed += d
+			sides[k].cpu += cpuTime() - c0
+			sides[k].lat = append(sides[k].lat, lat...)
+			done[k] += n
+			calls[k] += n
+			took[k] += d
+		}
+		if calls[0] > 0 && calls[1] > 0 {
+			rounds = append(rounds, (float64(calls[1])/took[1].Seconds())/(float64(calls[0])/took[0].Seconds()))
 		}
 	}
 	b.StopTimer()
-	return l, s
+	return l, s, rounds
 }
 
 // runClients runs calls first..first+n-1 of fn from clients goroutines
