@@ -216,7 +216,7 @@ func (s *Server) verifyIdentity(w http.ResponseWriter, r *http.Request) error {
 	if err := fc.add(len(f.faces)); err != nil {
 		return err
 	}
-	embs, err := s.batch.run(ctx, []align.Chip{f.chip})
+	embs, err := s.embed(ctx, []align.Chip{f.chip})
 	if err != nil {
 		return err
 	}
@@ -330,7 +330,7 @@ func (s *Server) embedPhoto(w http.ResponseWriter, r *http.Request) error {
 	if err := fc.add(len(f.faces)); err != nil {
 		return err
 	}
-	embs, err := s.batch.run(r.Context(), []align.Chip{f.chip})
+	embs, err := s.embed(r.Context(), []align.Chip{f.chip})
 	if err != nil {
 		return err
 	}
