@@ -37,3 +37,47 @@ func LegacyOptions(opt Options) Options {
 	opt.legacy = true
 	return opt
 }
+
+// FaceChipPix is f's 56×56 grey chip, the input of the face-likeness
+// classifier (upright.go).
+func FaceChipPix(im *Image, f Face) []uint8 {
+	t, err := Similarity(f.Landmarks[:], Template[:])
+	if err != nil {
+		return nil
+	}
+	g := greyChip(im.Mat, t)
+	defer g.Close()
+	return faceChipPix(g)
+}
+
+// FaceChipZ is faceChipZ.
+var FaceChipZ = faceChipZ
+
+// FaceChipSide is faceChipSide.
+const FaceChipSide = faceChipSide
+
+// Rescored is q with its FaceLike measured anew on chip (FaceChipPix) and
+// its score recomputed, for the quality experiment's fits.
+func Rescored(q Quality, chip []uint8) Quality {
+	q.FaceLike = faceLogit(faceChipZ(chip))
+	q.score()
+	return q
+}
+
+// RescoredGate is Rescored with the FaceLike gate ramping from lo to hi.
+func RescoredGate(q Quality, chip []uint8, lo, hi float64) Quality {
+	q.FaceLike = faceLogit(faceChipZ(chip))
+	q.scoreGated(lo, hi)
+	return q
+}
+
+// FaceLogit is faceLogit.
+var FaceLogit = faceLogit
+
+// ScoredWith is q scored with the given FaceLike and the FaceLike gate
+// ramping from lo to hi.
+func ScoredWith(q Quality, faceLike, lo, hi float64) Quality {
+	q.FaceLike = faceLike
+	q.scoreGated(lo, hi)
+	return q
+}
