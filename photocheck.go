@@ -22,7 +22,11 @@ var ErrFaceTooSmall = errors.New("face too small")
 // face, at least DefaultMinFace pixels across.
 type EnrollPolicy struct {
 	// Largest accepts a photo with several faces and takes its largest;
-	// false rejects such a photo (whose face is meant is ambiguous).
+	// false rejects such a photo (whose face is meant is ambiguous). The
+	// largest is taken even when its quality is low, and enroll's
+	// --min-quality then refuses the photo rather than enrolling a
+	// smaller face that passes: which face is meant is not known (in some
+	// LFW photos the largest face is someone's in the background).
 	Largest bool
 	// MinFace is the shorter side of the face box, in pixels, below which a
 	// face is rejected: 0 means DefaultMinFace, a negative value no minimum.
