@@ -213,10 +213,9 @@ func (b *batcher) runJobs(jobs []*embedJob) {
 // so that detection and the backbone together never ask for more model
 // sets than are loaded, and no goroutine hop or single loop stands between
 // a request and the models: the server then runs a face as the library
-// does. Measured with BenchmarkThroughput, this took identify at 8
-// clients from 0.87–0.99 of the library's throughput (through the batcher
-// loop, which ran one backbone at a time) to 0.95 or more (README,
-// Throughput).
+// does, where the batcher's loop ran one backbone at a time while two
+// photos could be in the detector (BenchmarkThroughput compares the two;
+// README, Throughput).
 //
 // The faces of a verify or an identify (at most smallJob) wait for a slot
 // as urgent: ahead of every enroll face, and with two slots or more in the
