@@ -60,9 +60,11 @@ const (
 )
 
 // DetectVersion names the detection recipe (pyramid, rotation search,
-// landmark reading). Caches of features keyed by photo content include it,
-// so that features made by an older recipe are not reused.
-const DetectVersion = "pyramid-rotation-2"
+// landmark reading) and the quality score's recipe. Caches of features
+// keyed by photo content include it, so that features and qualities made
+// by an older recipe are not reused: change it whenever either changes
+// (3: the quality's face-likeness gate).
+const DetectVersion = "pyramid-rotation-3"
 
 // level is one scale of the pyramid; tiled is false for the whole-image
 // pass and for photoPass, the photo without its padding in one tile.
