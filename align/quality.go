@@ -258,7 +258,12 @@ func maskValues(pix []uint8) []float64 {
 }
 
 func normalise(pix []uint8) []float64 {
-	v := maskValues(pix)
+	return standardise(maskValues(pix))
+}
+
+// standardise shifts and scales v in place to mean 0 and unit variance
+// (a constant v is only shifted) and returns it.
+func standardise(v []float64) []float64 {
 	var mu, ss float64
 	for _, x := range v {
 		mu += x

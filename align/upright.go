@@ -2,7 +2,6 @@ package align
 
 import (
 	"image"
-	"math"
 
 	"gocv.io/x/gocv"
 )
@@ -33,23 +32,10 @@ func faceChipPix(grey gocv.Mat) []uint8 {
 // variance.
 func faceChipZ(pix []uint8) []float64 {
 	v := make([]float64, len(pix))
-	var mu, ss float64
 	for i, p := range pix {
 		v[i] = float64(p)
-		mu += v[i]
 	}
-	mu /= float64(len(v))
-	for _, x := range v {
-		ss += (x - mu) * (x - mu)
-	}
-	sd := math.Sqrt(ss / float64(len(v)))
-	if sd < 1e-9 {
-		sd = 1
-	}
-	for i := range v {
-		v[i] = (v[i] - mu) / sd
-	}
-	return v
+	return standardise(v)
 }
 
 // faceLogit is the classifier's log-odds that z (faceChipValues) is the

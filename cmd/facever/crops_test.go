@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"image"
 	"image/jpeg"
-	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -20,6 +19,7 @@ import (
 	"github.com/facever/facever/align"
 	"github.com/facever/facever/enroll"
 	"github.com/facever/facever/internal/testmodels"
+	"github.com/facever/facever/verify"
 )
 
 // minCropCosine is the least cosine similarity between a stored template
@@ -34,17 +34,6 @@ import (
 // 0.987 there): cropStats checks that too, each crop being nearer to its
 // own template than to any other of the gallery.
 const minCropCosine = 0.985
-
-// cosineOf is the cosine similarity of a and b (of any length).
-func cosineOf(a, b []float32) float64 {
-	var ab, aa, bb float64
-	for i := range a {
-		ab += float64(a[i]) * float64(b[i])
-		aa += float64(a[i]) * float64(a[i])
-		bb += float64(b[i]) * float64(b[i])
-	}
-	return ab / math.Sqrt(aa*bb)
-}
 
 // chipOfJPEG decodes a stored crop into the chip the backbone takes,
 // checking that it is a size×size JPEG.
@@ -129,16 +118,16 @@ func cropStats(t *testing.T, r *fv.Recognizer, path string, want bool) (own, oth
 		}
 	}
 	for i, f := range all {
-		cs := cosineOf(f.emb, f.t.Embedding)
+		cs := verify.Cosine(f.emb, f.t.Embedding)
 		best, bestOf := -1.0, ""
 		for j, o := range all {
 			if j != i {
-				if c := cosineOf(f.emb, o.t.Embedding); c > best {
+				if c := verify.Cosine(f.emb, o.t.Embedding); c > best {
 					best, bestOf = c, fmt.Sprintf("%s template %d", o.name, o.t.ID)
 				}
 			}
 		}
-		if cs < minCropCosine || cs <= best {
+		if !(cs >= minCropCosine) || cs <= best {
 			t.Errorf("%s template %d (%s): its crop embeds at cosine %.4f from the template (want ≥ %.2f), %.4f from %s", f.name, f.t.ID, f.t.Source, cs, minCropCosine, best, bestOf)
 		}
 		own, other = append(own, cs), append(other, best)
@@ -286,7 +275,7 @@ func TestEnrollKeepsCrops(t *testing.T) {
 		t.Fatalf("templates %d and %d", len(ta), len(tb))
 	}
 	for i := range ta {
-		if c := cosineOf(ta[i].Embedding, tb[i].Embedding); c < 0.999999 {
+		if c := verify.Cosine(ta[i].Embedding, tb[i].Embedding); !(c >= 0.999999) {
 			t.Errorf("template %d: --no-crops changed the embedding (cosine %.7f)", i, c)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	facever "github.com/facever/facever"
 	"github.com/facever/facever/align"
 	"github.com/facever/facever/internal/testmodels"
+	"github.com/facever/facever/verify"
 )
 
 // minEnrolledCropCosine is the least cosine similarity between an
@@ -114,28 +115,17 @@ func TestEnrolledCropsReal(t *testing.T) {
 	}
 	lo, hi := 1.0, 0.0
 	for i, e := range embs {
-		own := cos(e, ts[i].Embedding)
+		own := verify.Cosine(e, ts[i].Embedding)
 		best := -1.0
 		for j := range ts {
 			if j != i {
-				best = math.Max(best, cos(e, ts[j].Embedding))
+				best = math.Max(best, verify.Cosine(e, ts[j].Embedding))
 			}
 		}
-		if own < minEnrolledCropCosine || own <= best {
+		if !(own >= minEnrolledCropCosine) || own <= best {
 			t.Errorf("face %d (%s): its crop embeds at cosine %.4f from its template (want ≥ %.3f), %.4f from another face's", fids[i], ts[i].Source, own, minEnrolledCropCosine, best)
 		}
 		lo, hi = math.Min(lo, own), math.Max(hi, own)
 	}
 	t.Logf("6 crops over HTTP: cosine to their template %.4f–%.4f", lo, hi)
-}
-
-// cos is the cosine similarity of a and b.
-func cos(a, b []float32) float64 {
-	var ab, aa, bb float64
-	for i := range a {
-		ab += float64(a[i]) * float64(b[i])
-		aa += float64(a[i]) * float64(a[i])
-		bb += float64(b[i]) * float64(b[i])
-	}
-	return ab / math.Sqrt(aa*bb)
 }
