@@ -59,16 +59,12 @@ const FaceChipSide = faceChipSide
 // Rescored is q with its FaceLike measured anew on chip (FaceChipPix) and
 // its score recomputed, for the quality experiment's fits.
 func Rescored(q Quality, chip []uint8) Quality {
-	q.FaceLike = faceLogit(faceChipZ(chip))
-	q.score()
-	return q
+	return RescoredGate(q, chip, faceLikeLo, faceLikeHi)
 }
 
 // RescoredGate is Rescored with the FaceLike gate ramping from lo to hi.
 func RescoredGate(q Quality, chip []uint8, lo, hi float64) Quality {
-	q.FaceLike = faceLogit(faceChipZ(chip))
-	q.scoreGated(lo, hi)
-	return q
+	return ScoredWith(q, faceLogit(faceChipZ(chip)), lo, hi)
 }
 
 // FaceLogit is faceLogit.

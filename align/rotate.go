@@ -306,7 +306,7 @@ func (a *Aligner) orient(m gocv.Mat, f *Face, quarter float64) (float64, error) 
 		err   error
 	}
 	var ahead chan tracked
-	if a.concurrent && a.inflight.Load() == 1 && runtime.GOMAXPROCS(0) > 1 {
+	if a.spareCores() > 1 {
 		ahead = make(chan tracked, 1)
 		box := f.Box
 		go func() {
@@ -460,8 +460,8 @@ func (a *Aligner) readTurns(m gocv.Mat, faces []Face, quarter float64) (turned [
 		errs[j.k][j.i] = err
 		return err
 	}
-	workers := min(runtime.GOMAXPROCS(0), len(jobs))
-	if !a.concurrent || a.inflight.Load() != 1 || workers < 2 {
+	workers := min(a.spareCores(), len(jobs))
+	if workers < 2 {
 		for _, j := range jobs {
 			if do(j) != nil {
 				break
@@ -486,6 +486,17 @@ func (a *Aligner) readTurns(m gocv.Mat, faces []Face, quarter float64) (turned [
 	}
 	wg.Wait()
 	return turned, errs
+}
+
+// spareCores is how many goroutines one Detect may run landmark crops on
+// at once: GOMAXPROCS when the landmark session runs crops concurrently
+// (concurrentSession) and this is the only Detect of the Aligner in
+// flight (a busy server spends no CPU on speculation), else 1.
+func (a *Aligner) spareCores() int {
+	if !a.concurrent || a.inflight.Load() != 1 {
+		return 1
+	}
+	return runtime.GOMAXPROCS(0)
 }
 
 // turn rotates m clockwise by quarter (90, 180 or 270) degrees.

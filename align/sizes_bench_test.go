@@ -175,22 +175,7 @@ func BenchmarkDetectLFW(b *testing.B) {
 	if dir == "" {
 		b.Skip("set FACEVER_LFW=../shared/faces/lfw")
 	}
-	var ims []*align.Image
-	for i, p := range lfwPairsPhotos(b, dir) {
-		if i%77 != 0 {
-			continue
-		}
-		im, err := align.Load(p)
-		if err != nil {
-			b.Fatal(err)
-		}
-		ims = append(ims, im)
-	}
-	defer func() {
-		for _, im := range ims {
-			im.Close()
-		}
-	}()
+	ims := lfwSample(b, dir)
 	for _, rc := range recipes {
 		a, det, lmk := countingAligner(b, rc)
 		b.Run(rc.name, func(b *testing.B) {
@@ -242,34 +227,18 @@ func BenchmarkDetectLFW(b *testing.B) {
 //
 //	FACEVER_LFW=/work/shared/faces/lfw go test ./align -run '^$' -bench DetectStages -runtime engine -benchtime 3x -count 5
 func BenchmarkDetectStages(b *testing.B) {
+	small := sizedPhoto(b, image.Pt(250, 250))
+	defer small.Close()
 	sets := []struct {
 		name string
 		ims  []*align.Image
-	}{{"250x250", []*align.Image{sizedPhoto(b, image.Pt(250, 250))}}}
+	}{{"250x250", []*align.Image{small}}}
 	if dir := os.Getenv("FACEVER_LFW"); dir != "" {
-		var ims []*align.Image
-		for i, p := range lfwPairsPhotos(b, dir) {
-			if i%77 != 0 {
-				continue
-			}
-			im, err := align.Load(p)
-			if err != nil {
-				b.Fatal(err)
-			}
-			ims = append(ims, im)
-		}
 		sets = append(sets, struct {
 			name string
 			ims  []*align.Image
-		}{"lfw", ims})
+		}{"lfw", lfwSample(b, dir)})
 	}
-	defer func() {
-		for _, s := range sets {
-			for _, im := range s.ims {
-				im.Close()
-			}
-		}
-	}()
 	for _, set := range sets {
 		for _, rc := range recipes {
 			a, _, _ := countingAligner(b, rc)
@@ -357,4 +326,26 @@ func BenchmarkLandmarkBatch(b *testing.B) {
 			b.ReportMetric(float64(fastest)/1e6, "fastest-ms")
 		})
 	}
+}
+
+// lfwSample loads every 77th photo of LFW View 2's pairs under dir (100
+// photos), closed when the benchmark ends.
+func lfwSample(b *testing.B, dir string) []*align.Image {
+	var ims []*align.Image
+	b.Cleanup(func() {
+		for _, im := range ims {
+			im.Close()
+		}
+	})
+	for i, p := range lfwPairsPhotos(b, dir) {
+		if i%77 != 0 {
+			continue
+		}
+		im, err := align.Load(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ims = append(ims, im)
+	}
+	return ims
 }

@@ -1,7 +1,6 @@
 package align_test
 
 import (
-	"encoding/gob"
 	"flag"
 	"fmt"
 	"math"
@@ -193,16 +192,7 @@ func TestQualitySweep(t *testing.T) {
 	}
 	samples := loadQSamples(t, lfwEvery())
 	if g := os.Getenv("FACEVER_QGOOD"); g != "" {
-		f, err := os.Open(g)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var extra []qSample
-		if err := gob.NewDecoder(f).Decode(&extra); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
-		for _, s := range extra {
+		for _, s := range readQSamples(t, g) {
 			if s.Set == "lfw" {
 				s.Set = "lfw+"
 				samples = append(samples, s)
@@ -371,16 +361,7 @@ func TestFaceLikeCV(t *testing.T) {
 		}
 	}
 	if g := os.Getenv("FACEVER_QGOOD"); g != "" {
-		f, err := os.Open(g)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var extra []qSample
-		if err := gob.NewDecoder(f).Decode(&extra); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
-		for _, s := range extra {
+		for _, s := range readQSamples(t, g) {
 			if s.Fit && !train(s) && s.Set == "lfw" {
 				va = append(va, s)
 			}

@@ -197,13 +197,8 @@ func qualitySources(t testing.TB, lfwEvery int) (sets, people, paths []string) {
 func loadQSamples(t testing.TB, lfwEvery int) []qSample {
 	cache := os.Getenv("FACEVER_QSAMPLES")
 	if cache != "" {
-		if f, err := os.Open(cache); err == nil {
-			defer f.Close()
-			var s []qSample
-			if err := gob.NewDecoder(f).Decode(&s); err != nil {
-				t.Fatal(err)
-			}
-			return s
+		if _, err := os.Stat(cache); err == nil {
+			return readQSamples(t, cache)
 		}
 	}
 	a := newAligner(t)
@@ -224,6 +219,21 @@ func loadQSamples(t testing.TB, lfwEvery int) []qSample {
 		f.Close()
 	}
 	return out
+}
+
+// readQSamples reads the samples of the gob file path (loadQSamples).
+func readQSamples(t testing.TB, path string) []qSample {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var s []qSample
+	if err := gob.NewDecoder(f).Decode(&s); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return s
 }
 
 // qSummary counts, per kind and half, the samples kept at min: a good

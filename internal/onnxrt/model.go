@@ -381,11 +381,8 @@ func (m *Model) RunInto(inputs map[string]infer.Tensor, names []string, outs []i
 			m.plan = nil
 		}
 	}()
-	if len(outs) != len(names) {
-		return fmt.Errorf("onnxrt: %d output slots for %d names", len(outs), len(names))
-	}
-	if len(m.unsup) > 0 {
-		return fmt.Errorf("onnxrt: model uses %v: %w", m.unsup, ErrUnsupportedOp)
+	if err := m.checkRun(len(names), len(outs)); err != nil {
+		return err
 	}
 	p := m.plan
 	if p == nil || !p.matches(inputs) {
@@ -396,6 +393,18 @@ func (m *Model) RunInto(inputs map[string]infer.Tensor, names []string, outs []i
 		m.plan = p
 	}
 	return p.run(inputs, names, outs)
+}
+
+// checkRun refuses a run with nOuts output slots for nNames names, and any
+// run of a model with unsupported operators.
+func (m *Model) checkRun(nNames, nOuts int) error {
+	if nOuts != nNames {
+		return fmt.Errorf("onnxrt: %d output slots for %d names", nOuts, nNames)
+	}
+	if len(m.unsup) > 0 {
+		return fmt.Errorf("onnxrt: model uses %v: %w", m.unsup, ErrUnsupportedOp)
+	}
+	return nil
 }
 
 // Concurrent reports whether runs of m from several goroutines go on at
@@ -440,11 +449,8 @@ func (m *Model) idlePlan(inputs map[string]infer.Tensor, nNames, nOuts int) (p *
 			p, err = nil, fmt.Errorf("onnxrt: internal error: %v", r)
 		}
 	}()
-	if nOuts != nNames {
-		return nil, fmt.Errorf("onnxrt: %d output slots for %d names", nOuts, nNames)
-	}
-	if len(m.unsup) > 0 {
-		return nil, fmt.Errorf("onnxrt: model uses %v: %w", m.unsup, ErrUnsupportedOp)
+	if err := m.checkRun(nNames, nOuts); err != nil {
+		return nil, err
 	}
 	for i := len(m.idle) - 1; i >= 0; i-- {
 		if m.idle[i].matches(inputs) {

@@ -164,17 +164,7 @@ func TestInlineUrgentSlot(t *testing.T) {
 			t.Fatalf("%d enroll runs held while the identify ran, want 1", h)
 		}
 	}
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		for {
-			select {
-			case rec.gate <- struct{}{}:
-			case <-stop:
-				return
-			}
-		}
-	}()
+	openGate(t, rec.gate)
 	if ca, cb := <-a, <-b; ca != 200 || cb != 200 {
 		t.Fatalf("enrolls: %d, %d", ca, cb)
 	}
@@ -223,17 +213,7 @@ func TestInlineSmallFirst(t *testing.T) {
 			return rec.held.Load() == 1 && waiters(f.srv.detectors, true) == 1
 		})
 	}
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		for {
-			select {
-			case rec.gate <- struct{}{}:
-			case <-stop:
-				return
-			}
-		}
-	}()
+	openGate(t, rec.gate)
 	if ca, cb := <-a, <-b; ca != 200 || cb != 200 {
 		t.Fatalf("enrolls: %d, %d", ca, cb)
 	}
@@ -268,17 +248,7 @@ func TestInlineCancel(t *testing.T) {
 	if w := waiters(f.srv.detectors, false); w != 0 {
 		t.Fatalf("%d waiters left in the slot queue after the cancel", w)
 	}
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		for {
-			select {
-			case rec.gate <- struct{}{}:
-			case <-stop:
-				return
-			}
-		}
-	}()
+	openGate(t, rec.gate)
 	if c := <-keptDone; c != 200 {
 		t.Fatalf("the other enroll: %d", c)
 	}
@@ -389,4 +359,20 @@ func TestInlineRace(t *testing.T) {
 	if n := len(rec.runs()); n != 2*2+8*rounds+2*(rounds/8)*6 {
 		t.Fatalf("%d backbone runs, want one a face", n)
 	}
+}
+
+// openGate lets every run held at gate through, from now until the test
+// ends.
+func openGate(t *testing.T, gate chan<- struct{}) {
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	go func() {
+		for {
+			select {
+			case gate <- struct{}{}:
+			case <-stop:
+				return
+			}
+		}
+	}()
 }

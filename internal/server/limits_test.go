@@ -269,17 +269,7 @@ func TestBatchSplitInterleaves(t *testing.T) {
 		}
 	}()
 	waitFor(t, "the identify at the batcher", func() bool { return f.srv.batch.waitingSmall.Load() == 1 })
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		for {
-			select {
-			case rec.embedGate <- struct{}{}:
-			case <-stop:
-				return
-			}
-		}
-	}()
+	openGate(t, rec.embedGate)
 	<-identified
 	if c := <-done; c != 200 {
 		t.Fatalf("enroll: %d", c)
