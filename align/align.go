@@ -94,11 +94,21 @@ type Face struct {
 	tiled bool
 	// upright and tracking are uprightness's parts for the landmarks kept;
 	// tracked says tracking was measured (or need not be: see track), and
-	// theta is the angle the landmarks were finally read at.
+	// theta is the angle the landmarks were finally read at. faceLike is
+	// the face-likeness classifier's log-odds on the reading's chip
+	// (Quality.FaceLike).
 	upright, tracking float64
+	faceLike          float64
 	tracked           bool
 	theta             float64
 }
+
+// sure says f's reading is taken as upright as it stands: its chip
+// correlates with the mean upright face at least uprightSure, or the
+// face-likeness classifier finds it a real upright face with log-odds of
+// at least faceLikeSure (rotate.go). A sure reading needs no tracking
+// error, no half-turn check, and keeps its photo from the turn search.
+func (f *Face) sure() bool { return f.upright >= uprightSure || f.faceLike >= faceLikeSure }
 
 // Width and Height of the face box.
 func (f Face) Width() float64 { return f.Box[2] - f.Box[0] }

@@ -77,3 +77,9 @@ func ScoredWith(q Quality, faceLike, lo, hi float64) Quality {
 	q.scoreGated(lo, hi)
 	return q
 }
+
+// FaceLikeSure and UprightSure are faceLikeSure and uprightSure.
+const (
+	FaceLikeSure = faceLikeSure
+	UprightSure  = uprightSure
+)

@@ -63,8 +63,10 @@ const (
 // landmark reading) and the quality score's recipe. Caches of features
 // keyed by photo content include it, so that features and qualities made
 // by an older recipe are not reused: change it whenever either changes
-// (3: the quality's face-likeness gate).
-const DetectVersion = "pyramid-rotation-3"
+// (3: the quality's face-likeness gate; 4: readings the face-likeness
+// classifier finds surely upright skip the tracking error, the half-turn
+// check and the turn search).
+const DetectVersion = "pyramid-rotation-4"
 
 // level is one scale of the pyramid; tiled is false for the whole-image
 // pass and for photoPass, the photo without its padding in one tile.

@@ -301,15 +301,16 @@ func meanFaceNCC(grey gocv.Mat) float64 {
 	return s / float64(len(z))
 }
 
-// uprightScore is meanFaceNCC of f's chip on m.
-func uprightScore(m gocv.Mat, f *Face) float64 {
+// chipScores returns meanFaceNCC and faceLikeOf of f's chip on m (−1 and
+// −100 for degenerate landmarks).
+func chipScores(m gocv.Mat, f *Face) (upright, faceLike float64) {
 	t, err := Similarity(f.Landmarks[:], Template[:])
 	if err != nil {
-		return -1
+		return -1, -100
 	}
 	grey := greyChip(m, t)
 	defer grey.Close()
-	return meanFaceNCC(grey)
+	return meanFaceNCC(grey), faceLikeOf(grey)
 }
 
 // mouthRegion is the chip's mouth and chin (112×112 chip pixels).

@@ -56,6 +56,11 @@ const (
 	// forehead and eyes 0.541, faces aligned upside down 0.542, johns
 	// photos); about a third of LFW's faces and half of the johns' reach it.
 	uprightSure = 0.6
+	// faceLikeSure is the face-likeness log-odds (upright.go) from which a
+	// reading is taken as upright as it stands (Face.sure): above the
+	// highest log-odds of the faces aligned upside down of the quality
+	// experiment, with a margin (TestFaceLikeSure).
+	faceLikeSure = 9.0
 	// turnedUpright is the least uprightness of a face found in a turned
 	// copy of a photo in which the photo as it stands showed none.
 	turnedUpright = 0.0
@@ -265,7 +270,7 @@ func (a *Aligner) read(m gocv.Mat, f *Face, quarter float64) error {
 	f.Rotation = quarterOf(f.Roll)
 	f.theta = theta
 	a.lap("read")
-	f.upright = uprightScore(m, f)
+	f.upright, f.faceLike = chipScores(m, f)
 	a.lap("upright")
 	f.tracking, f.tracked = 0, false
 	return nil
@@ -277,7 +282,7 @@ func (a *Aligner) read(m gocv.Mat, f *Face, quarter float64) error {
 // as it is: tracking 0). It returns f's uprightness.
 func (a *Aligner) track(m gocv.Mat, f *Face) (float64, error) {
 	if !f.tracked {
-		if f.upright < uprightSure {
+		if !f.sure() {
 			if err := a.trackAt(m, f, f.theta); err != nil {
 				return 0, err
 			}
@@ -318,7 +323,7 @@ func (a *Aligner) orient(m gocv.Mat, f *Face, quarter float64) (float64, error) 
 	if ahead != nil {
 		t := <-ahead
 		a.lap("tracking ahead (wait)")
-		if err == nil && t.err == nil && f.theta == quarter && f.upright < uprightSure {
+		if err == nil && t.err == nil && f.theta == quarter && !f.sure() {
 			f.tracking, f.tracked = trackingError(&t.pts, &f.Points68, t.shift), true
 		}
 	}
@@ -354,7 +359,7 @@ func (a *Aligner) orient(m gocv.Mat, f *Face, quarter float64) (float64, error) 
 // not measured). Readings the turn search made are reused by the half-turn
 // check (the same box read from the same turn gives the same reading).
 func (a *Aligner) finish(m gocv.Mat, photo image.Rectangle, faces []Face, quarter float64) error {
-	total, most := 0.0, math.Inf(-1)
+	total, most, anySure := 0.0, math.Inf(-1), false
 	for i := range faces {
 		u, err := a.orient(m, &faces[i], quarter)
 		if err != nil {
@@ -362,12 +367,13 @@ func (a *Aligner) finish(m gocv.Mat, photo image.Rectangle, faces []Face, quarte
 		}
 		total += u
 		most = math.Max(most, u)
+		anySure = anySure || faces[i].sure()
 	}
 	// readings[k] are the faces read from the turn quarter + 90k.
 	var readings [4][]Face
 	readings[0] = append([]Face(nil), faces...)
 	n := float64(len(faces))
-	if !a.opt.NoRotate && len(faces) > 0 && most < uprightMin {
+	if !a.opt.NoRotate && len(faces) > 0 && most < uprightMin && !anySure {
 		a.lapContext("turn search: ")
 		best, bestTotal := 0, total
 		turned, errs := a.readTurns(m, readings[0], quarter)
@@ -403,7 +409,7 @@ func (a *Aligner) finish(m gocv.Mat, photo image.Rectangle, faces []Face, quarte
 		// turned by a half turn: if that reading is more upright, this
 		// one is likely upside down, and the quality says so.
 		var turned, tu, tt float64
-		if u := f.upright - f.tracking; u < halfTurnCheck {
+		if u := f.upright - f.tracking; u < halfTurnCheck && !f.sure() {
 			hq := float64((quarterOf(f.Roll) + 180) % 360)
 			var alt Face
 			made := false

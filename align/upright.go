@@ -38,6 +38,10 @@ func faceChipZ(pix []uint8) []float64 {
 	return standardise(v)
 }
 
+// faceLikeOf is the classifier's log-odds (faceLogit) for the 112×112
+// grey chip grey.
+func faceLikeOf(grey gocv.Mat) float64 { return faceLogit(faceChipZ(faceChipPix(grey))) }
+
 // faceLogit is the classifier's log-odds that z (faceChipValues) is the
 // chip of a real upright face.
 func faceLogit(z []float64) float64 {
