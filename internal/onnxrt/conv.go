@@ -580,44 +580,161 @@ func (l *dwLayout) fill(g *convGeom, buf, x []float32) {
 	}
 }
 
+// fillInside writes the inside of the padded, phase-split plane x into
+// buf, where buf already holds a padded plane of the same layout (fill):
+// the padding is the same zeros for every plane and is left as it is.
+// Strides other than 1 and 2 along the width fill the whole plane.
+func (l *dwLayout) fillInside(g *convGeom, buf, x []float32) {
+	if g.sw > 2 {
+		l.fill(g, buf, x)
+		return
+	}
+	ps := l.hph * l.wph
+	for py := 0; py < g.sh; py++ {
+		// input rows iy ≡ py − pt (mod sh): padded rows r = iy + pt in
+		// phase row py, at phase rows i = r / sh
+		iy0 := ((py-g.pt)%g.sh + g.sh) % g.sh
+		if iy0 >= g.h {
+			continue
+		}
+		rows := (g.h - iy0 + g.sh - 1) / g.sh
+		i0 := (iy0 + g.pt) / g.sh
+		src := x[iy0*g.w:]
+		if g.sw == 1 {
+			dst := buf[py*ps+i0*l.wph+g.pl:]
+			if useVec {
+				copyRowsAsm(&dst[0], l.wph, &src[0], g.sh*g.w, rows, g.w)
+				continue
+			}
+			for r := 0; r < rows; r++ {
+				copy(dst[r*l.wph:r*l.wph+g.w], src[r*g.sh*g.w:r*g.sh*g.w+g.w])
+			}
+			continue
+		}
+		// sw == 2: even input columns to phase pl&1, odd ones to the
+		// other (padded column c = ix + pl), as fill does
+		base := i0*l.wph + g.pl>>1
+		ev, od := buf[(py*2)*ps+base:], buf[(py*2+1)*ps+base:]
+		if g.pl&1 == 1 {
+			ev, od = buf[(py*2+1)*ps+base:], buf[(py*2)*ps+base+1:]
+		}
+		if useVec {
+			if g.w == 1 {
+				// no odd column: od may lie past the buffer's end
+				od = ev
+			}
+			deint2Asm(&ev[0], &od[0], l.wph, &src[0], g.sh*g.w, rows, g.w)
+			continue
+		}
+		for r := 0; r < rows; r++ {
+			s := src[r*g.sh*g.w : r*g.sh*g.w+g.w]
+			e, o := ev[r*l.wph:], od[r*l.wph:]
+			k := 0
+			for ; 2*k+1 < g.w; k++ {
+				e[k] = s[2*k]
+				o[k] = s[2*k+1]
+			}
+			if 2*k < g.w {
+				e[k] = s[2*k]
+			}
+		}
+	}
+}
+
+// dwEpi says whether dwJob can apply the epilogue of output channel m as
+// it stores a row (as epiAsm would: no residual, an activation of the
+// form max(v,0)+a·min(v,0)), and with which slope a.
+func (op *convOp) dwEpi(m int) (ok bool, a float32) {
+	if !useVec || op.res != nil || op.resBc != nil {
+		return false, 0
+	}
+	f := &op.fuse
+	switch f.kind {
+	case actNone:
+		return true, 1
+	case actRelu:
+		return true, 0
+	case actLeaky:
+		return true, f.alpha
+	case actPRelu:
+		if len(f.slope) > 1 {
+			return true, f.slope[m]
+		}
+		return true, f.slope[0]
+	}
+	return false, 0
+}
+
 // dwJob runs the direct depthwise kernel for planes [lo,hi) (image·M + m).
+// The first plane of a job is padded in full into the worker's scratch,
+// later ones only have their inside copied over it (fillInside); then each
+// output row is computed straight into y (dwRowAsm), the epilogue applied
+// as it is stored wherever epilogue would have used epiAsm (the first
+// P&^7 values of the plane), and by epilogue for the rest. The sums are
+// those of the flat kernel (dwJobLegacy), tap by tap from +0, bit for bit.
 func (op *convOp) dwJob(wk, lo, hi int) {
+	if legacyConv {
+		op.dwJobLegacy(wk, lo, hi)
+		return
+	}
 	g := op.g
 	l := op.dw
 	mult := g.mg // output channels per group (depth multiplier)
 	kk := g.kh * g.kw
-	buf := op.p.scratch[wk]
-	phase, vout := buf[:l.phaseSize], buf[l.phaseSize:l.phaseSize+l.vlen]
-	ptrs := op.dwPtrs[wk]
-	for t, off := range l.tapOff {
-		ptrs[t] = &phase[off]
-	}
+	phase := op.p.scratch[wk][:l.phaseSize]
 	last := -1
 	P := g.oh * g.ow
+	lim := P &^ 7 // values epilogue gives epiAsm's epilogue
 	for pi := lo; pi < hi; pi++ {
 		ni, m := pi/g.m, pi%g.m
 		ci := m / mult
 		if key := ni*g.c + ci; key != last {
-			l.fill(&g, phase, op.x.f[key*g.h*g.w:(key+1)*g.h*g.w])
+			x := op.x.f[key*g.h*g.w : (key+1)*g.h*g.w]
+			if last < 0 {
+				l.fill(&g, phase, x)
+			} else {
+				l.fillInside(&g, phase, x)
+			}
 			last = key
 		}
 		w := op.w.f[m*kk : (m+1)*kk]
-		if useVec {
-			dwTapsAsm(&vout[0], l.vlen, &ptrs[0], &w[0], kk)
-		} else {
-			clear(vout)
-			for t, off := range l.tapOff {
-				wt := w[t]
-				src := phase[off : off+l.vlen]
-				for v := range vout {
-					vout[v] += wt * src[v]
+		y := op.y.f[pi*P : (pi+1)*P]
+		if !useVec {
+			for oy := 0; oy < g.oh; oy++ {
+				row := y[oy*g.ow : (oy+1)*g.ow]
+				clear(row)
+				for t, off := range l.tapOff {
+					wt := w[t]
+					src := phase[off+oy*l.wph : off+oy*l.wph+g.ow]
+					for v := range row {
+						row[v] += wt * src[v]
+					}
 				}
 			}
+			op.epilogue(ni, m, m+1, 0, P)
+			continue
 		}
-		y := op.y.f[pi*P : (pi+1)*P]
+		fused, a := op.dwEpi(m)
+		epi := 0
+		if fused {
+			epi = lim
+		}
+		b := op.bias[m]
 		for oy := 0; oy < g.oh; oy++ {
-			copy(y[oy*g.ow:(oy+1)*g.ow], vout[oy*l.wph:oy*l.wph+g.ow])
+			o := oy * g.ow
+			e := min(max(epi-o, 0), g.ow) // values of this row with the epilogue
+			if e > 0 {
+				dwRowAsm(&y[o], e, &phase[oy*l.wph], &l.tapOff[0], &w[0], kk, 1, b, a)
+			}
+			if e < g.ow {
+				dwRowAsm(&y[o+e], g.ow-e, &phase[oy*l.wph+e], &l.tapOff[0], &w[0], kk, 0, 0, 0)
+			}
 		}
-		op.epilogue(ni, m, m+1, 0, P)
+		switch {
+		case !fused:
+			op.epilogue(ni, m, m+1, 0, P)
+		case lim < P:
+			op.epilogue(ni, m, m+1, lim, P-lim) // fewer than 8: the Go tail
+		}
 	}
 }

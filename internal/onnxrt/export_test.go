@@ -17,3 +17,11 @@ func SetKernel(k gemm.Kernel) (restore func(), err error) {
 	useVec = hasVec && k != gemm.Go
 	return func() { gemm.Use(old); useVec = oldVec }, nil
 }
+
+// SetLegacyConv selects the depthwise code as it was before the row
+// kernel (legacyConv) and returns a function that restores the choice.
+func SetLegacyConv(b bool) (restore func()) {
+	old := legacyConv
+	legacyConv = b
+	return func() { legacyConv = old }
+}

@@ -17,3 +17,22 @@ func dwTapsAsm(out *float32, n int, srcs **float32, w *float32, taps int)
 //
 //go:noescape
 func epiAsm(d *float32, n int, b float32, r *float32, a float32)
+
+// dwRowAsm computes one output row of the direct depthwise kernel:
+// out[x] = Σ_t w[t]·src[offs[t]+x] for x < n, with epiAsm's epilogue
+// (bias b, slope a) where epi ≠ 0 (vec_amd64.s).
+//
+//go:noescape
+func dwRowAsm(out *float32, n int, src *float32, offs *int, w *float32, taps int, epi int, b float32, a float32)
+
+// copyRowsAsm copies rows runs of n floats from src (rows srcStride apart)
+// to dst (rows dstStride apart) (vec_amd64.s).
+//
+//go:noescape
+func copyRowsAsm(dst *float32, dstStride int, src *float32, srcStride int, rows, n int)
+
+// deint2Asm splits rows runs of n floats into their even columns (to
+// even) and odd ones (to odd), rows dstStride apart (vec_amd64.s).
+//
+//go:noescape
+func deint2Asm(even, odd *float32, dstStride int, src *float32, srcStride int, rows, n int)

@@ -102,3 +102,252 @@ nores:
 done:
 	VZEROUPPER
 	RET
+
+// tailMask<>+4·(8−r) holds r all-ones lanes followed by zeros: the mask of
+// the first r lanes of a YMM register.
+DATA tailMask<>+0(SB)/8, $0xffffffffffffffff
+DATA tailMask<>+8(SB)/8, $0xffffffffffffffff
+DATA tailMask<>+16(SB)/8, $0xffffffffffffffff
+DATA tailMask<>+24(SB)/8, $0xffffffffffffffff
+DATA tailMask<>+32(SB)/8, $0
+DATA tailMask<>+40(SB)/8, $0
+DATA tailMask<>+48(SB)/8, $0
+DATA tailMask<>+56(SB)/8, $0
+GLOBL tailMask<>(SB), RODATA|NOPTR, $64
+
+// EPI applies epiAsm's epilogue to accumulator r: r = max(r+b,0) + a·min(r+b,0)
+// with b in Y13, a in Y14 and zero in Y15, the very instructions epiAsm
+// uses (same operand order), so the results are the same bits.
+#define EPI(r) \
+	VADDPS Y13, r, r; \
+	VMAXPS Y15, r, Y5; \
+	VMINPS Y15, r, Y6; \
+	VFMADD231PS Y6, Y14, Y5; \
+	VMOVAPS Y5, r
+
+// func dwRowAsm(out *float32, n int, src *float32, offs *int, w *float32, taps int, epi int, b float32, a float32)
+//
+// out[x] = Σ_t w[t]·src[offs[t]+x] for x < n (any n ≥ 1; the last n mod 8
+// with masked loads and stores, so nothing outside out[:n] or the taps'
+// runs is touched): one output row of the direct depthwise kernel, each
+// sum accumulated from +0 tap by tap as dwTapsAsm does. With epi ≠ 0 the
+// sums get epiAsm's epilogue (bias b, slope a) before they are stored.
+TEXT ·dwRowAsm(SB), NOSPLIT, $0-64
+	MOVQ out+0(FP), DI
+	MOVQ n+8(FP), CX
+	MOVQ src+16(FP), SI
+	MOVQ offs+24(FP), R12
+	MOVQ w+32(FP), DX
+	MOVQ taps+40(FP), R8
+	MOVQ epi+48(FP), R13
+	VBROADCASTSS b+56(FP), Y13
+	VBROADCASTSS a+60(FP), Y14
+	VXORPS Y15, Y15, Y15
+	XORQ R9, R9
+r32:
+	CMPQ CX, $32
+	JL r8
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ R10, R10
+r32t:
+	MOVQ (R12)(R10*8), R11
+	LEAQ (SI)(R11*4), R11
+	ADDQ R9, R11
+	VBROADCASTSS (DX)(R10*4), Y4
+	VFMADD231PS (R11), Y4, Y0
+	VFMADD231PS 32(R11), Y4, Y1
+	VFMADD231PS 64(R11), Y4, Y2
+	VFMADD231PS 96(R11), Y4, Y3
+	INCQ R10
+	CMPQ R10, R8
+	JL r32t
+	TESTQ R13, R13
+	JZ r32s
+	EPI(Y0)
+	EPI(Y1)
+	EPI(Y2)
+	EPI(Y3)
+r32s:
+	VMOVUPS Y0, (DI)(R9*1)
+	VMOVUPS Y1, 32(DI)(R9*1)
+	VMOVUPS Y2, 64(DI)(R9*1)
+	VMOVUPS Y3, 96(DI)(R9*1)
+	ADDQ $128, R9
+	SUBQ $32, CX
+	JMP r32
+r8:
+	CMPQ CX, $8
+	JL rtail
+	VXORPS Y0, Y0, Y0
+	XORQ R10, R10
+r8t:
+	MOVQ (R12)(R10*8), R11
+	LEAQ (SI)(R11*4), R11
+	ADDQ R9, R11
+	VBROADCASTSS (DX)(R10*4), Y4
+	VFMADD231PS (R11), Y4, Y0
+	INCQ R10
+	CMPQ R10, R8
+	JL r8t
+	TESTQ R13, R13
+	JZ r8s
+	EPI(Y0)
+r8s:
+	VMOVUPS Y0, (DI)(R9*1)
+	ADDQ $32, R9
+	SUBQ $8, CX
+	JMP r8
+rtail:
+	TESTQ CX, CX
+	JZ rdone
+	// mask of the first CX lanes
+	LEAQ tailMask<>(SB), R11
+	MOVQ $8, R10
+	SUBQ CX, R10
+	VMOVDQU (R11)(R10*4), Y7
+	VXORPS Y0, Y0, Y0
+	XORQ R10, R10
+rtt:
+	MOVQ (R12)(R10*8), R11
+	LEAQ (SI)(R11*4), R11
+	ADDQ R9, R11
+	VBROADCASTSS (DX)(R10*4), Y4
+	VMASKMOVPS (R11), Y7, Y8
+	VFMADD231PS Y8, Y4, Y0
+	INCQ R10
+	CMPQ R10, R8
+	JL rtt
+	TESTQ R13, R13
+	JZ rts
+	EPI(Y0)
+rts:
+	VMASKMOVPS Y0, Y7, (DI)(R9*1)
+rdone:
+	VZEROUPPER
+	RET
+
+// func copyRowsAsm(dst *float32, dstStride int, src *float32, srcStride int, rows, n int)
+//
+// Copies rows runs of n floats (n ≥ 1), src rows srcStride floats apart to
+// dst rows dstStride apart; the last n mod 8 with masked loads and stores.
+TEXT ·copyRowsAsm(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), DI
+	MOVQ dstStride+8(FP), R8
+	SHLQ $2, R8
+	MOVQ src+16(FP), SI
+	MOVQ srcStride+24(FP), R9
+	SHLQ $2, R9
+	MOVQ rows+32(FP), BX
+	MOVQ n+40(FP), DX
+	LEAQ tailMask<>(SB), R11
+	MOVQ DX, R10
+	ANDQ $7, R10
+	NEGQ R10
+	ADDQ $8, R10
+	VMOVDQU (R11)(R10*4), Y7 // mask of the last n mod 8
+	TESTQ BX, BX
+	JZ cdone
+crow:
+	MOVQ DX, CX
+	XORQ AX, AX
+c32:
+	CMPQ CX, $32
+	JL c8
+	VMOVUPS (SI)(AX*1), Y0
+	VMOVUPS 32(SI)(AX*1), Y1
+	VMOVUPS 64(SI)(AX*1), Y2
+	VMOVUPS 96(SI)(AX*1), Y3
+	VMOVUPS Y0, (DI)(AX*1)
+	VMOVUPS Y1, 32(DI)(AX*1)
+	VMOVUPS Y2, 64(DI)(AX*1)
+	VMOVUPS Y3, 96(DI)(AX*1)
+	ADDQ $128, AX
+	SUBQ $32, CX
+	JMP c32
+c8:
+	CMPQ CX, $8
+	JL ctail
+	VMOVUPS (SI)(AX*1), Y0
+	VMOVUPS Y0, (DI)(AX*1)
+	ADDQ $32, AX
+	SUBQ $8, CX
+	JMP c8
+ctail:
+	TESTQ CX, CX
+	JZ cnext
+	VMASKMOVPS (SI)(AX*1), Y7, Y0
+	VMASKMOVPS Y0, Y7, (DI)(AX*1)
+cnext:
+	ADDQ R8, DI
+	ADDQ R9, SI
+	DECQ BX
+	JNZ crow
+cdone:
+	VZEROUPPER
+	RET
+
+// func deint2Asm(even, odd *float32, dstStride int, src *float32, srcStride int, rows, n int)
+//
+// Splits rows runs of n floats (src rows srcStride floats apart) into
+// their even and odd columns: src[2k] to even[k], src[2k+1] to odd[k], the
+// even and odd rows dstStride floats apart. Reads and writes nothing
+// outside those runs.
+TEXT ·deint2Asm(SB), NOSPLIT, $0-56
+	MOVQ even+0(FP), DI
+	MOVQ odd+8(FP), R12
+	MOVQ dstStride+16(FP), R8
+	SHLQ $2, R8
+	MOVQ src+24(FP), SI
+	MOVQ srcStride+32(FP), R9
+	SHLQ $2, R9
+	MOVQ rows+40(FP), BX
+	MOVQ n+48(FP), DX
+	TESTQ BX, BX
+	JZ ddone
+drow:
+	MOVQ DX, CX
+	XORQ AX, AX // bytes into src
+	XORQ R10, R10 // bytes into even and odd
+d16:
+	CMPQ CX, $16
+	JL d2
+	VMOVUPS (SI)(AX*1), Y0
+	VMOVUPS 32(SI)(AX*1), Y1
+	VSHUFPS $0x88, Y1, Y0, Y2
+	VSHUFPS $0xDD, Y1, Y0, Y3
+	VPERMPD $0xD8, Y2, Y2
+	VPERMPD $0xD8, Y3, Y3
+	VMOVUPS Y2, (DI)(R10*1)
+	VMOVUPS Y3, (R12)(R10*1)
+	ADDQ $64, AX
+	ADDQ $32, R10
+	SUBQ $16, CX
+	JMP d16
+d2:
+	CMPQ CX, $2
+	JL d1
+	MOVL (SI)(AX*1), R11
+	MOVL R11, (DI)(R10*1)
+	MOVL 4(SI)(AX*1), R11
+	MOVL R11, (R12)(R10*1)
+	ADDQ $8, AX
+	ADDQ $4, R10
+	SUBQ $2, CX
+	JMP d2
+d1:
+	TESTQ CX, CX
+	JZ dnext
+	MOVL (SI)(AX*1), R11
+	MOVL R11, (DI)(R10*1)
+dnext:
+	ADDQ R8, DI
+	ADDQ R8, R12
+	ADDQ R9, SI
+	DECQ BX
+	JNZ drow
+ddone:
+	VZEROUPPER
+	RET

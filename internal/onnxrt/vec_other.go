@@ -9,3 +9,15 @@ func dwTapsAsm(out *float32, n int, srcs **float32, w *float32, taps int) {
 }
 
 func epiAsm(d *float32, n int, b float32, r *float32, a float32) { panic("no assembly kernel") }
+
+func dwRowAsm(out *float32, n int, src *float32, offs *int, w *float32, taps int, epi int, b float32, a float32) {
+	panic("no assembly kernel")
+}
+
+func copyRowsAsm(dst *float32, dstStride int, src *float32, srcStride int, rows, n int) {
+	panic("no assembly kernel")
+}
+
+func deint2Asm(even, odd *float32, dstStride int, src *float32, srcStride int, rows, n int) {
+	panic("no assembly kernel")
+}
