@@ -183,21 +183,44 @@ func Block(ap []float32, K, m0, m1, n int, c []float32, ldc int, acc bool,
 	for k0 := 0; k0 < K; k0 += kcBlock {
 		kc := min(K-k0, kcBlock)
 		pack(bbuf, k0, kc)
-		a := acc || k0 > 0
-		for i := m0; i < m1; i += mr {
-			rows := min(m1-i, mr)
-			apanel := ap[(i/mr)*K*mr+k0*mr:]
-			q := 0
-			if kernel == AVX512 && rows == mr {
-				// two full B panels at a time
-				for ; (q+2)*nr <= n; q += 2 {
-					kernelAVX512(kc, &apanel[0], &bbuf[q*kc*nr], &c[i*ldc+q*nr], ldc, a, nr, kc*nr)
-				}
+		panels(ap, K, m0, m1, n, c, ldc, acc || k0 > 0, bbuf, tmp, k0, kc)
+	}
+}
+
+// panels computes C[m0:m1, 0:n] (+)= A[:, k0:k0+kc] · B for one packed B
+// block bp (kc rows, panels of nr columns, as PackB writes it).
+func panels(ap []float32, K, m0, m1, n int, c []float32, ldc int, a bool, bp []float32, tmp *Tile, k0, kc int) {
+	for i := m0; i < m1; i += mr {
+		rows := min(m1-i, mr)
+		apanel := ap[(i/mr)*K*mr+k0*mr:]
+		q := 0
+		if kernel == AVX512 && rows == mr {
+			// two full B panels at a time
+			for ; (q+2)*nr <= n; q += 2 {
+				kernelAVX512(kc, &apanel[0], &bp[q*kc*nr], &c[i*ldc+q*nr], ldc, a, nr, kc*nr)
 			}
-			for ; q*nr < n; q++ {
-				cols := min(n-q*nr, nr)
-				microTile(kc, apanel, bbuf[q*kc*nr:], c[i*ldc+q*nr:], ldc, rows, cols, a, tmp, nr)
-			}
+		}
+		for ; q*nr < n; q++ {
+			cols := min(n-q*nr, nr)
+			microTile(kc, apanel, bp[q*kc*nr:], c[i*ldc+q*nr:], ldc, rows, cols, a, tmp, nr)
+		}
+	}
+}
+
+// PackedBSize is the length of a K×N B packed by PackBAll.
+func PackedBSize(K, N int) int { return K * ((N + nr - 1) / nr * nr) }
+
+// PackBAll packs all of a K×N matrix B (element (k,j) at b[k*rs+j*cs]) as
+// SerialPacked reads it: for each block of NC columns, each block of KC
+// rows as PackB packs it, one after the other.
+func PackBAll(dst, b []float32, K, N, rs, cs int) {
+	off := 0
+	for j0 := 0; j0 < N; j0 += ncBlock {
+		n := min(N-j0, ncBlock)
+		for k0 := 0; k0 < K; k0 += kcBlock {
+			kc := min(K-k0, kcBlock)
+			PackB(dst[off:], b, k0, kc, j0, n, rs, cs)
+			off += kc * ((n + nr - 1) / nr * nr)
 		}
 	}
 }
@@ -233,18 +256,7 @@ func (s *Scratch) Grow(M, K int) {
 // a[i*ars+k*acs], B's (k,j) at b[k*brs+j*bcs].
 func Serial(M, N, K int, alpha float32, a []float32, ars, acs int, b []float32, brs, bcs int,
 	beta float32, c []float32, ldc int, s *Scratch) {
-	if beta != 1 {
-		for i := 0; i < M; i++ {
-			row := c[i*ldc : i*ldc+N]
-			if beta == 0 {
-				clear(row)
-			} else {
-				for j := range row {
-					row[j] *= beta
-				}
-			}
-		}
-	}
+	scaleC(M, N, beta, c, ldc)
 	if K == 0 || M == 0 || N == 0 {
 		return
 	}
@@ -254,5 +266,42 @@ func Serial(M, N, K int, alpha float32, a []float32, ars, acs int, b []float32, 
 		Block(s.Ap, K, 0, M, n, c[j0:], ldc, true, s.Bp, &s.Tmp, func(dst []float32, k0, kc int) {
 			PackB(dst, b, k0, kc, j0, n, brs, bcs)
 		}, nil, 0)
+	}
+}
+
+// SerialPacked is Serial with B packed beforehand by PackBAll (a constant
+// B, such as a layer's weights, packed once), bit for bit the same result.
+func SerialPacked(M, N, K int, alpha float32, a []float32, ars, acs int, bp []float32,
+	beta float32, c []float32, ldc int, s *Scratch) {
+	scaleC(M, N, beta, c, ldc)
+	if K == 0 || M == 0 || N == 0 {
+		return
+	}
+	PackA(s.Ap, a, M, K, ars, acs, alpha)
+	off := 0
+	for j0 := 0; j0 < N; j0 += ncBlock {
+		n := min(N-j0, ncBlock)
+		for k0 := 0; k0 < K; k0 += kcBlock {
+			kc := min(K-k0, kcBlock)
+			panels(s.Ap, K, 0, M, n, c[j0:], ldc, true, bp[off:], &s.Tmp, k0, kc)
+			off += kc * ((n + nr - 1) / nr * nr)
+		}
+	}
+}
+
+// scaleC sets C = beta·C (beta 0: zeros).
+func scaleC(M, N int, beta float32, c []float32, ldc int) {
+	if beta == 1 {
+		return
+	}
+	for i := 0; i < M; i++ {
+		row := c[i*ldc : i*ldc+N]
+		if beta == 0 {
+			clear(row)
+		} else {
+			for j := range row {
+				row[j] *= beta
+			}
+		}
 	}
 }

@@ -720,15 +720,18 @@ func (op *convOp) dwJob(wk, lo, hi int) {
 			epi = lim
 		}
 		b := op.bias[m]
-		for oy := 0; oy < g.oh; oy++ {
-			o := oy * g.ow
-			e := min(max(epi-o, 0), g.ow) // values of this row with the epilogue
-			if e > 0 {
-				dwRowAsm(&y[o], e, &phase[oy*l.wph], &l.tapOff[0], &w[0], kk, 1, b, a)
+		r1 := epi / g.ow // rows wholly with the epilogue
+		op.dwRows(y, phase, w, 0, r1, 1, b, a)
+		if r1 < g.oh {
+			r2 := r1
+			if e := epi - r1*g.ow; e > 0 {
+				// the row where the epilogue stops
+				o := r1 * g.ow
+				dwRowAsm(&y[o], e, &phase[r1*l.wph], &l.tapOff[0], &w[0], kk, 1, b, a)
+				dwRowAsm(&y[o+e], g.ow-e, &phase[r1*l.wph+e], &l.tapOff[0], &w[0], kk, 0, 0, 0)
+				r2++
 			}
-			if e < g.ow {
-				dwRowAsm(&y[o+e], g.ow-e, &phase[oy*l.wph+e], &l.tapOff[0], &w[0], kk, 0, 0, 0)
-			}
+			op.dwRows(y, phase, w, r2, g.oh, 0, 0, 0)
 		}
 		switch {
 		case !fused:
@@ -736,5 +739,20 @@ func (op *convOp) dwJob(wk, lo, hi int) {
 		case lim < P:
 			op.epilogue(ni, m, m+1, lim, P-lim) // fewer than 8: the Go tail
 		}
+	}
+}
+
+// dwRows computes output rows [r0,r1) of one plane into y (dwRows4Asm
+// four rows at a time, dwRowAsm for the rest), with epiAsm's epilogue
+// where epi ≠ 0.
+func (op *convOp) dwRows(y, phase, w []float32, r0, r1, epi int, b, a float32) {
+	g, l := &op.g, op.dw
+	kk := len(l.tapOff)
+	if n := (r1 - r0) &^ 3; n > 0 {
+		dwRows4Asm(&y[r0*g.ow], g.ow, n, &phase[r0*l.wph], l.wph, &l.tapOff[0], &w[0], kk, epi, b, a)
+		r0 += n
+	}
+	for ; r0 < r1; r0++ {
+		dwRowAsm(&y[r0*g.ow], g.ow, &phase[r0*l.wph], &l.tapOff[0], &w[0], kk, epi, b, a)
 	}
 }

@@ -1,10 +1,11 @@
 package onnxrt
 
-// legacyConv selects the depthwise code as it was before the row kernel
-// (dwJob, dwLayout.fillInside): every plane padded in full and computed as
-// one flat vector with junk columns, copied out, then the epilogue. Tests
-// and benchmarks switch it on to compare the two bit for bit and side by
-// side (SetLegacyConv).
+// legacyConv selects the kernels as they were before the depthwise row
+// kernel (dwJob, dwLayout.fillInside) and Gemm's B packed at compile time:
+// every depthwise plane padded in full and computed as one flat vector
+// with junk columns, copied out, then the epilogue; Gemm packing a
+// constant B on every run. Tests and benchmarks switch it on to compare
+// old and new bit for bit and side by side (SetLegacyConv).
 var legacyConv bool
 
 // dwJobLegacy is dwJob as it was: the whole padded plane filled for every

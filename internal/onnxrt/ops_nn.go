@@ -59,11 +59,24 @@ func compileGemm(c *cctx) error {
 		cs = &stridedCopy{shape: y.shape, strides: broadcastStrides(cc.shape, y.shape), ctr: make([]int, 2)}
 	}
 	s := gemm.NewScratch(M, K)
+	var bp []float32
+	if b.konst {
+		// constant B (a layer's weights): packed once here, not every run
+		if err := c.reserve(int64(gemm.PackedBSize(K, N)) * 4); err != nil {
+			return err
+		}
+		bp = make([]float32, gemm.PackedBSize(K, N))
+		gemm.PackBAll(bp, b.f, K, N, brs, bcs)
+	}
 	c.run = func() {
 		bt := float32(0)
 		if cs != nil {
 			cs.runF(y.f, cc.f)
 			bt = beta
+		}
+		if bp != nil && !legacyConv {
+			gemm.SerialPacked(M, N, K, alpha, a.f, ars, acs, bp, bt, y.f, N, s)
+			return
 		}
 		gemm.Serial(M, N, K, alpha, a.f, ars, acs, b.f, brs, bcs, bt, y.f, N, s)
 	}

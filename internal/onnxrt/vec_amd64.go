@@ -36,3 +36,9 @@ func copyRowsAsm(dst *float32, dstStride int, src *float32, srcStride int, rows,
 //
 //go:noescape
 func deint2Asm(even, odd *float32, dstStride int, src *float32, srcStride int, rows, n int)
+
+// dwRows4Asm is dwRowAsm for rows output rows (a multiple of 4) of ow
+// values, ow floats apart in out and wph apart in src (vec_amd64.s).
+//
+//go:noescape
+func dwRows4Asm(out *float32, ow, rows int, src *float32, wph int, offs *int, w *float32, taps int, epi int, b float32, a float32)

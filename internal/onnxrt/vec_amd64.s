@@ -351,3 +351,117 @@ dnext:
 ddone:
 	VZEROUPPER
 	RET
+
+// func dwRows4Asm(out *float32, ow, rows int, src *float32, wph int, offs *int, w *float32, taps int, epi int, b float32, a float32)
+//
+// dwRowAsm for rows (a multiple of 4) output rows of ow values, out rows
+// ow floats apart and src rows wph floats apart, four rows at a time: the
+// four rows' sums of 8 columns are independent chains of FMAs, which a
+// single row of fewer than 32 columns does not have.
+TEXT ·dwRows4Asm(SB), NOSPLIT, $0-80
+	MOVQ out+0(FP), DI
+	MOVQ src+24(FP), SI
+	MOVQ wph+32(FP), R14
+	SHLQ $2, R14 // src row stride in bytes
+	LEAQ (R14)(R14*2), BX // three src rows
+	MOVQ offs+40(FP), R12
+	MOVQ w+48(FP), DX
+	MOVQ taps+56(FP), R8
+	MOVQ epi+64(FP), R13
+	VBROADCASTSS b+72(FP), Y13
+	VBROADCASTSS a+76(FP), Y14
+	VXORPS Y15, Y15, Y15
+	MOVQ ow+8(FP), AX
+	MOVQ AX, R10
+	ANDQ $7, R10
+	NEGQ R10
+	ADDQ $8, R10
+	LEAQ tailMask<>(SB), R11
+	VMOVDQU (R11)(R10*4), Y7 // mask of the last ow mod 8 columns
+	SHLQ $2, AX // out row stride in bytes
+q4:
+	CMPQ rows+16(FP), $4
+	JL qdone
+	MOVQ ow+8(FP), CX
+	XORQ R9, R9
+q8:
+	CMPQ CX, $8
+	JL qtail
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ R10, R10
+q8t:
+	MOVQ (R12)(R10*8), R11
+	LEAQ (SI)(R11*4), R11
+	ADDQ R9, R11
+	VBROADCASTSS (DX)(R10*4), Y4
+	VFMADD231PS (R11), Y4, Y0
+	VFMADD231PS (R11)(R14*1), Y4, Y1
+	VFMADD231PS (R11)(R14*2), Y4, Y2
+	VFMADD231PS (R11)(BX*1), Y4, Y3
+	INCQ R10
+	CMPQ R10, R8
+	JL q8t
+	TESTQ R13, R13
+	JZ q8s
+	EPI(Y0)
+	EPI(Y1)
+	EPI(Y2)
+	EPI(Y3)
+q8s:
+	LEAQ (DI)(R9*1), R11
+	VMOVUPS Y0, (R11)
+	VMOVUPS Y1, (R11)(AX*1)
+	LEAQ (R11)(AX*2), R11
+	VMOVUPS Y2, (R11)
+	VMOVUPS Y3, (R11)(AX*1)
+	ADDQ $32, R9
+	SUBQ $8, CX
+	JMP q8
+qtail:
+	TESTQ CX, CX
+	JZ qnext
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ R10, R10
+qtt:
+	MOVQ (R12)(R10*8), R11
+	LEAQ (SI)(R11*4), R11
+	ADDQ R9, R11
+	VBROADCASTSS (DX)(R10*4), Y4
+	VMASKMOVPS (R11), Y7, Y8
+	VMASKMOVPS (R11)(R14*1), Y7, Y9
+	VMASKMOVPS (R11)(R14*2), Y7, Y10
+	VMASKMOVPS (R11)(BX*1), Y7, Y11
+	VFMADD231PS Y8, Y4, Y0
+	VFMADD231PS Y9, Y4, Y1
+	VFMADD231PS Y10, Y4, Y2
+	VFMADD231PS Y11, Y4, Y3
+	INCQ R10
+	CMPQ R10, R8
+	JL qtt
+	TESTQ R13, R13
+	JZ qts
+	EPI(Y0)
+	EPI(Y1)
+	EPI(Y2)
+	EPI(Y3)
+qts:
+	LEAQ (DI)(R9*1), R11
+	VMASKMOVPS Y0, Y7, (R11)
+	VMASKMOVPS Y1, Y7, (R11)(AX*1)
+	LEAQ (R11)(AX*2), R11
+	VMASKMOVPS Y2, Y7, (R11)
+	VMASKMOVPS Y3, Y7, (R11)(AX*1)
+qnext:
+	LEAQ (DI)(AX*4), DI
+	LEAQ (SI)(R14*4), SI
+	SUBQ $4, rows+16(FP)
+	JMP q4
+qdone:
+	VZEROUPPER
+	RET

@@ -21,3 +21,7 @@ func copyRowsAsm(dst *float32, dstStride int, src *float32, srcStride int, rows,
 func deint2Asm(even, odd *float32, dstStride int, src *float32, srcStride int, rows, n int) {
 	panic("no assembly kernel")
 }
+
+func dwRows4Asm(out *float32, ow, rows int, src *float32, wph int, offs *int, w *float32, taps int, epi int, b float32, a float32) {
+	panic("no assembly kernel")
+}
