@@ -197,11 +197,7 @@ func (a *Aligner) trackAt(m gocv.Mat, f *Face, theta float64) error {
 // (it needs only the box, not the landmarks) and returns the points and
 // the shift's length in pixels.
 func (a *Aligner) trackPoints(m gocv.Mat, box [4]float64, theta float64) ([68]Point, float64, error) {
-	rad := theta * math.Pi / 180
-	dx, dy := 0.1*(box[2]-box[0]), 0.1*(box[3]-box[1])
-	sx, sy := math.Cos(rad)*dx-math.Sin(rad)*dy, math.Sin(rad)*dx+math.Cos(rad)*dy
-	shifted := [4]float64{box[0] + sx, box[1] + sy, box[2] + sx, box[3] + sy}
-	c, err := cropAt(m, shifted, theta)
+	c, shift, err := trackCrop(m, box, theta)
 	if err != nil {
 		return [68]Point{}, 0, err
 	}
@@ -209,7 +205,18 @@ func (a *Aligner) trackPoints(m gocv.Mat, box [4]float64, theta float64) ([68]Po
 	if err != nil {
 		return [68]Point{}, 0, err
 	}
-	return pts[0], math.Hypot(sx, sy), nil
+	return pts[0], shift, nil
+}
+
+// trackCrop is the landmark crop of trackPoints (box shifted by a tenth
+// of its size along the crop's axes) and the shift's length in pixels.
+func trackCrop(m gocv.Mat, box [4]float64, theta float64) (landmarkCrop, float64, error) {
+	rad := theta * math.Pi / 180
+	dx, dy := 0.1*(box[2]-box[0]), 0.1*(box[3]-box[1])
+	sx, sy := math.Cos(rad)*dx-math.Sin(rad)*dy, math.Sin(rad)*dx+math.Cos(rad)*dy
+	shifted := [4]float64{box[0] + sx, box[1] + sy, box[2] + sx, box[3] + sy}
+	c, err := cropAt(m, shifted, theta)
+	return c, math.Hypot(sx, sy), err
 }
 
 // trackingError is the mean distance between the points read on the
@@ -312,11 +319,22 @@ func (a *Aligner) orient(m gocv.Mat, f *Face, quarter float64) (float64, error) 
 	}
 	var ahead chan tracked
 	if a.spareCores() > 1 {
+		// The crop is cut here, before the reading's own: OpenCV calls
+		// from two goroutines at once contend for its thread pool, and
+		// the crop costs little beside the landmark run.
 		ahead = make(chan tracked, 1)
-		box := f.Box
+		c, shift, err := trackCrop(m, f.Box, quarter)
 		go func() {
-			pts, shift, err := a.trackPoints(m, box, quarter)
-			ahead <- tracked{pts, shift, err}
+			if err != nil {
+				ahead <- tracked{err: err}
+				return
+			}
+			pts, err := a.runLandmarks([]landmarkCrop{c})
+			if err != nil {
+				ahead <- tracked{err: err}
+				return
+			}
+			ahead <- tracked{pts[0], shift, nil}
 		}()
 	}
 	err := a.read(m, f, quarter)
