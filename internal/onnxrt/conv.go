@@ -120,6 +120,10 @@ type convOp struct {
 	phaseBlock int
 	fillFn     func(w, lo, hi int)
 	dwPtrs     [][]*float32
+	// dwPadded[w]: worker w's scratch holds a padded plane of this
+	// depthwise layout (fill) in this run, so later planes only need
+	// their inside copied (fillInside)
+	dwPadded []bool
 }
 
 func compileConv(c *cctx) error {
@@ -219,6 +223,7 @@ func compileConv(c *cctx) error {
 		for i := range op.dwPtrs {
 			op.dwPtrs[i] = make([]*float32, g.kh*g.kw)
 		}
+		op.dwPadded = make([]bool, c.p.workers())
 		op.dwFn = op.dwJob
 	}
 	c.run = op.run
@@ -240,6 +245,7 @@ func (op *convOp) run() {
 		copy(op.bias, op.b.f)
 	}
 	if op.depth {
+		clear(op.dwPadded) // other kernels used the scratch since
 		op.p.parallel(g.n*g.m, 1, op.dwFn)
 	} else {
 		if !op.wConst {
@@ -666,7 +672,7 @@ func (op *convOp) dwEpi(m int) (ok bool, a float32) {
 }
 
 // dwJob runs the direct depthwise kernel for planes [lo,hi) (image·M + m).
-// The first plane of a job is padded in full into the worker's scratch,
+// A worker's first plane of a run is padded in full into its scratch,
 // later ones only have their inside copied over it (fillInside); then each
 // output row is computed straight into y (dwRowAsm), the epilogue applied
 // as it is stored wherever epilogue would have used epiAsm (the first
@@ -690,8 +696,9 @@ func (op *convOp) dwJob(wk, lo, hi int) {
 		ci := m / mult
 		if key := ni*g.c + ci; key != last {
 			x := op.x.f[key*g.h*g.w : (key+1)*g.h*g.w]
-			if last < 0 {
+			if !op.dwPadded[wk] {
 				l.fill(&g, phase, x)
+				op.dwPadded[wk] = true
 			} else {
 				l.fillInside(&g, phase, x)
 			}
