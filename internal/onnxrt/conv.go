@@ -118,8 +118,11 @@ type convOp struct {
 	// the plan's shared scratch (phaseBlock floats per input plane)
 	phases     *dwLayout
 	phaseBlock int
-	fillFn     func(w, lo, hi int)
-	dwPtrs     [][]*float32
+	// imTaps[k]: where im2col row k (channel, ky, kx) starts in the
+	// phase-split planes of one image and group, for output pixel (0,0)
+	imTaps []int
+	fillFn func(w, lo, hi int)
+	dwPtrs [][]*float32
 	// dwPadded[w]: worker w's scratch holds a padded plane of this
 	// depthwise layout (fill) in this run, so later planes only need
 	// their inside copied (fillInside)
@@ -201,13 +204,21 @@ func compileConv(c *cctx) error {
 			op.packWeights()
 		}
 		op.pointwise = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pl == 0 && g.pb == 0 && g.pr == 0
-		if !op.pointwise && g.sw > 1 {
-			// strided: split every padded input plane into its phases
-			// once, so that im2col rows become contiguous copies
+		if !op.pointwise {
+			// pad every input plane (strided: and split it into its
+			// phases) once, so that im2col rows become contiguous runs
 			op.phases = newDWLayout(&g)
 			op.phaseBlock = op.phases.planes * op.phases.hph * op.phases.wph
 			c.p.sharedScratch(g.n * g.c * op.phaseBlock)
 			op.fillFn = op.fillJob
+			op.imTaps = make([]int, K)
+			l := op.phases
+			for kk := range op.imTaps {
+				ci, ky, kx := kk/(g.kh*g.kw), (kk%(g.kh*g.kw))/g.kw, kk%g.kw
+				py, dy := (ky*g.dh)%g.sh, (ky*g.dh)/g.sh
+				px, dx := (kx*g.dw)%g.sw, (kx*g.dw)/g.sw
+				op.imTaps[kk] = ci*op.phaseBlock + (py*g.sw+px)*l.hph*l.wph + dy*l.wph + dx
+			}
 		}
 		op.mBlocks = (g.mg + 95) / 96
 		op.mb = ((g.mg+op.mBlocks-1)/op.mBlocks + gemm.MR - 1) / gemm.MR * gemm.MR
@@ -251,7 +262,7 @@ func (op *convOp) run() {
 		if !op.wConst {
 			op.packWeights()
 		}
-		if op.phases != nil {
+		if op.phased() {
 			op.p.parallel(g.n*g.c, 1, op.fillFn)
 		}
 		op.p.parallel(g.n*g.group*op.mBlocks*op.nBlocks, 1, op.jobFn)
@@ -357,8 +368,12 @@ func (op *convOp) job(w, lo, hi int) {
 // output pixel) into gemm.NR-column panels, as gemm.PackB does.
 func (op *convOp) packIm2col(dst, x []float32, plane0, k0, kc, j0, n int) {
 	g := op.g
-	if op.phases != nil {
-		op.packPhased(dst, plane0, k0, kc, j0, n)
+	if op.phased() {
+		if legacyConv {
+			op.packPhased(dst, plane0, k0, kc, j0, n)
+		} else {
+			op.packPanels(dst, plane0, k0, kc, j0, n)
+		}
 		return
 	}
 	if g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pl == 0 && g.pb == 0 && g.pr == 0 {
@@ -420,6 +435,57 @@ func (op *convOp) packIm2col(dst, x []float32, plane0, k0, kc, j0, n int) {
 		}
 		for t := n; t < panels*gemm.NR; t++ {
 			d[(t>>4)*pstride+t&15] = 0
+		}
+	}
+}
+
+// phased says whether this run pads the input planes (fillJob) for
+// im2col: always but for pointwise convolutions, and the legacy code
+// (legacyConv) only for strided ones.
+func (op *convOp) phased() bool {
+	return op.phases != nil && (!legacyConv || op.g.sw > 1)
+}
+
+// packPanels is packIm2col from the padded (phase-split) planes: each
+// gemm.NR-column panel covers one to a few runs of output rows, each a
+// contiguous run of a phase plane for every im2col row, packed by
+// packPanelAsm where a panel has at most three runs.
+func (op *convOp) packPanels(dst []float32, plane0, k0, kc, j0, n int) {
+	g := op.g
+	l := op.phases
+	src := op.p.shared[plane0*op.phaseBlock:]
+	taps := op.imTaps[k0 : k0+kc]
+	const nr = gemm.NR
+	var runs [3 * 3]int // (first column, length, offset in the plane)
+	for q := 0; q*nr < n; q++ {
+		cols := min(nr, n-q*nr)
+		d := dst[q*kc*nr : (q+1)*kc*nr]
+		nruns := 0
+		for c := 0; c < cols; {
+			j := j0 + q*nr + c
+			oy, ox := j/g.ow, j%g.ow
+			r := min(g.ow-ox, cols-c)
+			if nruns < 3 {
+				runs[3*nruns], runs[3*nruns+1], runs[3*nruns+2] = c, r, oy*l.wph+ox
+			}
+			nruns++
+			c += r
+		}
+		if useVec && nruns <= 3 {
+			packPanelAsm(&d[0], kc, &src[0], &taps[0], &runs[0], nruns)
+			continue
+		}
+		for k, t := range taps {
+			row := d[k*nr : (k+1)*nr]
+			for c := 0; c < cols; {
+				j := j0 + q*nr + c
+				oy, ox := j/g.ow, j%g.ow
+				r := min(g.ow-ox, cols-c)
+				off := t + oy*l.wph + ox
+				copy(row[c:c+r], src[off:off+r])
+				c += r
+			}
+			clear(row[cols:])
 		}
 	}
 }

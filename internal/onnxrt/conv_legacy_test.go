@@ -9,13 +9,16 @@ import (
 	"github.com/facever/facever/internal/gemm"
 )
 
-// TestConvLegacyBits: the row kernels (dwJob with fillInside and
-// dwRowAsm) give the old flat kernel's outputs (dwJobLegacy) bit for bit,
-// with every micro-kernel (so with the assembly helpers and with the
-// pure-Go paths), on random convolutions of many geometries: strides 1 to
-// 3, pads, dilations, odd and tiny sizes, depth multipliers, batches,
-// every fused activation, with and without bias and residual, on inputs
-// that hold exact and negative zeros.
+// TestConvLegacyBits: the current convolution code gives the outputs of
+// the old one (legacyConv) bit for bit: depthwise row kernels (dwJob with
+// fillInside, dwRows4Asm, dwRowAsm) against the flat kernel
+// (dwJobLegacy), im2col panels from padded planes (packPanels,
+// packPanelAsm) against packIm2col's direct and phased packing. With
+// every micro-kernel (so with the assembly helpers and with the pure-Go
+// paths), on random convolutions of many geometries: strides 1 to 3,
+// pads, dilations, odd and tiny sizes, depth multipliers, groups,
+// batches, every fused activation, with and without bias and residual, on
+// inputs that hold exact and negative zeros.
 func TestConvLegacyBits(t *testing.T) {
 	rng := rand.New(rand.NewSource(7))
 	iters := 400
@@ -24,14 +27,23 @@ func TestConvLegacyBits(t *testing.T) {
 	}
 	for it := 0; it < iters; it++ {
 		N := 1 + rng.Intn(2)
-		C := 1 + rng.Intn(6)
-		mult := 1
-		if rng.Intn(3) == 0 {
-			mult = 2 + rng.Intn(2)
+		// depthwise (group = C, depth multiplier mult) or a regular or
+		// grouped convolution (im2col and GEMM)
+		depth := rng.Intn(2) == 0
+		group, cg := 1+rng.Intn(2), 1+rng.Intn(5)
+		C := group * cg
+		mult := 1 + rng.Intn(12)
+		if depth {
+			C, cg = 1+rng.Intn(6), 1
+			group = C
+			mult = 1
+			if rng.Intn(3) == 0 {
+				mult = 2 + rng.Intn(2)
+			}
 		}
-		M := C * mult
+		M := group * mult
 		kh, kw := 1+rng.Intn(4), 1+rng.Intn(4)
-		if kh*kw == 1 {
+		if depth && kh*kw == 1 {
 			kw = 3
 		}
 		if rng.Intn(2) == 0 {
@@ -56,7 +68,7 @@ func TestConvLegacyBits(t *testing.T) {
 		}
 		oh := (H+pads[0]+pads[2]-dh*(kh-1)-1)/sh + 1
 		ow := (W+pads[1]+pads[3]-dw*(kw-1)-1)/sw + 1
-		xs, ws := []int{N, C, H, W}, []int{M, 1, kh, kw}
+		xs, ws := []int{N, C, H, W}, []int{M, cg, kh, kw}
 		x := &tensor{shape: xs, f: zeroed(rng, randF(rng, prod(xs)))}
 		w := &tensor{shape: ws, f: zeroed(rng, randF(rng, prod(ws))), konst: true}
 		fu := &fusion{kind: []int{actNone, actRelu, actLeaky, actPRelu, actPRelu, actClip}[rng.Intn(6)], residual: -1}
@@ -95,7 +107,7 @@ func TestConvLegacyBits(t *testing.T) {
 		m.values = append(m.values, value{name: "y", producer: 0})
 		m.outIDs = []int{len(m.values) - 1}
 		m.nodes = []*node{{op: "Conv", name: "conv", in: in, out: m.outIDs,
-			attrs: attrs{"group": int64(C), "strides": []int64{int64(sh), int64(sw)},
+			attrs: attrs{"group": int64(group), "strides": []int64{int64(sh), int64(sw)},
 				"dilations": []int64{int64(dh), int64(dw)}, "pads": []int64{int64(pads[0]), int64(pads[1]), int64(pads[2]), int64(pads[3])}},
 			fuse: fu}}
 		if fu.kind == actNone && fu.residual < 0 {
@@ -106,7 +118,7 @@ func TestConvLegacyBits(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			desc := fmt.Sprintf("%v x%v w%v strides %d,%d dil %d,%d pads %v act %d res %v", k, xs, ws, sh, sw, dh, dw, pads, fu.kind, len(ins) > 1)
+			desc := fmt.Sprintf("%v x%v w%v group %d strides %d,%d dil %d,%d pads %v act %d res %v", k, xs, ws, group, sh, sw, dh, dw, pads, fu.kind, len(ins) > 1)
 			var outs [2][]float32
 			for i, legacy := range []bool{true, false} {
 				legacyConv = legacy

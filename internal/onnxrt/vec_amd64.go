@@ -42,3 +42,9 @@ func deint2Asm(even, odd *float32, dstStride int, src *float32, srcStride int, r
 //
 //go:noescape
 func dwRows4Asm(out *float32, ow, rows int, src *float32, wph int, offs *int, w *float32, taps int, epi int, b float32, a float32)
+
+// packPanelAsm packs one 16-column panel of kc im2col rows from one to
+// three runs (c0, len, off) of a padded plane (vec_amd64.s).
+//
+//go:noescape
+func packPanelAsm(dst *float32, kc int, src *float32, taps *int, runs *int, nruns int)

@@ -465,3 +465,117 @@ qnext:
 qdone:
 	VZEROUPPER
 	RET
+
+// panelMask<>+4·(16−b) holds b all-ones lanes, then zeros: the mask of the
+// first b of 16 lanes (two YMM registers).
+DATA panelMask<>+0(SB)/8, $0xffffffffffffffff
+DATA panelMask<>+8(SB)/8, $0xffffffffffffffff
+DATA panelMask<>+16(SB)/8, $0xffffffffffffffff
+DATA panelMask<>+24(SB)/8, $0xffffffffffffffff
+DATA panelMask<>+32(SB)/8, $0xffffffffffffffff
+DATA panelMask<>+40(SB)/8, $0xffffffffffffffff
+DATA panelMask<>+48(SB)/8, $0xffffffffffffffff
+DATA panelMask<>+56(SB)/8, $0xffffffffffffffff
+DATA panelMask<>+64(SB)/8, $0
+DATA panelMask<>+72(SB)/8, $0
+DATA panelMask<>+80(SB)/8, $0
+DATA panelMask<>+88(SB)/8, $0
+DATA panelMask<>+96(SB)/8, $0
+DATA panelMask<>+104(SB)/8, $0
+DATA panelMask<>+112(SB)/8, $0
+DATA panelMask<>+120(SB)/8, $0
+GLOBL panelMask<>(SB), RODATA|NOPTR, $128
+
+// RUNMASK(o0, o1, o2, lo, hi, adj) loads the run (c0, len, off) at
+// o0(R13), o1(R13), o2(R13): the mask of its lanes [c0, c0+len) into lo,
+// hi and 4·(off−c0) into adj. Uses AX, DX, Y4–Y7.
+#define RUNMASK(o0, o1, o2, lo, hi, adj) \
+	MOVQ o0(R13), AX; \
+	MOVQ o1(R13), DX; \
+	ADDQ AX, DX; \
+	NEGQ DX; \
+	ADDQ $16, DX; \
+	VMOVDQU (BX)(DX*4), Y4; \
+	VMOVDQU 32(BX)(DX*4), Y5; \
+	MOVQ $16, DX; \
+	SUBQ AX, DX; \
+	VMOVDQU (BX)(DX*4), Y6; \
+	VMOVDQU 32(BX)(DX*4), Y7; \
+	VANDNPS Y4, Y6, lo; \
+	VANDNPS Y5, Y7, hi; \
+	MOVQ o2(R13), adj; \
+	SUBQ AX, adj; \
+	SHLQ $2, adj
+
+// func packPanelAsm(dst *float32, kc int, src *float32, taps *int, runs *int, nruns int)
+//
+// Packs one 16-column panel of kc im2col rows: row k, column c is
+// src[taps[k]+off+(c−c0)] for the run (c0, len, off) of runs holding c, 0
+// for columns no run holds; dst[16k+c]. One to three runs (a panel spans
+// at most three output rows when they are at least 8 wide); masked loads
+// read only the runs' floats.
+TEXT ·packPanelAsm(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), DI
+	MOVQ kc+8(FP), CX
+	MOVQ src+16(FP), SI
+	MOVQ taps+24(FP), R12
+	MOVQ runs+32(FP), R13
+	MOVQ nruns+40(FP), R8
+	LEAQ panelMask<>(SB), BX
+	RUNMASK(0, 8, 16, Y8, Y9, R9)
+	CMPQ R8, $2
+	JL p1
+	RUNMASK(24, 32, 40, Y10, Y11, R10)
+	CMPQ R8, $3
+	JL p2
+	RUNMASK(48, 56, 64, Y12, Y13, R11)
+p3:
+	MOVQ (R12), AX
+	LEAQ (SI)(AX*4), AX
+	VMASKMOVPS (AX)(R9*1), Y8, Y0
+	VMASKMOVPS 32(AX)(R9*1), Y9, Y1
+	VMASKMOVPS (AX)(R10*1), Y10, Y2
+	VMASKMOVPS 32(AX)(R10*1), Y11, Y3
+	VORPS Y2, Y0, Y0
+	VORPS Y3, Y1, Y1
+	VMASKMOVPS (AX)(R11*1), Y12, Y2
+	VMASKMOVPS 32(AX)(R11*1), Y13, Y3
+	VORPS Y2, Y0, Y0
+	VORPS Y3, Y1, Y1
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	ADDQ $64, DI
+	ADDQ $8, R12
+	DECQ CX
+	JNZ p3
+	JMP pdone
+p2:
+	MOVQ (R12), AX
+	LEAQ (SI)(AX*4), AX
+	VMASKMOVPS (AX)(R9*1), Y8, Y0
+	VMASKMOVPS 32(AX)(R9*1), Y9, Y1
+	VMASKMOVPS (AX)(R10*1), Y10, Y2
+	VMASKMOVPS 32(AX)(R10*1), Y11, Y3
+	VORPS Y2, Y0, Y0
+	VORPS Y3, Y1, Y1
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	ADDQ $64, DI
+	ADDQ $8, R12
+	DECQ CX
+	JNZ p2
+	JMP pdone
+p1:
+	MOVQ (R12), AX
+	LEAQ (SI)(AX*4), AX
+	VMASKMOVPS (AX)(R9*1), Y8, Y0
+	VMASKMOVPS 32(AX)(R9*1), Y9, Y1
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	ADDQ $64, DI
+	ADDQ $8, R12
+	DECQ CX
+	JNZ p1
+pdone:
+	VZEROUPPER
+	RET

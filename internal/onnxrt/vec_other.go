@@ -25,3 +25,7 @@ func deint2Asm(even, odd *float32, dstStride int, src *float32, srcStride int, r
 func dwRows4Asm(out *float32, ow, rows int, src *float32, wph int, offs *int, w *float32, taps int, epi int, b float32, a float32) {
 	panic("no assembly kernel")
 }
+
+func packPanelAsm(dst *float32, kc int, src *float32, taps *int, runs *int, nruns int) {
+	panic("no assembly kernel")
+}
