@@ -495,7 +495,12 @@ func (op *convOp) fillJob(_, lo, hi int) {
 	g := op.g
 	sz := g.h * g.w
 	for p := lo; p < hi; p++ {
-		op.phases.fill(&g, op.p.shared[p*op.phaseBlock:(p+1)*op.phaseBlock], op.x.f[p*sz:(p+1)*sz])
+		buf, x := op.p.shared[p*op.phaseBlock:(p+1)*op.phaseBlock], op.x.f[p*sz:(p+1)*sz]
+		if legacyConv {
+			op.phases.fill(&g, buf, x)
+		} else {
+			op.phases.fillAll(&g, buf, x)
+		}
 	}
 }
 
@@ -652,6 +657,17 @@ func (l *dwLayout) fill(g *convGeom, buf, x []float32) {
 	}
 }
 
+// fillAll writes the padded, phase-split plane x into buf as fill does
+// (fill's values in every place fill writes), as a clear and fillInside.
+func (l *dwLayout) fillAll(g *convGeom, buf, x []float32) {
+	if g.sw > 2 {
+		l.fill(g, buf, x)
+		return
+	}
+	clear(buf[:l.planes*l.hph*l.wph])
+	l.fillInside(g, buf, x)
+}
+
 // fillInside writes the inside of the padded, phase-split plane x into
 // buf, where buf already holds a padded plane of the same layout (fill):
 // the padding is the same zeros for every plane and is left as it is.
@@ -763,7 +779,7 @@ func (op *convOp) dwJob(wk, lo, hi int) {
 		if key := ni*g.c + ci; key != last {
 			x := op.x.f[key*g.h*g.w : (key+1)*g.h*g.w]
 			if !op.dwPadded[wk] {
-				l.fill(&g, phase, x)
+				l.fillAll(&g, phase, x)
 				op.dwPadded[wk] = true
 			} else {
 				l.fillInside(&g, phase, x)
