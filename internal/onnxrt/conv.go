@@ -618,14 +618,7 @@ func (l *dwLayout) fill(g *convGeom, buf, x []float32) {
 			if pe == 1 {
 				ev, od = r1[base:], r0[base+1:]
 			}
-			k := 0
-			for ; 2*k+1 < g.w; k++ {
-				ev[k] = src[2*k]
-				od[k] = src[2*k+1]
-			}
-			if 2*k < g.w {
-				ev[k] = src[2*k]
-			}
+			deintRow(ev, od, src[:g.w])
 			continue
 		}
 		for px := 0; px < g.sw; px++ {
@@ -716,15 +709,7 @@ func (l *dwLayout) fillInside(g *convGeom, buf, x []float32) {
 		}
 		for r := 0; r < rows; r++ {
 			s := src[r*g.sh*g.w : r*g.sh*g.w+g.w]
-			e, o := ev[r*l.wph:], od[r*l.wph:]
-			k := 0
-			for ; 2*k+1 < g.w; k++ {
-				e[k] = s[2*k]
-				o[k] = s[2*k+1]
-			}
-			if 2*k < g.w {
-				e[k] = s[2*k]
-			}
+			deintRow(ev[r*l.wph:], od[r*l.wph:], s)
 		}
 	}
 }
@@ -843,5 +828,17 @@ func (op *convOp) dwRows(y, phase, w []float32, r0, r1, epi int, b, a float32) {
 	}
 	for ; r0 < r1; r0++ {
 		dwRowAsm(&y[r0*g.ow], g.ow, &phase[r0*l.wph], &l.tapOff[0], &w[0], kk, epi, b, a)
+	}
+}
+
+// deintRow writes the even columns of s to ev and the odd ones to od.
+func deintRow(ev, od, s []float32) {
+	k := 0
+	for ; 2*k+1 < len(s); k++ {
+		ev[k] = s[2*k]
+		od[k] = s[2*k+1]
+	}
+	if 2*k < len(s) {
+		ev[k] = s[2*k]
 	}
 }
