@@ -65,8 +65,9 @@ const (
 // by an older recipe are not reused: change it whenever either changes
 // (3: the quality's face-likeness gate; 4: readings the face-likeness
 // classifier finds surely upright skip the tracking error, the half-turn
-// check and the turn search).
-const DetectVersion = "pyramid-rotation-4"
+// check and the turn search; 5: face-likeness as a small network on pooled
+// pixels and gradient-orientation histograms).
+const DetectVersion = "pyramid-rotation-5"
 
 // level is one scale of the pyramid; tiled is false for the whole-image
 // pass and for photoPass, the photo without its padding in one tile.

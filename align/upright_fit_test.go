@@ -3,6 +3,7 @@ package align_test
 import (
 	"flag"
 	"fmt"
+	"go/format"
 	"math"
 	"os"
 	"sort"
@@ -52,59 +53,162 @@ func faceLikeData(samples []qSample, fit bool) (x [][]float64, y, wt []float64) 
 	return x, y, wt
 }
 
-// fitLogistic fits w, b minimising the weighted logistic loss plus
-// lambda/2·|w|² by gradient descent with momentum (Nesterov), from zero.
-func fitLogistic(x [][]float64, y, wt []float64, lambda float64, iters int) ([]float64, float64) {
-	d := len(x[0])
-	w, vw := make([]float64, d), make([]float64, d)
-	var b, vb float64
-	g := make([]float64, d)
-	// The step is 1/L, L the gradient's Lipschitz bound (the logistic
-	// loss's curvature is at most ¼).
-	var L float64
-	for _, xi := range x {
-		var n2 float64
-		for _, v := range xi {
-			n2 += v * v
+// faceNet is the face-likeness network as fitted: features are
+// standardised by mu and sd, then w1 (hidden×d, row by row), b1, tanh, w2,
+// b2.
+type faceNet struct {
+	d, h   int
+	w1     []float64
+	b1, w2 []float64
+	b2     float64
+	mu, sd []float64
+}
+
+// logit is the network's log-odds on x (align.FaceChipZ).
+func (m *faceNet) logit(x []float64) float64 {
+	s := m.b2
+	for k := 0; k < m.h; k++ {
+		a := m.b1[k]
+		row := m.w1[k*m.d : (k+1)*m.d]
+		for j, v := range x {
+			a += row[j] * (v - m.mu[j]) / m.sd[j]
 		}
-		L = math.Max(L, n2/4)
+		s += m.w2[k] * math.Tanh(a)
 	}
-	lr, mom := 1/(L+lambda), 0.9
-	la := make([]float64, d)
-	for it := 0; it < iters; it++ {
-		for j := range la {
-			la[j] = w[j] + mom*vw[j]
+	return s
+}
+
+// folded returns the hidden layer with the standardisation folded in: row
+// k of w and b[k] such that b[k] + w[k]·x is the unit's input on raw x.
+func (m *faceNet) folded() (w [][]float64, b []float64) {
+	for k := 0; k < m.h; k++ {
+		row := make([]float64, m.d)
+		bk := m.b1[k]
+		for j := range row {
+			row[j] = m.w1[k*m.d+j] / m.sd[j]
+			bk -= row[j] * m.mu[j]
 		}
-		lb := b + mom*vb
-		for j := range g {
-			g[j] = lambda * la[j]
-		}
-		var gb float64
-		for i, xi := range x {
-			s := lb
-			for j, v := range xi {
-				s += la[j] * v
-			}
-			e := wt[i] * (1/(1+math.Exp(-s)) - y[i])
-			for j, v := range xi {
-				g[j] += e * v
-			}
-			gb += e
-		}
-		for j := range w {
-			vw[j] = mom*vw[j] - lr*g[j]
-			w[j] += vw[j]
-		}
-		vb = mom*vb - lr*gb
-		b += vb
+		w, b = append(w, row), append(b, bk)
 	}
 	return w, b
+}
+
+// fitFaceNet fits a network of h tanh units minimising the weighted
+// logistic loss plus lambda/2 times the squared weights (not the biases)
+// by minibatch gradient descent (Adam; epochs passes over the data in
+// batches of faceLikeBatch, the step falling linearly from lr to 0), from a
+// fixed pseudo-random start and order: the same data give the same network.
+func fitFaceNet(x [][]float64, y, wt []float64, h int, lambda float64, epochs int, lr float64) *faceNet {
+	d := len(x[0])
+	m := &faceNet{d: d, h: h, mu: make([]float64, d), sd: make([]float64, d)}
+	for _, xi := range x {
+		for j, v := range xi {
+			m.mu[j] += v
+		}
+	}
+	for j := range m.mu {
+		m.mu[j] /= float64(len(x))
+	}
+	for _, xi := range x {
+		for j, v := range xi {
+			m.sd[j] += (v - m.mu[j]) * (v - m.mu[j])
+		}
+	}
+	for j := range m.sd {
+		m.sd[j] = math.Sqrt(m.sd[j]/float64(len(x))) + 1e-3
+	}
+	xs := make([][]float64, len(x))
+	for i, xi := range x {
+		xs[i] = make([]float64, d)
+		for j, v := range xi {
+			xs[i][j] = (v - m.mu[j]) / m.sd[j]
+		}
+	}
+	// Parameters, one slice: w1, b1, w2, b2.
+	p := make([]float64, h*d+2*h+1)
+	m.w1, m.b1, m.w2 = p[:h*d], p[h*d:h*d+h], p[h*d+h:h*d+2*h]
+	seed := uint64(88172645463325252) // xorshift64
+	next := func() uint64 {
+		seed ^= seed << 13
+		seed ^= seed >> 7
+		seed ^= seed << 17
+		return seed
+	}
+	rnd := func() float64 { return float64(next()>>11)/(1<<53)*2 - 1 }
+	for i := range m.w1 {
+		m.w1[i] = rnd() / math.Sqrt(float64(d))
+	}
+	for i := range m.w2 {
+		m.w2[i] = rnd() / math.Sqrt(float64(h))
+	}
+	g, mo, ve := make([]float64, len(p)), make([]float64, len(p)), make([]float64, len(p))
+	gw1, gb1, gw2 := g[:h*d], g[h*d:h*d+h], g[h*d+h:h*d+2*h]
+	hid := make([]float64, h)
+	order := make([]int, len(x))
+	for i := range order {
+		order[i] = i
+	}
+	const beta1, beta2, eps = 0.9, 0.999, 1e-8
+	steps := epochs * ((len(x) + faceLikeBatch - 1) / faceLikeBatch)
+	it := 0
+	for ep := 0; ep < epochs; ep++ {
+		for i := len(order) - 1; i > 0; i-- {
+			j := int(next() % uint64(i+1))
+			order[i], order[j] = order[j], order[i]
+		}
+		for lo := 0; lo < len(order); lo += faceLikeBatch {
+			batch := order[lo:min(lo+faceLikeBatch, len(order))]
+			scale := float64(len(x)) / float64(len(batch))
+			clear(g)
+			b2 := p[len(p)-1]
+			for _, i := range batch {
+				xi := xs[i]
+				s := b2
+				for k := 0; k < h; k++ {
+					a := m.b1[k]
+					row := m.w1[k*d : (k+1)*d]
+					for j, v := range xi {
+						a += row[j] * v
+					}
+					hid[k] = math.Tanh(a)
+					s += m.w2[k] * hid[k]
+				}
+				e := scale * wt[i] * (1/(1+math.Exp(-s)) - y[i])
+				g[len(g)-1] += e
+				for k := 0; k < h; k++ {
+					gw2[k] += e * hid[k]
+					da := e * m.w2[k] * (1 - hid[k]*hid[k])
+					gb1[k] += da
+					row := gw1[k*d : (k+1)*d]
+					for j, v := range xi {
+						row[j] += da * v
+					}
+				}
+			}
+			for j, v := range m.w1 {
+				gw1[j] += lambda * v
+			}
+			for k, v := range m.w2 {
+				gw2[k] += lambda * v
+			}
+			it++
+			c1, c2 := 1-math.Pow(beta1, float64(it)), 1-math.Pow(beta2, float64(it))
+			step := lr * (1 - float64(it-1)/float64(steps))
+			for j, gj := range g {
+				mo[j] = beta1*mo[j] + (1-beta1)*gj
+				ve[j] = beta2*ve[j] + (1-beta2)*gj*gj
+				p[j] -= step * (mo[j] / c1) / (math.Sqrt(ve[j]/c2) + eps)
+			}
+		}
+	}
+	m.b2 = p[len(p)-1]
+	return m
 }
 
 // TestFaceLikeFit refits the face-likeness classifier on the quality
 // experiment's fit half (3 johns people, LFW names A–M: see
 // TestQualityExperiment) and checks that the committed weights are what
-// it gives (within 0.1 in log-odds on every fit chip: the chips depend on
+// it gives (within 0.25 in log-odds on every fit chip: the chips depend on
 // the runtime's last bits); -update-facelike rewrites upright_weights.go.
 func TestFaceLikeFit(t *testing.T) {
 	if testing.Short() {
@@ -115,42 +219,62 @@ func TestFaceLikeFit(t *testing.T) {
 	}
 	samples := loadQSamples(t, faceLikeEvery)
 	x, y, wt := faceLikeData(samples, true)
-	w, b := fitLogistic(x, y, wt, faceLikeLambda, faceLikeIters)
+	m := fitFaceNet(x, y, wt, faceLikeHidden, faceLikeLambda, faceLikeIters, faceLikeRate)
 	t.Logf("fitted on %d chips (the fit half's real faces and the bad faces scoring at least %.2f without the gate, each with its mirror image)", len(x), faceLikeHardMin)
 	if *updateFaceLike {
 		var sb strings.Builder
 		sb.WriteString("// Code generated by TestFaceLikeFit -update-facelike; DO NOT EDIT.\n\npackage align\n\n")
-		fmt.Fprintf(&sb, "// faceBias and faceWeights are the face-likeness classifier (upright.go):\n")
-		fmt.Fprintf(&sb, "// logistic regression (L2 %g, %d steps of gradient descent) on %d chips of\n", faceLikeLambda, faceLikeIters, len(x))
-		fmt.Fprintf(&sb, "// the quality experiment's fit half (TestQualityExperiment's samples, LFW's\n// every %dth person): the person's face of real photos (johns John_Salley,\n", faceLikeEvery)
-		sb.WriteString("// John_Savage and John_Schneider; LFW names A–M) against the faces of the\n")
-		fmt.Fprintf(&sb, "// bad crops built from them that score at least %.2f without this gate,\n", faceLikeHardMin)
-		sb.WriteString("// each chip with its mirror image. Regenerate with FACEVER_LFW=DIR\n")
-		fmt.Fprintf(&sb, "// FACEVER_QUALITY_LFW_EVERY=%d go test ./align -run TestFaceLikeFit -update-facelike.\n", faceLikeEvery)
-		fmt.Fprintf(&sb, "const faceBias = %.6g\n\nvar faceWeights = [faceChipSide * faceChipSide]float32{\n", b)
-		for r := 0; r < align.FaceChipSide; r++ {
-			sb.WriteString("\t")
-			for c := 0; c < align.FaceChipSide; c++ {
-				fmt.Fprintf(&sb, "%.4g,", w[r*align.FaceChipSide+c])
-				if c < align.FaceChipSide-1 {
-					sb.WriteString(" ")
-				}
+		sb.WriteString("// faceHiddenW, faceHiddenB, faceOutW and faceOut are the face-likeness\n")
+		fmt.Fprintf(&sb, "// classifier (upright.go): a network of %d tanh units fitted (weighted\n", faceLikeHidden)
+		fmt.Fprintf(&sb, "// logistic loss, L2 %g on the weights, %d full-batch Adam steps of %g from a\n", faceLikeLambda, faceLikeIters, faceLikeRate)
+		fmt.Fprintf(&sb, "// fixed start; features standardised, folded into the first layer) on %d\n", len(x))
+		fmt.Fprintf(&sb, "// chips of the quality experiment's fit half (TestQualityExperiment's\n// samples, LFW's every %dth person): the person's face of real photos (johns\n", faceLikeEvery)
+		sb.WriteString("// John_Salley, John_Savage and John_Schneider; LFW names A–M) against the\n")
+		fmt.Fprintf(&sb, "// faces of the bad crops built from them that score at least %.2f without\n", faceLikeHardMin)
+		sb.WriteString("// this gate, each chip with its mirror image. Regenerate with\n")
+		fmt.Fprintf(&sb, "// FACEVER_LFW=DIR FACEVER_QUALITY_LFW_EVERY=%d go test ./align -run\n// TestFaceLikeFit -update-facelike.\n", faceLikeEvery)
+		w, b := m.folded()
+		fmt.Fprintf(&sb, "const faceOut = %.9g\n\nvar faceOutW = [%d]float32{", m.b2, m.h)
+		for k, v := range m.w2 {
+			if k > 0 {
+				sb.WriteString(", ")
 			}
-			sb.WriteString("\n")
+			fmt.Fprintf(&sb, "%.7g", v)
+		}
+		fmt.Fprintf(&sb, "}\n\nvar faceHiddenB = [%d]float32{", m.h)
+		for k, v := range b {
+			if k > 0 {
+				sb.WriteString(", ")
+			}
+			fmt.Fprintf(&sb, "%.7g", v)
+		}
+		fmt.Fprintf(&sb, "}\n\nvar faceHiddenW = [%d][faceFeatures]float32{\n", m.h)
+		for _, row := range w {
+			sb.WriteString("\t{")
+			for j, v := range row {
+				if j > 0 {
+					sb.WriteString(", ")
+				}
+				if j%16 == 0 {
+					sb.WriteString("\n\t\t")
+				}
+				fmt.Fprintf(&sb, "%.6g", v)
+			}
+			sb.WriteString(",\n\t},\n")
 		}
 		sb.WriteString("}\n")
-		if err := os.WriteFile("upright_weights.go", []byte(sb.String()), 0o644); err != nil {
+		src, err := format.Source([]byte(sb.String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile("upright_weights.go", src, 0o644); err != nil {
 			t.Fatal(err)
 		}
 		return
 	}
 	worst := 0.0
 	for _, xi := range x {
-		s := b
-		for j, v := range xi {
-			s += w[j] * v
-		}
-		worst = math.Max(worst, math.Abs(s-align.FaceLogit(xi)))
+		worst = math.Max(worst, math.Abs(m.logit(xi)-align.FaceLogit(xi)))
 	}
 	t.Logf("committed weights against the refit: log-odds differ by %.3g at most", worst)
 	if worst > 0.25 {
@@ -175,9 +299,12 @@ const faceLikeMargin = 1.15
 // The classifier's fit: L2 strength and gradient steps, and every how
 // many LFW people the samples read.
 const (
-	faceLikeEvery  = 12
-	faceLikeLambda = 1e-2
-	faceLikeIters  = 1000
+	faceLikeEvery  = 4
+	faceLikeHidden = 16
+	faceLikeLambda = 1e-3
+	faceLikeIters  = 30 // epochs
+	faceLikeRate   = 0.003
+	faceLikeBatch  = 128
 )
 
 // TestQualitySweep prints, for the fit and the held-out half, the
@@ -226,18 +353,13 @@ func TestQualitySweep(t *testing.T) {
 			}
 		}
 		x, y, wt := faceLikeData(tr, true)
-		w, b := fitLogistic(x, y, wt, faceLikeLambda, faceLikeIters)
+		m := fitFaceNet(x, y, wt, faceLikeHidden, faceLikeLambda, faceLikeIters, faceLikeRate)
 		for i, s := range samples {
 			if !s.Fit || fold(s) != k {
 				continue
 			}
 			for j, f := range s.Faces {
-				z := align.FaceChipZ(f.Chip)
-				v := b
-				for n, zz := range z {
-					v += w[n] * zz
-				}
-				fl[i][j] = v
+				fl[i][j] = m.logit(align.FaceChipZ(f.Chip))
 			}
 		}
 	}
@@ -385,15 +507,8 @@ func TestFaceLikeCV(t *testing.T) {
 		fmt.Sscan(v, &iters)
 	}
 	for _, lambda := range []float64{1e-4, 1e-3, 1e-2, 1e-1} {
-		w, b := fitLogistic(x, y, wt, lambda, iters)
-		logit := func(c []uint8) float64 {
-			z := align.FaceChipZ(c)
-			s := b
-			for j, v := range z {
-				s += w[j] * v
-			}
-			return s
-		}
+		m := fitFaceNet(x, y, wt, faceLikeHidden, lambda, iters, faceLikeRate)
+		logit := func(c []uint8) float64 { return m.logit(align.FaceChipZ(c)) }
 		var good []float64
 		bad := map[string][]float64{}
 		for _, s := range va {

@@ -267,9 +267,10 @@ func qSummary(samples []qSample, min float64, score func(align.Quality) float64)
 // $FACEVER_QUALITY_LFW_EVERY-th) and checks the default minimum quality on
 // them, fit half and held-out half alike: every real photo's person's face
 // scores at least DefaultMinQuality, and of the crops of the forehead and
-// eyes and of the faces aligned upside down at most qualityMaxKept % keep
-// a face that enroll would take (quality at least the default, at least
-// enrollMinFace pixels). It logs the counts of every kind.
+// eyes, of the mouth and of half a face, and of the faces aligned upside
+// down, at most qualityMaxKept % keep a face that enroll would take
+// (quality at least the default, at least enrollMinFace pixels). It logs
+// the counts of every kind.
 func TestQualityExperiment(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and reads about 500 photos")
@@ -324,8 +325,8 @@ func TestQualityExperiment(t *testing.T) {
 		t.Logf("%s half: %d real faces, quality at least %.3f, face-likeness at least %.2f", name, n, minQ, minL)
 	}
 	// Against the recipe before the face-likeness gate (minimum 0.09, no
-	// gate): the crops of the forehead and eyes and the faces aligned
-	// upside down that either keeps, all halves together.
+	// gate): the bad faces of the kinds qualityMaxKept limits that either
+	// keeps, all halves together.
 	old := qSummary(samples, qualityOldMin, func(q align.Quality) float64 { return align.ScoredWith(q, 0, -1e9, -1e9+1).Score })
 	now, before := 0, 0
 	for k, c := range sum {
@@ -334,9 +335,9 @@ func TestQualityExperiment(t *testing.T) {
 			before += old[k][0][0] + old[k][1][0]
 		}
 	}
-	t.Logf("forehead crops and upside-down faces kept: %d now, %d by the old recipe (minimum %.2f, no face-likeness gate)", now, before, qualityOldMin)
+	t.Logf("forehead, mouth and half crops and upside-down faces kept: %d now, %d by the old recipe (minimum %.2f, no face-likeness gate)", now, before, qualityOldMin)
 	if now*100 > before*qualityMaxOfOld {
-		t.Errorf("the default keeps %d forehead crops and upside-down faces, more than %d %% of the old recipe's %d", now, qualityMaxOfOld, before)
+		t.Errorf("the default keeps %d forehead, mouth and half crops and upside-down faces, more than %d %% of the old recipe's %d", now, qualityMaxOfOld, before)
 	}
 }
 
@@ -345,17 +346,20 @@ func TestQualityExperiment(t *testing.T) {
 // the default may keep.
 const (
 	qualityOldMin   = 0.09
-	qualityMaxOfOld = 80
+	qualityMaxOfOld = 10
 )
 
 // qualityMaxKept is, per kind of bad crop, the share (in %) of crops that
 // may keep a face enroll would take, in either half (measured: see the
 // README).
 var qualityMaxKept = map[string]int{
-	kindForehead45: 10,
-	kindForeEyes:   10,
-	kindToNose:     12,
-	kindUpsideDown: 26,
+	kindForehead45: 5,
+	kindForeEyes:   5,
+	kindToNose:     5,
+	kindUpsideDown: 10,
+	kindMouth:      5,
+	kindLeft:       6,
+	kindRight:      6,
 }
 
 // lfwEvery is $FACEVER_QUALITY_LFW_EVERY (every how many LFW people's first
