@@ -217,8 +217,12 @@ func TestFaceLikeFit(t *testing.T) {
 	if !*updateFaceLike && lfwEvery() != faceLikeEvery {
 		t.Skipf("the weights were fitted on every %dth LFW person: set FACEVER_QUALITY_LFW_EVERY=%d to check them", faceLikeEvery, faceLikeEvery)
 	}
+	good := os.Getenv("FACEVER_QGOOD")
+	if good == "" {
+		t.Skip("set FACEVER_QGOOD to the extra real faces (see faceLikeExtra)")
+	}
 	samples := loadQSamples(t, faceLikeEvery)
-	x, y, wt := faceLikeData(samples, true)
+	x, y, wt := faceLikeData(faceLikeExtra(t, samples, good), true)
 	m := fitFaceNet(x, y, wt, faceLikeHidden, faceLikeLambda, faceLikeIters, faceLikeRate)
 	t.Logf("fitted on %d chips (the fit half's real faces and the bad faces scoring at least %.2f without the gate, each with its mirror image)", len(x), faceLikeHardMin)
 	if *updateFaceLike {
@@ -229,10 +233,11 @@ func TestFaceLikeFit(t *testing.T) {
 		fmt.Fprintf(&sb, "// logistic loss, L2 %g on the weights, %d full-batch Adam steps of %g from a\n", faceLikeLambda, faceLikeIters, faceLikeRate)
 		fmt.Fprintf(&sb, "// fixed start; features standardised, folded into the first layer) on %d\n", len(x))
 		fmt.Fprintf(&sb, "// chips of the quality experiment's fit half (TestQualityExperiment's\n// samples, LFW's every %dth person): the person's face of real photos (johns\n", faceLikeEvery)
-		sb.WriteString("// John_Salley, John_Savage and John_Schneider; LFW names A–M) against the\n")
+		sb.WriteString("// John_Salley, John_Savage and John_Schneider; LFW names A–M, every photo\n")
+		sb.WriteString("// of theirs: faceLikeExtra) against the\n")
 		fmt.Fprintf(&sb, "// faces of the bad crops built from them that score at least %.2f without\n", faceLikeHardMin)
 		sb.WriteString("// this gate, each chip with its mirror image. Regenerate with\n")
-		fmt.Fprintf(&sb, "// FACEVER_LFW=DIR FACEVER_QUALITY_LFW_EVERY=%d go test ./align -run\n// TestFaceLikeFit -update-facelike.\n", faceLikeEvery)
+		fmt.Fprintf(&sb, "// FACEVER_LFW=DIR FACEVER_QUALITY_LFW_EVERY=%d FACEVER_QGOOD=FILE go test\n// ./align -run TestFaceLikeFit -update-facelike.\n", faceLikeEvery)
 		w, b := m.folded()
 		fmt.Fprintf(&sb, "const faceOut = %.9g\n\nvar faceOutW = [%d]float32{", m.b2, m.h)
 		for k, v := range m.w2 {
@@ -280,6 +285,26 @@ func TestFaceLikeFit(t *testing.T) {
 	if worst > 0.25 {
 		t.Errorf("the committed face-likeness weights differ from the refit by up to %.3g in log-odds: run go test ./align -run TestFaceLikeFit -update-facelike", worst)
 	}
+}
+
+// faceLikeExtra returns samples and the real faces of the good-only sample
+// file path that samples lack (by photo): the classifier is fitted on every
+// photo of the fit half's LFW people, built by
+// FACEVER_QUALITY_LFW_EVERY=1 FACEVER_QUALITY_ALL_PHOTOS=1
+// FACEVER_QUALITY_GOOD_ONLY=1 FACEVER_QSAMPLES=path go test ./align -run
+// TestQualityExperiment (faceLikeData keeps the fit half's).
+func faceLikeExtra(t *testing.T, samples []qSample, path string) []qSample {
+	have := map[string]bool{}
+	for _, s := range samples {
+		have[s.Path] = true
+	}
+	out := append([]qSample(nil), samples...)
+	for _, s := range readQSamples(t, path) {
+		if s.Kind == kindGood && s.Set == "lfw" && !have[s.Path] {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // faceLikeHardMin is the score without the face-likeness gate from which

@@ -168,7 +168,9 @@ func qSamples(t testing.TB, a, plain *align.Aligner, set, person, path string) [
 }
 
 // qualitySources lists the photos of the experiment: the 55 johns photos,
-// and, with LFW, the first photo of every lfwEvery-th person.
+// and, with LFW, the first photo of every lfwEvery-th person (every photo
+// of them with $FACEVER_QUALITY_ALL_PHOTOS set: with
+// FACEVER_QUALITY_GOOD_ONLY, the face-likeness fit's extra real faces).
 func qualitySources(t testing.TB, lfwEvery int) (sets, people, paths []string) {
 	for _, p := range johnsPaths(t) {
 		sets, people, paths = append(sets, "johns"), append(people, filepath.Base(filepath.Dir(p))), append(paths, p)
@@ -182,12 +184,22 @@ func qualitySources(t testing.TB, lfwEvery int) (sets, people, paths []string) {
 		t.Fatal(err)
 	}
 	sort.Strings(names)
+	all := os.Getenv("FACEVER_QUALITY_ALL_PHOTOS") != ""
 	for i, n := range names {
 		if i%lfwEvery != 0 {
 			continue
 		}
 		person := filepath.Base(n)
-		sets, people, paths = append(sets, "lfw"), append(people, person), append(paths, filepath.Join(n, person+"_0001.jpg"))
+		photos := []string{filepath.Join(n, person+"_0001.jpg")}
+		if all {
+			if photos, err = filepath.Glob(filepath.Join(n, "*.jpg")); err != nil {
+				t.Fatal(err)
+			}
+			sort.Strings(photos)
+		}
+		for _, p := range photos {
+			sets, people, paths = append(sets, "lfw"), append(people, person), append(paths, p)
+		}
 	}
 	return
 }
@@ -356,7 +368,7 @@ var qualityMaxKept = map[string]int{
 	kindForehead45: 5,
 	kindForeEyes:   5,
 	kindToNose:     5,
-	kindUpsideDown: 10,
+	kindUpsideDown: 12,
 	kindMouth:      5,
 	kindLeft:       6,
 	kindRight:      6,
