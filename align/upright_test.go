@@ -287,7 +287,7 @@ func TestQualityExperiment(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and reads about 500 photos")
 	}
-	samples := loadQSamples(t, lfwEvery())
+	samples := sharedQSamples(t)
 	score := func(q align.Quality) float64 { return q.Score }
 	for i := range samples {
 		for j := range samples[i].Faces {
