@@ -169,7 +169,7 @@ type Aligner struct {
 	opt      Options
 	// concurrent: the landmark session runs crops from several goroutines
 	// at once (concurrentSession); inflight counts the Detect calls in
-	// progress (see orient).
+	// progress (see spareCores).
 	concurrent bool
 	inflight   atomic.Int32
 	// clock, when set (BenchmarkDetectStages only, by one goroutine),
@@ -178,7 +178,7 @@ type Aligner struct {
 }
 
 // stageClock adds up the time Detect spends in each step (lap). Steps
-// that run at once on several goroutines (orient, readTurns) share it:
+// that run at once on several goroutines (readTurns) share it:
 // the time since the last lap goes to whichever step laps next.
 type stageClock struct {
 	mu    sync.Mutex

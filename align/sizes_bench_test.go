@@ -66,9 +66,9 @@ func (s *countingSession) Run(in map[string]infer.Tensor, names []string) ([]inf
 // recipe is a detection recipe the benchmarks compare: old is the recipe
 // of before the image pyramid (align.LegacyOptions), new the current one;
 // pool runs the landmark model over the engine's thread pool, one crop at
-// a time (as before the landmark session ran on one thread, with a face's
-// tracking crop beside its reading: "old" and "new-pool" are the two
-// recipes as they ran before that change).
+// a time, as the landmark session ran before it ran on one thread ("old"
+// is the recipe as it ran then); the others run it on one thread, as it
+// runs by default.
 type recipe struct {
 	name string
 	opt  align.Options
@@ -82,9 +82,8 @@ type recipe struct {
 // BenchmarkDetectStages run side by side.
 var recipes = []recipe{
 	{"old", align.LegacyOptions(align.DefaultOptions), true, false},
-	{"new-pool", align.DefaultOptions, true, false},
 	{"old-1thread", align.LegacyOptions(align.DefaultOptions), false, false},
-	{"new-1thread-seq", align.DefaultOptions, false, true},
+	{"new-pool", align.DefaultOptions, true, false},
 	{"new", align.DefaultOptions, false, false},
 }
 
